@@ -1,0 +1,65 @@
+// swift-tools-version: 6.0
+// kscope: VM state coloring and cloud micro-elasticity (Kaleidoscope, EuroSys'11) in Swift.
+//
+// Dependencies point one way: executables -> engines -> adapters (OS, libdw) -> KscopeCore.
+import PackageDescription
+
+// Warnings are errors in debug builds (what tests and CI build).
+let strict: [SwiftSetting] = [.unsafeFlags(["-warnings-as-errors"], .when(configuration: .debug))]
+let logging: Target.Dependency = .product(name: "Logging", package: "swift-log")
+
+let package = Package(
+  name: "kscope",
+  platforms: [.macOS(.v13)],
+  products: [
+    .executable(name: "kscope", targets: ["kscope"]),
+    .executable(name: "kscope-bench", targets: ["kscope-bench"]),
+  ],
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+  ],
+  targets: [
+    // Pure logic: colors, the color map format, classification rules. No Foundation, no Glibc.
+    .target(name: "KscopeCore", swiftSettings: strict),
+    // The operating system: files, atomic writes, mappings. Syscalls live here.
+    .target(name: "KscopeOS", dependencies: ["KscopeCore"], swiftSettings: strict),
+    // elfutils (libelf + libdw) as a C module, for the guest kernel's ELF and DWARF.
+    .systemLibrary(
+      name: "CElfutils", pkgConfig: "libdw", providers: [.apt(["libdw-dev", "libelf-dev"])]),
+    // Kernel layouts: symbols, struct offsets, enums; Volatility ISF JSON in and out.
+    .target(name: "KscopeLayout", dependencies: ["KscopeCore"], swiftSettings: strict),
+    // The guest vmlinux's ELF symbols and DWARF through libdw -> a kernel layout.
+    .target(
+      name: "KscopeDebugInfo", dependencies: ["KscopeCore", "KscopeLayout", "CElfutils"],
+      swiftSettings: strict),
+    // Color map producers and queries used by the CLI and the benchmarks.
+    .target(
+      name: "KscopeHost", dependencies: ["KscopeCore", "KscopeOS", logging],
+      swiftSettings: strict),
+    // Parent VMs under QEMU: images, boot, QMP, snapshots, eager clones, workload drivers.
+    .target(
+      name: "KscopeVM", dependencies: ["KscopeCore", "KscopeOS", logging], swiftSettings: strict),
+    .executableTarget(
+      name: "kscope",
+      dependencies: [
+        "KscopeCore", "KscopeOS", "KscopeHost", "KscopeLayout", "KscopeDebugInfo", "KscopeVM",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"), logging,
+      ],
+      swiftSettings: strict),
+    .executableTarget(
+      name: "kscope-bench",
+      dependencies: ["KscopeCore", "KscopeOS", "KscopeHost", "KscopeLayout", "KscopeDebugInfo"],
+      swiftSettings: strict),
+    .testTarget(name: "KscopeCoreTests", dependencies: ["KscopeCore"], swiftSettings: strict),
+    .testTarget(
+      name: "KscopeHostTests", dependencies: ["KscopeCore", "KscopeOS", "KscopeHost"],
+      swiftSettings: strict),
+    .testTarget(
+      name: "KscopeLayoutTests", dependencies: ["KscopeCore", "KscopeLayout", "KscopeDebugInfo"],
+      resources: [.copy("Recorded")], swiftSettings: strict),
+    .testTarget(
+      name: "KscopeVMTests", dependencies: ["KscopeCore", "KscopeOS", "KscopeVM"],
+      swiftSettings: strict),
+  ]
+)

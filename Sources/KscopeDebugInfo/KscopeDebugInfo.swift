@@ -1,0 +1,1 @@
+// KscopeDebugInfo: placeholder until its issue lands.

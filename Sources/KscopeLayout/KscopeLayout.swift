@@ -1,0 +1,1 @@
+// KscopeLayout: placeholder until its issue lands.
