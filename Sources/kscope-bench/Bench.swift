@@ -1,1 +1,13 @@
-@main struct Bench { static func main() {} }
+// kscope-bench: release-build benchmarks. Run: swift run -c release kscope-bench <name> [options]
+@main
+struct Bench {
+  static func main() throws {
+    let args = Array(CommandLine.arguments.dropFirst())
+    switch args.first {
+    case "layout": try LayoutBench.run(Array(args.dropFirst()))
+    case "vm": try VMBench.run(Array(args.dropFirst()))
+    default:
+      print("usage: kscope-bench colormap|layout|vm [options]")
+    }
+  }
+}
