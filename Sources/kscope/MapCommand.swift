@@ -1,6 +1,203 @@
 import ArgumentParser
+import Foundation
+import KscopeCore
+import KscopeHost
 
 struct MapCommand: ParsableCommand {
-  static let configuration = CommandConfiguration(commandName: "map")
-  func run() throws { throw CommandFailure("not built yet") }
+  static let configuration = CommandConfiguration(
+    commandName: "map",
+    abstract: "Describe, query and compare color maps.",
+    subcommands: [MapInfo.self, MapQuery.self, MapDiff.self])
+}
+
+/// A frame number: decimal or 0x-prefixed hex.
+func parseFrame(_ s: String, what: String) throws -> UInt64 {
+  let t = s.trimmingCharacters(in: .whitespaces)
+  let v = t.hasPrefix("0x") || t.hasPrefix("0X") ? UInt64(t.dropFirst(2), radix: 16) : UInt64(t)
+  guard let v else { throw CommandFailure("\(what) '\(s)' is not a frame number (decimal or 0x hex)") }
+  return v
+}
+
+struct MapInfo: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "info", abstract: "Print a color map's header and pages per color.")
+
+  @Argument(help: "A color map file.") var file: String
+  @OptionGroup var out: OutputOptions
+
+  func run() throws {
+    let map = try ColorMapFile.open(file)
+    let h = map.header
+    let fileBytes = (try? FileManager.default.attributesOfItem(atPath: file)[.size] as? Int) ?? 0
+    if out.json {
+      var kernel: [String: Any] = [:]
+      kernel["release"] = h.kernelRelease ?? NSNull()
+      kernel["build_id"] = h.kernelBuildID ?? NSNull()
+      try printJSON([
+        "path": file, "version": Int(ColorMapFormat.version), "file_bytes": fileBytes,
+        "page_size": h.pageSize, "frames": map.frameCount, "kernel": kernel,
+        "image": ["digest": h.image.text, "size": h.image.size],
+        "sources": h.sources.names, "created": Describe.utc(h.created),
+        "runs": map.runs.count, "extents": map.extents.count,
+        "colors": Describe.colorCounts(map),
+        "metadata": Dictionary(h.metadata.map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a }),
+      ])
+      return
+    }
+    let pad = { (s: String) in Describe.pad(s, 12) }
+    print(pad("color map") + "\(file) (format \(ColorMapFormat.version), \(fileBytes) bytes)")
+    print(
+      pad("frames") + "\(map.frameCount) x \(h.pageSize) bytes = "
+        + "\(Describe.mib(map.frameCount, pageSize: h.pageSize)) MiB")
+    print(pad("kernel") + "\(h.kernelRelease ?? "unknown"), build id \(h.kernelBuildID ?? "unknown")")
+    print(pad("sources") + (h.sources.names.isEmpty ? "none" : h.sources.names.joined(separator: ", ")))
+    print(pad("image") + "\(h.image.text) of \(h.image.size) bytes")
+    print(pad("created") + Describe.utc(h.created))
+    print(pad("index") + "\(map.runs.count) runs, \(map.extents.count) attribute extents")
+    for (k, v) in h.metadata { print(pad(k) + v) }
+    print("")
+    for line in Describe.colorTable(map) { print(line) }
+  }
+}
+
+struct MapQuery: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "query",
+    abstract: "Print the runs of frames matching a frame, range, color or inode.",
+    discussion: """
+      Filters combine (they intersect). Without any, every run is listed.
+      Examples:
+        kscope map query host.kcm --pfn 0x1000
+        kscope map query host.kcm --range 0-1048575 --color free --json
+        kscope map query guest.kcm --inode 12 --limit 0
+      """)
+
+  @Argument(help: "A color map file.") var file: String
+  @Option(help: "One frame (decimal or 0x hex).") var pfn: String?
+  @Option(help: "Frames A-B, both included (decimal or 0x hex).") var range: String?
+  @Option(help: "Only frames of this color (see 'kscope colors').") var color: String?
+  @Option(help: "Only page-cache frames of this inode.") var inode: UInt64?
+  @Option(help: "At most this many runs (0: all).") var limit = 1000
+  @OptionGroup var out: OutputOptions
+
+  func validate() throws {
+    if pfn != nil && range != nil { throw ValidationError("use --pfn or --range, not both") }
+    if limit < 0 { throw ValidationError("--limit must be 0 (all) or more") }
+    if let color, Color(name: color) == nil {
+      throw ValidationError(
+        "unknown color '\(color)' (colors: \(Color.allCases.map(\.name).joined(separator: ", ")))")
+    }
+  }
+
+  func run() throws {
+    let map = try ColorMapFile.open(file)
+    var q = ColorMapQuery(color: color.flatMap(Color.init(name:)), inode: inode)
+    if let pfn {
+      let f = try parseFrame(pfn, what: "--pfn")
+      guard f < map.frameCount else {
+        throw CommandFailure("frame \(f) is past the end of \(file) (\(map.frameCount) frames)")
+      }
+      q.range = f..<(f + 1)
+    }
+    if let range {
+      let parts = range.split(separator: "-", omittingEmptySubsequences: false)
+      guard parts.count == 2 else { throw CommandFailure("--range '\(range)' is not A-B") }
+      let a = try parseFrame(String(parts[0]), what: "--range start")
+      let b = try parseFrame(String(parts[1]), what: "--range end")
+      guard a <= b, b < UInt64.max else { throw CommandFailure("--range \(range): start is after end") }
+      guard a < map.frameCount else {
+        throw CommandFailure("--range \(range) starts past the end of \(file) (\(map.frameCount) frames)")
+      }
+      q.range = a..<(b + 1)
+    }
+    let result = map.query(q, limit: limit)
+    let pageSize = UInt64(map.header.pageSize)
+    if out.json {
+      try printJSON([
+        "runs": result.runs.map { runJSON($0, pageSize: pageSize) },
+        "total_runs": result.totalRuns, "total_frames": result.totalFrames,
+        "truncated": result.truncated,
+      ])
+      return
+    }
+    for r in result.runs { print(runText(r, pageSize: pageSize)) }
+    if result.truncated {
+      print("... \(result.totalRuns - result.runs.count) more runs (--limit 0 for all)")
+    }
+    print("\(result.totalRuns) runs, \(result.totalFrames) frames")
+  }
+
+  func runJSON(_ r: QueryRun, pageSize: UInt64) -> [String: Any] {
+    var d: [String: Any] = ["start": r.start, "count": r.count, "color": r.color.name]
+    if let a = r.attributes {
+      if let f = a.file {
+        d["device"] = f.device
+        d["inode"] = f.inode
+        d["index"] = f.index
+        d["offset"] = f.index &* pageSize
+      }
+      if let p = a.path { d["path"] = p }
+      if let o = a.owner { d["pid"] = o }
+    }
+    if let f = r.flags { d["flags"] = f.names }
+    return d
+  }
+
+  func runText(_ r: QueryRun, pageSize: UInt64) -> String {
+    var s = "\(Describe.pad(String(r.start), 10, right: true)) +\(Describe.pad(String(r.count), 9)) \(r.color.name)"
+    if let a = r.attributes {
+      if let f = a.file {
+        s += "  dev \(f.device >> 20):\(f.device & 0xFFFFF) inode \(f.inode) offset \(f.index &* pageSize)"
+      }
+      if let p = a.path { s += "  \(p)" }
+      if let o = a.owner { s += "  pid \(o)" }
+    }
+    if let f = r.flags, !f.names.isEmpty { s += "  [\(f.names.joined(separator: ","))]" }
+    return s
+  }
+}
+
+struct MapDiff: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "diff",
+    abstract: "Show which frames changed color from map A to map B (say, a parent and its clone).")
+
+  @Argument(help: "The first color map (e.g. the parent's).") var a: String
+  @Argument(help: "The second color map (e.g. the clone's).") var b: String
+  @Option(help: "At most this many change runs (0: all).") var limit = 1000
+  @OptionGroup var out: OutputOptions
+
+  func run() throws {
+    guard limit >= 0 else { throw CommandFailure("--limit must be 0 (all) or more") }
+    let ma = try ColorMapFile.open(a)
+    let mb = try ColorMapFile.open(b)
+    guard ma.header.pageSize == mb.header.pageSize else {
+      throw CommandFailure(
+        "page sizes differ (\(a): \(ma.header.pageSize), \(b): \(mb.header.pageSize))")
+    }
+    let d = ma.diff(to: mb, limit: limit)
+    let pairs = d.matrix.sorted { $0.value > $1.value }
+    func name(_ c: Color?) -> String { c?.name ?? "absent" }
+    if out.json {
+      try printJSON([
+        "frames_a": ma.frameCount, "frames_b": mb.frameCount,
+        "changed_frames": d.changedFrames, "total_changes": d.totalChanges,
+        "truncated": d.truncated,
+        "changes": d.changes.map {
+          ["start": $0.start, "count": $0.count, "from": name($0.from), "to": name($0.to)] as [String: Any]
+        },
+        "matrix": pairs.map { ["from": name($0.key.from), "to": name($0.key.to), "frames": $0.value] as [String: Any] },
+      ])
+      return
+    }
+    print("\(d.changedFrames) of \(max(ma.frameCount, mb.frameCount)) frames changed color in \(d.totalChanges) runs")
+    for (pair, n) in pairs {
+      print("  \(Describe.pad(name(pair.from), 13)) -> \(Describe.pad(name(pair.to), 13)) \(Describe.pad(String(n), 10, right: true))")
+    }
+    if !d.changes.isEmpty { print("") }
+    for c in d.changes {
+      print("\(Describe.pad(String(c.start), 10, right: true)) +\(Describe.pad(String(c.count), 9)) \(name(c.from)) -> \(name(c.to))")
+    }
+    if d.truncated { print("... \(d.totalChanges - d.changes.count) more runs (--limit 0 for all)") }
+  }
 }
