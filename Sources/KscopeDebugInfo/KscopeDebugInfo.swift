@@ -1,1 +1,0 @@
-// KscopeDebugInfo: placeholder until its issue lands.

@@ -1,1 +1,0 @@
-// KscopeLayout: placeholder until its issue lands.

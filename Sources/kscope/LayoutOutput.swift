@@ -1,0 +1,51 @@
+import Foundation
+import KscopeDebugInfo
+import KscopeLayout
+
+// Shared by the layout subcommands: errors to one line, output to a file or the terminal.
+
+/// Runs a library call, turning its errors into one-line command failures.
+func layoutCall<T>(_ body: () throws(DebugInfoError) -> T) throws -> T {
+  do {
+    return try body()
+  } catch {
+    throw CommandFailure(error.description)
+  }
+}
+
+func parseTypeList(_ text: String?) -> [String] {
+  (text ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+}
+
+/// Writes the layout to `output` (atomically) and prints a summary, or prints the ISF text.
+func emitLayout(_ layout: KernelLayout, output: String?, json: Bool) throws {
+  let text = layout.isfText()
+  guard let output else {
+    FileHandle.standardOutput.write(Data(text.utf8))
+    return
+  }
+  try layoutCall { () throws(DebugInfoError) in try AtomicFile.write(text, to: output) }
+  if json {
+    try printJSON(LayoutReport.summaryJSON(layout, file: output, bytes: text.utf8.count).foundationValue)
+  } else {
+    print(
+      "wrote \(output) (\(text.utf8.count) bytes): Linux \(layout.release ?? "?"), build id \(layout.buildID ?? "none"), \(layout.userTypes.count) structs, \(layout.enums.count) enums, \(layout.symbols.count) symbols"
+    )
+  }
+}
+
+extension JSONValue {
+  /// The value as Foundation objects, for `printJSON`.
+  var foundationValue: Any {
+    switch self {
+    case .null: return NSNull()
+    case .bool(let b): return b
+    case .unsigned(let u): return NSNumber(value: u)
+    case .signed(let s): return NSNumber(value: s)
+    case .double(let d): return d
+    case .string(let s): return s
+    case .array(let items): return items.map(\.foundationValue)
+    case .object(let members): return members.mapValues(\.foundationValue)
+    }
+  }
+}
