@@ -83,6 +83,12 @@ public struct KernelPageFlagsSource: Sendable {
     }
 
     let entries = classifier.classify(flags: flags, mapCounts: counts)
+    let flagless = entries.reduce(0) { $0 + ($1 & 0x1F == UInt16(Color.unknown.rawValue) ? 1 : 0) }
+    if flagless > 0 {
+      notes.append(
+        "\(flagless) frames carry no page flags at all (per-CPU free lists, struct pages not yet"
+          + " initialised, flagless kernel allocations): colored unknown")
+    }
     var metadata: [(key: String, value: String)] = [
       ("generator", "kscope color --kpageflags"), ("source.kpageflags", flagsPath),
     ]

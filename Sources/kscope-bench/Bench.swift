@@ -4,6 +4,7 @@ struct Bench {
   static func main() throws {
     let args = Array(CommandLine.arguments.dropFirst())
     switch args.first {
+    case "colormap": try ColorMapBench.run(Array(args.dropFirst()))
     case "layout": try LayoutBench.run(Array(args.dropFirst()))
     case "vm": try VMBench.run(Array(args.dropFirst()))
     default:

@@ -19,8 +19,10 @@ import Testing
   #expect(c.color(flags: KPF.lru | KPF.mmap, frame: 5) == .pageCache)
   #expect(c.color(flags: KPF.reserved, frame: 5) == .reserved)
   #expect(c.color(flags: 0, frame: 5000) == .reserved, "outside RAM")
-  #expect(c.color(flags: 0, frame: 5) == .kernelOther)
-  #expect(KernelPageFlagsClassifier().color(flags: 0, frame: 5000) == .kernelOther)
+  #expect(c.color(flags: 0, frame: 5) == .unknown, "no flags: page flags cannot say")
+  #expect(c.color(flags: 0, frame: 5, mapCount: 1) == .kernelOther)
+  #expect(c.color(flags: KPF.referenced, frame: 5) == .kernelOther)
+  #expect(KernelPageFlagsClassifier().color(flags: 0, frame: 5000) == .unknown)
 }
 
 @Test func compoundTailsTakeTheirHeadsColor() {
@@ -33,7 +35,7 @@ import Testing
     0,
   ]
   let entries = c.classify(flags: flags, mapCounts: nil).map { FrameEntry(rawValue: $0) }
-  #expect(entries.map(\.color) == [.kernelHeap, .kernelHeap, .kernelHeap, .userData, .userData, .userData, .kernelOther])
+  #expect(entries.map(\.color) == [.kernelHeap, .kernelHeap, .kernelHeap, .userData, .userData, .userData, .unknown])
   #expect(entries[4].flags.contains(.huge))
 }
 

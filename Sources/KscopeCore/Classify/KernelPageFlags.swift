@@ -50,12 +50,14 @@ public struct KernelImageRange: Sendable, Equatable {
 /// no struct page / hwpoison / offline -> reserved; buddy -> free; the zero page -> zero;
 /// slab -> kernel-heap; page table -> page-table; kernel image ranges -> kernel-code/-data;
 /// anon -> user-data; on an LRU list -> page-cache; PG_reserved or outside RAM -> reserved;
-/// anything else -> kernel-other. Compound tail pages take their head's color (6.12 marks slab
-/// only on the head).
+/// a frame with no flags at all (and no mappings) -> unknown; anything else -> kernel-other.
+/// Compound tail pages take their head's color (6.12 marks slab only on the head).
 ///
-/// What page flags cannot tell: user-code (executable mappings need page tables) and free pages
-/// on per-CPU lists (no PG_buddy, so kernel-other). /proc/kpagecount is a map count, not a
-/// reference count: it only sets `mapped`/`shared`.
+/// What page flags cannot tell: user-code (executable mappings need page tables), and what a
+/// flagless frame is: a free page on a per-CPU list, a page whose struct page is not yet
+/// initialised (deferred init), or a flagless kernel allocation (vmalloc, page frags) all
+/// read as 0, so such frames are `unknown` rather than a guess. /proc/kpagecount is a map
+/// count, not a reference count: it only sets `mapped`/`shared`.
 public struct KernelPageFlagsClassifier: Sendable {
   public var kernelImage: [KernelImageRange]
   /// Frame ranges of System RAM, if known; frames outside them are reserved.
@@ -67,7 +69,7 @@ public struct KernelPageFlagsClassifier: Sendable {
   }
 
   /// The color of one frame from its own flags, ignoring compound context.
-  public func color(flags f: UInt64, frame: UInt64) -> Color {
+  public func color(flags f: UInt64, frame: UInt64, mapCount: UInt64? = nil) -> Color {
     if f & (KPF.nopage | KPF.hwpoison | KPF.offline) != 0 { return .reserved }
     if f & KPF.buddy != 0 { return .free }
     if f & KPF.zeroPage != 0 { return .zero }
@@ -78,6 +80,7 @@ public struct KernelPageFlagsClassifier: Sendable {
     if f & KPF.lru != 0 { return .pageCache }
     if f & KPF.reserved != 0 { return .reserved }
     if let ram, !ram.contains(where: { $0.contains(frame) }) { return .reserved }
+    if f == 0 && (mapCount ?? 0) == 0 { return .unknown }
     return .kernelOther
   }
 
@@ -105,7 +108,7 @@ public struct KernelPageFlagsClassifier: Sendable {
       if f & KPF.compoundTail != 0, let h = headColor, f & KPF.buddy == 0 {
         color = h
       } else {
-        color = self.color(flags: f, frame: frame)
+        color = self.color(flags: f, frame: frame, mapCount: counts?[i])
       }
       if f & KPF.compoundHead != 0 {
         headColor = color

@@ -1,0 +1,160 @@
+import Foundation
+import KscopeCore
+import KscopeHost
+
+/// `kscope-bench colormap [--frames N] [--runs N] [--dir DIR] [--kscope PATH]`
+///
+/// Write, open and query a color map of N frames (default 4 Mi: a 16 GiB guest), median of
+/// several runs, for a typical map (runs of 1-300 frames, page-cache extents) and a worst case
+/// (a different color every frame). The comparison columns, measured in the same run: reading
+/// the file's bytes (the I/O floor) and checksumming them (the validation floor). With the
+/// release `kscope` binary beside this one, also the wall time of whole `kscope map` commands.
+enum ColorMapBench {
+  static func run(_ args: [String]) throws {
+    var frames = 4 << 20
+    var runs = 5
+    var dir = "/dev/shm"
+    var i = 0
+    while i < args.count {
+      let value = i + 1 < args.count ? args[i + 1] : ""
+      switch args[i] {
+      case "--frames": frames = Int(value) ?? frames
+      case "--runs": runs = max(1, Int(value) ?? runs)
+      case "--dir": dir = value
+      default: throw BenchError("unknown option \(args[i]) (options: --frames N --runs N --dir DIR)")
+      }
+      i += 2
+    }
+    print("color map benchmark: \(frames) frames (\(frames / 256) MiB of guest RAM), median of \(runs) runs")
+    for (label, map) in [("typical", typicalMap(frames)), ("worst case", worstMap(frames))] {
+      try measure(label: label, map: map, runs: runs, dir: dir)
+    }
+  }
+
+  static func measure(label: String, map: ColorMap, runs: Int, dir: String) throws {
+    let path = "\(dir)/kscope-bench-\(getpid()).kcm"
+    defer { unlink(path) }
+    var t: [String: [Double]] = [:]
+    var bytes = 0
+    var sink: UInt64 = 0
+    for _ in 0..<runs {
+      t["encode + atomic write", default: []].append(
+        try time { bytes = try ColorMapFile.write(map, to: path) })
+      t["read bytes (floor)", default: []].append(try time { sink &+= UInt64(try readAll(path).count) })
+      t["read + checksum (floor)", default: []].append(
+        try time { sink &+= XXH64.hash(try readAll(path)) })
+      var opened: ColorMap? = nil
+      t["open + validate", default: []].append(try time { opened = try ColorMapFile.open(path) })
+      let m = opened!
+      let n = m.frameCount
+      t["query --pfn", default: []].append(
+        try time { sink &+= UInt64(m.query(ColorMapQuery(range: (n / 2)..<(n / 2 + 1))).totalRuns) })
+      t["query --range (1 GiB)", default: []].append(
+        try time { sink &+= m.query(ColorMapQuery(range: (n / 3)..<(n / 3 + 262_144))).totalFrames })
+      t["query --color page-cache", default: []].append(
+        try time { sink &+= m.query(ColorMapQuery(color: .pageCache), limit: 1000).totalFrames })
+      t["query --inode", default: []].append(
+        try time { sink &+= m.query(ColorMapQuery(inode: 3), limit: 1000).totalFrames })
+      t["diff (vs itself)", default: []].append(try time { sink &+= m.diff(to: m).changedFrames })
+      if let kscope = kscopeBinary() {
+        t["CLI: kscope map info", default: []].append(try time { try runQuiet(kscope, ["map", "info", path]) })
+        t["CLI: kscope map query --pfn", default: []].append(
+          try time { try runQuiet(kscope, ["map", "query", path, "--pfn", "\(n / 2)"]) })
+        t["CLI: kscope map query --color", default: []].append(
+          try time { try runQuiet(kscope, ["map", "query", path, "--color", "page-cache"]) })
+      }
+    }
+    print("")
+    print("\(label): \(map.runs.count) runs, \(map.extents.count) extents, file \(bytes) bytes"
+      + " (\(String(format: "%.2f", Double(bytes) / Double(map.frameCount))) bytes/frame)")
+    let order = [
+      "encode + atomic write", "read bytes (floor)", "read + checksum (floor)", "open + validate",
+      "query --pfn", "query --range (1 GiB)", "query --color page-cache", "query --inode",
+      "diff (vs itself)", "CLI: kscope map info", "CLI: kscope map query --pfn",
+      "CLI: kscope map query --color",
+    ]
+    for name in order {
+      guard let samples = t[name] else { continue }
+      print("  \(name.padding(toLength: 30, withPad: " ", startingAt: 0)) \(String(format: "%9.3f", median(samples) * 1000)) ms")
+    }
+    if sink == 42 { print("") }  // keeps the work observable
+  }
+
+  /// Runs of 1-300 frames of weighted colors, a page-cache extent per page-cache run.
+  static func typicalMap(_ frames: Int) -> ColorMap {
+    var g = Xorshift(seed: 42)
+    let palette: [Color] = [.free, .free, .free, .pageCache, .pageCache, .userData, .kernelHeap, .kernelOther, .pageTable, .zero]
+    var entries = [UInt16]()
+    entries.reserveCapacity(frames)
+    var extents: [AttributeExtent] = []
+    var index: UInt64 = 0
+    while entries.count < frames {
+      let c = palette[Int(g.next() % UInt64(palette.count))]
+      let len = min(frames - entries.count, 1 + Int(g.next() % 300))
+      if c == .pageCache {
+        extents.append(
+          AttributeExtent(
+            start: UInt64(entries.count), count: UInt64(len),
+            file: FileIdentity(device: 0x0080_0001, inode: g.next() % 2000, index: index),
+            path: "/data/file\(g.next() % 500)"))
+        index += UInt64(len)
+      }
+      entries += repeatElement(FrameEntry(c, g.next() % 4 == 0 ? [.mapped] : []).rawValue, count: len)
+    }
+    return ColorMap(header: ColorMapHeader(sources: [.hostIntrospection], created: 0), entries: entries, extents: extents)
+  }
+
+  /// A different color on every frame: as many runs as frames.
+  static func worstMap(_ frames: Int) -> ColorMap {
+    let entries = (0..<frames).map { FrameEntry(Color(rawValue: UInt8(1 + $0 % 11))!).rawValue }
+    return ColorMap(header: ColorMapHeader(created: 0), entries: entries)
+  }
+
+  static func time(_ body: () throws -> Void) throws -> Double {
+    let start = DispatchTime.now().uptimeNanoseconds
+    try body()
+    return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+  }
+
+  static func median(_ v: [Double]) -> Double {
+    let s = v.sorted()
+    return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+  }
+
+  static func readAll(_ path: String) throws -> [UInt8] {
+    [UInt8](try Data(contentsOf: URL(fileURLWithPath: path), options: .uncached))
+  }
+
+  static func kscopeBinary() -> String? {
+    let p = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+      .appendingPathComponent("kscope").path
+    return FileManager.default.isExecutableFile(atPath: p) ? p : nil
+  }
+
+  static func runQuiet(_ exe: String, _ args: [String]) throws {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: exe)
+    p.arguments = args
+    p.standardOutput = FileHandle.nullDevice
+    p.standardError = FileHandle.nullDevice
+    try p.run()
+    p.waitUntilExit()
+    guard p.terminationStatus == 0 else { throw BenchError("kscope \(args.joined(separator: " ")) failed") }
+  }
+}
+
+struct BenchError: Error, CustomStringConvertible {
+  let description: String
+  init(_ d: String) { description = d }
+}
+
+struct Xorshift {
+  var s: UInt64
+  init(seed: UInt64) { s = seed | 1 }
+  mutating func next() -> UInt64 {
+    s ^= s << 13
+    s ^= s >> 7
+    s ^= s << 17
+    return s
+  }
+}
