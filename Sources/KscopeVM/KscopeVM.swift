@@ -1,0 +1,1 @@
+// KscopeVM: placeholder until its issue lands.
