@@ -62,21 +62,32 @@ let logger = Logger(label: "test")
   guard getuid() == 0 else {
     throw TestFailure("reading /proc/kpageflags needs root; run the tests as root (CI does)")
   }
-  let report = try KernelPageFlagsSource(flagsPath: "/proc/kpageflags").produce(created: 0, logger: logger)
-  let m = report.map
+  // The buddy allocator's free count as the kernel reports it, read just before and after the
+  // scan: ours must lie within 5% of that bracket (memory moves while the scan runs; other
+  // tests run in parallel). Three tries, so a burst of allocation elsewhere is not a failure.
+  func freePages() throws -> Double {
+    let vmstat = try String(contentsOfFile: "/proc/vmstat", encoding: .utf8)
+    let line = try #require(vmstat.split(separator: "\n").first { $0.hasPrefix("nr_free_pages ") })
+    return try #require(Double(line.split(separator: " ")[1]))
+  }
+  var attempts: [String] = []
+  var report: KernelPageFlagsSource.Report? = nil
+  for _ in 0..<3 {
+    let before = try freePages()
+    let r = try KernelPageFlagsSource(flagsPath: "/proc/kpageflags").produce(created: 0, logger: logger)
+    let after = try freePages()
+    let ours = Double(r.map.count(of: .free))
+    let lo = min(before, after) * 0.95
+    let hi = max(before, after) * 1.05
+    report = r
+    if ours >= lo && ours <= hi { break }
+    attempts.append("free frames \(ours), nr_free_pages \(before)..\(after)")
+  }
+  #expect(attempts.count < 3, "\(attempts)")
+  let m = try #require(report).map
   #expect(m.frameCount > 1000)
   #expect(m.header.kernelRelease != nil)
-  #expect(report.usedResourceMap)
-  // The buddy allocator's free count, as the kernel reports it, within a tolerance for the
-  // memory that moved between the two reads.
-  let vmstat = try String(contentsOfFile: "/proc/vmstat", encoding: .utf8)
-  func counter(_ name: String) -> Double? {
-    vmstat.split(separator: "\n").first { $0.hasPrefix(name + " ") }
-      .flatMap { Double($0.split(separator: " ")[1]) }
-  }
-  let free = try #require(counter("nr_free_pages"))
-  let ours = Double(m.count(of: .free))
-  #expect(abs(ours - free) / free < 0.05, "free frames \(ours) vs nr_free_pages \(free)")
+  #expect(try #require(report).usedResourceMap)
   // Kernel code is the iomem "Kernel code" range, which is never empty.
   #expect(m.count(of: .kernelCode) > 100)
   #expect(m.count(of: .pageTable) > 0)
