@@ -14,6 +14,7 @@ let package = Package(
   products: [
     .executable(name: "kscope", targets: ["kscope"]),
     .executable(name: "kscope-bench", targets: ["kscope-bench"]),
+    .executable(name: "kscope-agent", targets: ["kscope-agent"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -37,6 +38,19 @@ let package = Package(
     .target(
       name: "KscopeHost", dependencies: ["KscopeCore", "KscopeOS", logging],
       swiftSettings: strict),
+    // Host analyzer: guest physical memory, finding the kernel, page-table and struct page
+    // walkers, classification into colors.
+    .target(
+      name: "KscopeAnalyzer", dependencies: ["KscopeCore", "KscopeOS", "KscopeLayout", logging],
+      swiftSettings: strict),
+    // zlib as a C module, for PNG pictures of color maps.
+    .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+    // Pictures of color maps: frames along a Hilbert curve, legend, PNG.
+    .target(name: "KscopeRender", dependencies: ["KscopeCore", "CZlib"], swiftSettings: strict),
+    // The guest agent's engine: gathers hints inside the guest and publishes them to the
+    // shared-memory channel. No Foundation: it ships as a small static binary.
+    .target(name: "KscopeAgent", dependencies: ["KscopeCore", "KscopeOS"], swiftSettings: strict),
+    .executableTarget(name: "kscope-agent", dependencies: ["KscopeAgent"], swiftSettings: strict),
     // Parent VMs under QEMU: images, boot, QMP, snapshots, eager clones, workload drivers.
     .target(
       name: "KscopeVM", dependencies: ["KscopeCore", "KscopeOS", logging], swiftSettings: strict),
@@ -44,12 +58,15 @@ let package = Package(
       name: "kscope",
       dependencies: [
         "KscopeCore", "KscopeOS", "KscopeHost", "KscopeLayout", "KscopeDebugInfo", "KscopeVM",
+        "KscopeRender", "KscopeAgent", "KscopeAnalyzer",
         .product(name: "ArgumentParser", package: "swift-argument-parser"), logging,
       ],
       swiftSettings: strict),
     .executableTarget(
       name: "kscope-bench",
-      dependencies: ["KscopeCore", "KscopeOS", "KscopeHost", "KscopeLayout", "KscopeDebugInfo"],
+      dependencies: [
+        "KscopeCore", "KscopeOS", "KscopeHost", "KscopeLayout", "KscopeDebugInfo", "KscopeAnalyzer",
+      ],
       swiftSettings: strict),
     .testTarget(name: "KscopeCoreTests", dependencies: ["KscopeCore"], swiftSettings: strict),
     .testTarget(
@@ -58,6 +75,16 @@ let package = Package(
     .testTarget(
       name: "KscopeLayoutTests", dependencies: ["KscopeCore", "KscopeLayout", "KscopeDebugInfo"],
       resources: [.copy("Recorded")], swiftSettings: strict),
+    .testTarget(
+      name: "KscopeAnalyzerTests",
+      dependencies: ["KscopeCore", "KscopeOS", "KscopeLayout", "KscopeAnalyzer", "KscopeHost"],
+      swiftSettings: strict),
+    .testTarget(
+      name: "KscopeRenderTests", dependencies: ["KscopeCore", "KscopeRender"],
+      swiftSettings: strict),
+    .testTarget(
+      name: "KscopeAgentTests", dependencies: ["KscopeCore", "KscopeOS", "KscopeAgent"],
+      swiftSettings: strict),
     .testTarget(
       name: "KscopeVMTests", dependencies: ["KscopeCore", "KscopeOS", "KscopeVM"],
       swiftSettings: strict),

@@ -11,6 +11,6 @@ struct Kscope: ParsableCommand {
       """,
     subcommands: [
       ColorCommand.self, MapCommand.self, ColorsCommand.self, LayoutCommand.self,
-      VMCommand.self, WorkloadCommand.self,
+      VMCommand.self, WorkloadCommand.self, HintsCommand.self,
     ])
 }

@@ -7,7 +7,7 @@ struct MapCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "map",
     abstract: "Describe, query and compare color maps.",
-    subcommands: [MapInfo.self, MapQuery.self, MapDiff.self])
+    subcommands: [MapInfo.self, MapQuery.self, MapDiff.self, MapRender.self])
 }
 
 /// A frame number: decimal or 0x-prefixed hex.

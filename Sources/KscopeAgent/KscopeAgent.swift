@@ -1,0 +1,1 @@
+// KscopeAgent: placeholder until the guest agent lands.

@@ -1,0 +1,1 @@
+// KscopeAnalyzer: coloring guest memory from outside (in progress).

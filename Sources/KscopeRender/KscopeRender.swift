@@ -1,0 +1,1 @@
+// KscopeRender: placeholder until map render lands.

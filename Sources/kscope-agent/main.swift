@@ -1,0 +1,2 @@
+// kscope-agent: placeholder until the guest agent lands.
+print("kscope-agent: not built yet")
