@@ -141,6 +141,9 @@ struct TypeCollector: ~Copyable {
     }
     var members: [Member] = []
     try collectMembers(&die, base: 0, owner: name, into: &members, depth: 0)
+    // ISF fields are an unordered JSON object, so a layout read back from a file can only
+    // know them by offset: use that order here too, so both compare equal.
+    members.sort(by: Member.layoutOrder)
     return UserType(kind: kind, size: Int(size), members: members)
   }
 

@@ -19,7 +19,12 @@ public enum LayoutFile {
   {
     let layout = try read(path)
     do {
-      var result = try layout.restricted(to: request)
+      // Our own files name anonymous types after their typedef (atomic_t) and are already
+      // restricted: keep what they reference. Other producers' anonymous types are unnamed_*.
+      let ours = layout.producer.name == KernelLayout.producerName
+      var result = try layout.restricted(
+        to: request,
+        keepReferenced: { ours ? (layout.userTypes[$0] != nil || layout.enums[$0] != nil) : $0.hasPrefix("unnamed_") })
       // The result is ours now; where it came from stays in the sources.
       result.producer = (KernelLayout.producerName, KernelLayout.producerVersion)
       if result.sources.isEmpty { result.sources = [LayoutSource(kind: "dwarf", name: path.split(separator: "/").last.map(String.init) ?? path)] }

@@ -187,13 +187,7 @@ extension KernelLayout {
       }
       members.append(Member(name: fieldName, offset: offset, type: type))
     }
-    members.sort { a, b in
-      if a.offset != b.offset { return a.offset < b.offset }
-      let pa = a.bitfield?.position ?? -1
-      let pb = b.bitfield?.position ?? -1
-      if pa != pb { return pa < pb }
-      return a.name < b.name
-    }
+    members.sort(by: Member.layoutOrder)
     return UserType(kind: kind, size: size, members: members)
   }
 

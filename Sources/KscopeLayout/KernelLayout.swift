@@ -52,6 +52,15 @@ public struct Member: Hashable, Sendable {
     self.offset = offset
     self.type = type
   }
+  /// The order members are kept in: by offset, then bit position, then name.
+  public static func layoutOrder(_ a: Member, _ b: Member) -> Bool {
+    if a.offset != b.offset { return a.offset < b.offset }
+    let pa = a.bitfield?.position ?? -1
+    let pb = b.bitfield?.position ?? -1
+    if pa != pb { return pa < pb }
+    return a.name < b.name
+  }
+
   /// Bit position and length when the member is a bitfield.
   public var bitfield: (position: Int, length: Int)? {
     if case .bitfield(let position, let length, _) = type { return (position, length) }
@@ -68,8 +77,8 @@ public enum UserTypeKind: String, Sendable {
 public struct UserType: Hashable, Sendable {
   public var kind: UserTypeKind
   public var size: Int
-  /// Members in declaration order when extracted from DWARF; in (offset, name) order when
-  /// read from ISF, whose fields are an unordered JSON object.
+  /// Members by offset (then bit position, then name): ISF fields are an unordered JSON
+  /// object, so declaration order cannot survive a file anyway.
   public var members: [Member]
   public init(kind: UserTypeKind, size: Int, members: [Member]) {
     self.kind = kind

@@ -1,0 +1,220 @@
+import Foundation
+import KscopeCore
+import KscopeDebugInfo
+import KscopeLayout
+import Testing
+
+// Extracts again from the real Debian vmlinux files (host/setup.sh puts them in the cache)
+// and checks the result three ways: against the recorded layout of the same release, against
+// the file's own .symtab (nm), and against pahole's view of every recorded struct.
+//
+// A recorded layout belongs to one kernel release. When Debian moves a series to a new
+// release, the cache holds a kernel we have no recording for: the test then fails, lists
+// which recorded sizes and offsets changed, and prints the command that re-records.
+
+enum KernelCache {
+  static var root: String { ProcessInfo.processInfo.environment["KSCOPE_CACHE"] ?? "/var/cache/kscope" }
+  static func vmlinux(_ series: String) -> String { "\(root)/kernels/\(series)/vmlinux" }
+  static func directory(_ series: String) -> String { "\(root)/kernels/\(series)" }
+
+  /// The cached release of a series, or a failure message saying how to get it.
+  static func release(_ series: String) -> String? {
+    let path = vmlinux(series)
+    guard FileManager.default.fileExists(atPath: path),
+      let version = try? String(contentsOfFile: "\(directory(series))/version", encoding: .utf8)
+    else {
+      Issue.record("no cached \(series) kernel at \(path): run host/setup.sh (or set KSCOPE_CACHE)")
+      return nil
+    }
+    return version.trimmingCharacters(in: .whitespacesAndNewlines)
+  }
+}
+
+func run(_ arguments: [String]) throws -> String {
+  let process = Process()
+  process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+  process.arguments = arguments
+  let pipe = Pipe()
+  process.standardOutput = pipe
+  process.standardError = FileHandle.nullDevice
+  try process.run()
+  let data = pipe.fileHandleForReading.readDataToEndOfFile()
+  process.waitUntilExit()
+  return String(decoding: data, as: UTF8.self)
+}
+
+/// Differences between two layouts' sizes, offsets, enum values and symbols, one per line.
+func differences(recorded: KernelLayout, extracted: KernelLayout) -> [String] {
+  var result: [String] = []
+  for (name, type) in recorded.userTypes.sorted(by: { $0.key < $1.key }) {
+    guard let other = extracted.userTypes[name] else {
+      result.append("struct \(name) is gone")
+      continue
+    }
+    if type.size != other.size { result.append("sizeof(\(name)) \(type.size) -> \(other.size)") }
+    for member in type.members {
+      guard let now = other.member(named: member.name) else {
+        result.append("\(name).\(member.name) is gone")
+        continue
+      }
+      if now != member { result.append("\(name).\(member.name) offset \(member.offset) -> \(now.offset)") }
+    }
+  }
+  for (name, type) in recorded.enums.sorted(by: { $0.key < $1.key }) where extracted.enums[name] != type {
+    result.append("enum \(name) changed")
+  }
+  for (name, symbol) in recorded.symbols.sorted(by: { $0.key < $1.key }) where extracted.symbols[name] != symbol {
+    result.append("symbol \(name) \(symbol.address) -> \(extracted.symbols[name].map { "\($0.address)" } ?? "gone")")
+  }
+  return result
+}
+
+/// Members of each struct as pahole prints them: absolute offsets (anonymous members inline),
+/// bitfields as "offset:bit".
+func paholeLayouts(_ text: String) throws -> [String: (size: Int, members: [String: (offset: Int, bit: Int?)])] {
+  let start = try Regex(#"^(struct|union) (\w+) \{"#)
+  let member = try Regex(#"^\s+(?!\})(.*?);\s*/\*\s*(\d+)(?::\s*(\d+))?\s+(\d+)\s*\*/"#)
+  let closing = try Regex(#"^\s+\}\s*(\w+)(\[\d+\])*;\s*/\*\s*(\d+)\s+(\d+)\s*\*/"#)
+  let size = try Regex(#"/\* size: (\d+)"#)
+  let functionPointer = try Regex(#"\(\*\s*(\w+)\)\s*\("#)
+  let attribute = try Regex(#"\s*__attribute__\(\(.*\)\)"#)
+  let trailing = try Regex(#"((\[\d*\])+|:\d+)$"#)
+  var result: [String: (size: Int, members: [String: (offset: Int, bit: Int?)])] = [:]
+  var current: String? = nil
+  var members: [String: (offset: Int, bit: Int?)] = [:]
+  for line in text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init) {
+    if let m = try start.firstMatch(in: line) {
+      current = String(m.output[2].substring!)
+      members = [:]
+    } else if let name = current, let m = try size.firstMatch(in: line), line.hasPrefix("\t/* size:") {
+      result[name] = (Int(m.output[1].substring!)!, members)
+    } else if current != nil, let m = try closing.firstMatch(in: line) {
+      members[String(m.output[1].substring!)] = (Int(m.output[3].substring!)!, nil)
+    } else if current != nil, let m = try member.firstMatch(in: line) {
+      var declaration = String(m.output[1].substring!).replacing(attribute, with: "")
+      let offset = Int(m.output[2].substring!)!
+      let bit = m.output[3].substring.flatMap { Int($0) }
+      let name: String
+      if let f = try functionPointer.firstMatch(in: declaration) {
+        name = String(f.output[1].substring!)
+      } else {
+        declaration = declaration.trimmingCharacters(in: .whitespaces).replacing(trailing, with: "")
+        guard let last = declaration.split(whereSeparator: { !($0.isLetter || $0.isNumber || $0 == "_") }).last else { continue }
+        name = String(last)
+      }
+      members[name] = (offset, bit)
+    }
+  }
+  return result
+}
+
+@Suite(.serialized) struct VmlinuxIntegrationTests {
+  @Test(arguments: ["6.1", "6.12"])
+  func extractionMatchesTheRecordedLayout(series: String) throws {
+    guard let release = KernelCache.release(series) else { return }
+    let extracted = try LayoutExtractor.extract(vmlinux: KernelCache.vmlinux(series))
+    #expect(extracted.release == release)
+    guard Recorded.releases.contains(release) else {
+      let sameSeries = Recorded.releases.filter { recorded in
+        let prefix = recorded.split(separator: ".").prefix(2).joined(separator: ".")
+        return prefix == series || prefix.hasPrefix(series + "-")
+      }
+      var message = "no recorded layout for \(release) (the cached \(series) kernel)"
+      if let old = sameSeries.last, let oldLayout = try? Recorded.layout(old) {
+        let changed = differences(recorded: oldLayout, extracted: extracted).filter { !$0.hasPrefix("symbol ") }
+        message += "; recorded is \(old): \(changed.isEmpty ? "no struct size, offset or enum changed" : "changed: " + changed.joined(separator: "; "))"
+      }
+      message += ". Re-record: swift run kscope layout extract \(KernelCache.vmlinux(series)) -o Tests/KscopeLayoutTests/Recorded/\(release).json (and git rm the old one)"
+      Issue.record(Comment(rawValue: message))
+      return
+    }
+    let recorded = try Recorded.layout(release)
+    #expect(differences(recorded: recorded, extracted: extracted) == [])
+    #expect(extracted == recorded)
+    #expect(extracted.isfText() == (try Recorded.text(release)))
+  }
+
+  @Test(arguments: ["6.1", "6.12"])
+  func symbolsAgreeWithNm(series: String) throws {
+    guard KernelCache.release(series) != nil else { return }
+    let layout = try LayoutExtractor.extract(vmlinux: KernelCache.vmlinux(series))
+    var nm: [String: Set<UInt64>] = [:]
+    for line in try run(["nm", KernelCache.vmlinux(series)]).split(separator: "\n") {
+      let parts = line.split(separator: " ")
+      guard parts.count == 3, let address = UInt64(parts[0], radix: 16) else { continue }
+      nm[String(parts[2]), default: []].insert(address)
+    }
+    #expect(nm.count > 50_000, "nm printed too little; is binutils installed? (host/setup.sh)")
+    for (name, symbol) in layout.symbols where name != LayoutSymbolName.buildID {
+      #expect(nm[name]?.contains(symbol.address.rawValue) == true, "\(name) at \(symbol.address), nm says \(nm[name] ?? [])")
+    }
+    for name in LayoutRequest.default.optionalSymbols where nm[name] != nil {
+      #expect(layout.symbols[name] != nil, "\(name) is in .symtab but not in the layout")
+    }
+  }
+
+  @Test(arguments: ["6.1", "6.12"])
+  func offsetsAgreeWithPahole(series: String) throws {
+    guard KernelCache.release(series) != nil else { return }
+    let layout = try LayoutExtractor.extract(vmlinux: KernelCache.vmlinux(series))
+    let names = LayoutRequest.default.types
+    // BTF is generated from the same DWARF at kernel build time, and pahole reads it in 50 ms.
+    let pahole = try paholeLayouts(try run(["pahole", "-F", "btf", "-C", names.joined(separator: ","), KernelCache.vmlinux(series)]))
+    var checked = 0
+    for name in names {
+      let ours = try layout.userType(name)
+      guard let theirs = pahole[name] else {
+        Issue.record("pahole printed no struct \(name) (is dwarves installed? host/setup.sh)")
+        continue
+      }
+      #expect(ours.size == theirs.size, "sizeof(\(name))")
+      for member in ours.members {
+        guard let other = theirs.members[member.name] else {
+          Issue.record("pahole shows no \(name).\(member.name)")
+          continue
+        }
+        #expect(member.offset == other.offset, "\(name).\(member.name)")
+        #expect(member.bitfield?.position == other.bit, "\(name).\(member.name) bit position")
+        checked += 1
+      }
+    }
+    #expect(checked > 600)
+  }
+
+  @Test func bzImageAndTruncatedVmlinuxAreRejected() throws {
+    guard KernelCache.release("6.1") != nil else { return }
+    let bzImage = "\(KernelCache.directory("6.1"))/vmlinuz"
+    #expect(throws: DebugInfoError.notELF(path: bzImage)) { try LayoutExtractor.extract(vmlinux: bzImage) }
+    let scratch = try ScratchDirectory()
+    let handle = try #require(FileHandle(forReadingAtPath: KernelCache.vmlinux("6.1")))
+    let head = try #require(try handle.read(upToCount: 1 << 20))
+    let cut = try scratch.write("vmlinux-cut", Array(head))
+    do {
+      _ = try LayoutExtractor.extract(vmlinux: cut)
+      Issue.record("a truncated vmlinux was accepted")
+    } catch {
+      guard case .truncated(let path, let detail) = error else {
+        Issue.record("expected a truncation error, got \(error)")
+        return
+      }
+      #expect(path == cut)
+      #expect(detail.contains("file has 1048576 bytes"))
+    }
+  }
+
+  @Test func missingStructsAndMembersAreNamed() throws {
+    guard KernelCache.release("6.1") != nil else { return }
+    let path = KernelCache.vmlinux("6.1")
+    var request = LayoutRequest.default.adding(types: ["kscope_no_such_struct"])
+    request.requiredMembers["page"]!.append(["no_such_member"])
+    #expect(
+      throws: DebugInfoError.incomplete(path: path, missing: ["type kscope_no_such_struct", "member page.no_such_member"])
+    ) { try LayoutExtractor.extract(vmlinux: path, request: request) }
+    // --types adds whatever the kernel has: a union, a struct, an enum, a typedef'd struct.
+    let more = try LayoutExtractor.extract(vmlinux: path, request: .default.adding(types: ["slab", "pgd_t", "lru_list", "kmem_cache"]))
+    #expect(try more.size(of: "pgd_t") == 8)
+    #expect(try more.offset(of: "slab", member: "slab_cache") == 24)  // pahole -C slab
+    #expect(try more.enumValue("lru_list", "LRU_INACTIVE_ANON") == 0)
+    #expect(more.userTypes["kmem_cache"] != nil)
+  }
+}
