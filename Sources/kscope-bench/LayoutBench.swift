@@ -1,2 +1,143 @@
-// Placeholder: the layout issue replaces it.
-enum LayoutBench { static func run(_ args: [String]) throws { print("layout benchmark: not built yet") } }
+import Glibc
+import KscopeDebugInfo
+import KscopeLayout
+
+// kscope-bench layout [--vmlinux PATH] [--runs N] [--pahole-runs N] [--kscope PATH]
+//
+// Times the default layout extraction of a vmlinux in fresh child processes, so that peak RSS
+// (wait4's ru_maxrss) is the extraction's own, and in the same run times
+// `pahole -F dwarf -C <the same structs>` on the same file for comparison. The child is this
+// binary re-executed with `layout --child` (the same library call `kscope layout extract`
+// makes), or the kscope CLI itself with --kscope PATH. The page cache is left warm: the first
+// run of a cold file also pays for reading it from disk.
+
+enum LayoutBench {
+  struct Measurement {
+    var seconds: Double
+    var maxRSSKiB: Int
+  }
+
+  static func run(_ args: [String]) throws {
+    if args.first == "--child" {
+      try child(Array(args.dropFirst()))
+      return
+    }
+    var vmlinux = "\(cacheRoot())/kernels/6.1/vmlinux"
+    var runs = 5
+    var paholeRuns = 3
+    var kscope: String? = nil
+    var i = 0
+    while i < args.count {
+      let value = i + 1 < args.count ? args[i + 1] : ""
+      switch args[i] {
+      case "--vmlinux": vmlinux = value
+      case "--runs": runs = max(1, Int(value) ?? runs)
+      case "--pahole-runs": paholeRuns = max(0, Int(value) ?? paholeRuns)
+      case "--kscope": kscope = value
+      default:
+        print("usage: kscope-bench layout [--vmlinux PATH] [--runs N] [--pahole-runs N] [--kscope PATH]")
+        return
+      }
+      i += 2
+    }
+    guard access(vmlinux, R_OK) == 0 else {
+      print("layout benchmark: no vmlinux at \(vmlinux): run host/setup.sh")
+      exit(1)
+    }
+    // One extraction in this process first: it checks the file and names what it read.
+    let (layout, statistics) = try LayoutExtractor.extractWithStatistics(vmlinux: vmlinux)
+    let structs = LayoutRequest.default.types
+    let output = "/tmp/kscope-bench-layout-\(getpid()).json"
+    defer { unlink(output) }
+
+    let extractCommand: [String] =
+      kscope.map { [$0, "layout", "extract", vmlinux, "-o", output] }
+      ?? [selfPath(), "layout", "--child", vmlinux, output]
+    var ours: [Measurement] = []
+    for _ in 0..<runs { ours.append(try measure(extractCommand)) }
+    var theirs: [Measurement] = []
+    let paholeCommand = ["/usr/bin/pahole", "-F", "dwarf", "-C", structs.joined(separator: ","), vmlinux]
+    for _ in 0..<paholeRuns { theirs.append(try measure(paholeCommand)) }
+
+    print("layout benchmark: \(vmlinux)")
+    print("  kernel \(layout.release ?? "?"), \(structs.count) structs requested, \(layout.userTypes.count) recorded, \(layout.symbols.count) symbols")
+    print("  compilation units read before all were found: \(statistics.compilationUnitsScanned)")
+    report("kscope layout extract", ours, command: extractCommand)
+    if !theirs.isEmpty { report("pahole -F dwarf -C (same structs)", theirs, command: paholeCommand) }
+    let target = ours.map(\.seconds).median <= 0.15 && (ours.map(\.maxRSSKiB).max() ?? 0) <= 80 * 1024
+    print("  target (0.15 s, 80 MiB): \(target ? "met" : "NOT met")")
+  }
+
+  /// The measured child: one extraction, written like `kscope layout extract -o` does.
+  static func child(_ args: [String]) throws {
+    guard args.count == 2 else { throw DebugInfoError.cannotOpen(path: "", reason: "usage: layout --child VMLINUX OUT") }
+    let layout = try LayoutExtractor.extract(vmlinux: args[0])
+    try AtomicFile.write(layout.isfText(), to: args[1])
+  }
+
+  static func report(_ name: String, _ runs: [Measurement], command: [String]) {
+    let seconds = runs.map(\.seconds)
+    let rss = runs.map(\.maxRSSKiB)
+    let mib = Double(rss.max() ?? 0) / 1024
+    print(
+      "  \(name): median \(format(seconds.median)) s (min \(format(seconds.min() ?? 0)), max \(format(seconds.max() ?? 0)), \(runs.count) runs), peak RSS \(format(mib, digits: 1)) MiB"
+    )
+    print("    \(command.joined(separator: " "))")
+  }
+
+  /// Runs a command to completion; wall time from spawn to reap, peak RSS from wait4.
+  static func measure(_ command: [String]) throws -> Measurement {
+    var devnull = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&devnull)
+    defer { posix_spawn_file_actions_destroy(&devnull) }
+    posix_spawn_file_actions_addopen(&devnull, 1, "/dev/null", O_WRONLY, 0)
+    var argv: [UnsafeMutablePointer<CChar>?] = command.map { strdup($0) } + [nil]
+    defer { for p in argv { free(p) } }
+    var start = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &start)
+    var pid: pid_t = 0
+    let rc = posix_spawn(&pid, command[0], &devnull, nil, &argv, environ)
+    guard rc == 0 else {
+      throw DebugInfoError.cannotOpen(path: command[0], reason: String(cString: strerror(rc)))
+    }
+    var status: Int32 = 0
+    var usage = rusage()
+    while wait4(pid, &status, 0, &usage) < 0 && errno == EINTR {}
+    var end = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &end)
+    // WIFEXITED && WEXITSTATUS == 0, spelled out (the C macros do not import).
+    guard status & 0x7f == 0, (status >> 8) & 0xff == 0 else {
+      throw DebugInfoError.cannotOpen(path: command[0], reason: "exited with status \(status) running \(command.joined(separator: " "))")
+    }
+    let seconds = Double(end.tv_sec - start.tv_sec) + Double(end.tv_nsec - start.tv_nsec) / 1e9
+    return Measurement(seconds: seconds, maxRSSKiB: usage.ru_maxrss)
+  }
+
+  static func selfPath() -> String {
+    var buffer = [UInt8](repeating: 0, count: Int(PATH_MAX) + 1)
+    let n = buffer.withUnsafeMutableBytes { readlink("/proc/self/exe", $0.baseAddress!, $0.count - 1) }
+    return n > 0 ? String(decoding: buffer[0..<n], as: UTF8.self) : CommandLine.arguments[0]
+  }
+
+  static func cacheRoot() -> String {
+    getenv("KSCOPE_CACHE").map { String(cString: $0) } ?? "/var/cache/kscope"
+  }
+
+  static func format(_ value: Double, digits: Int = 3) -> String {
+    var scale = 1.0
+    for _ in 0..<digits { scale *= 10 }
+    let rounded = (value * scale).rounded() / scale
+    var text = String(rounded)
+    let decimals = text.split(separator: ".").last?.count ?? 0
+    if text.contains(".") && decimals < digits { text += String(repeating: "0", count: digits - decimals) }
+    return text
+  }
+}
+
+extension Array where Element == Double {
+  var median: Double {
+    guard !isEmpty else { return 0 }
+    let s = sorted()
+    return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+  }
+}
