@@ -24,16 +24,20 @@ public enum DebugInfoError: Error, Equatable, CustomStringConvertible {
     case .cannotOpen(let path, let reason): return "\(path): cannot open: \(reason)"
     case .notELF(let path): return "\(path): not an ELF file (expected a vmlinux with DWARF)"
     case .truncated(let path, let detail): return "\(path): truncated ELF file: \(detail)"
-    case .wrongClass(let path, let detail): return "\(path): \(detail); kscope reads 64-bit little-endian x86_64 kernels"
+    case .wrongClass(let path, let detail):
+      return "\(path): \(detail); kscope reads 64-bit little-endian x86_64 kernels"
     case .wrongArchitecture(let path, let machine):
       return "\(path): ELF for \(machine), not x86_64; kscope reads x86_64 kernels"
     case .notAnExecutable(let path, let type):
       return "\(path): ELF type \(type), not a linked vmlinux (EXEC or DYN)"
     case .noDebugInfo(let path):
-      return "\(path): no DWARF (.debug_info missing: a stripped file or a bzImage? use the vmlinux from the -dbg package)"
+      return
+        "\(path): no DWARF (.debug_info missing: a stripped file or a bzImage? use the vmlinux from the -dbg package)"
     case .noSymbolTable(let path): return "\(path): no symbol table (.symtab missing)"
-    case .libelf(let path, let operation, let message): return "\(path): libelf \(operation): \(message)"
-    case .libdw(let path, let operation, let message): return "\(path): libdw \(operation): \(message)"
+    case .libelf(let path, let operation, let message):
+      return "\(path): libelf \(operation): \(message)"
+    case .libdw(let path, let operation, let message):
+      return "\(path): libdw \(operation): \(message)"
     case .badDWARF(let path, let detail): return "\(path): unexpected DWARF: \(detail)"
     case .incomplete(let path, let missing):
       return "\(path): missing \(missing.joined(separator: ", ")); no layout written"

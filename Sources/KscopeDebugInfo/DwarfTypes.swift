@@ -40,7 +40,9 @@ struct NameMatcher {
 
   mutating func remove(_ name: String) {
     let length = name.utf8.count
-    guard let candidates = byLength[length], let index = candidates.firstIndex(where: { $0.name == name }) else {
+    guard let candidates = byLength[length],
+      let index = candidates.firstIndex(where: { $0.name == name })
+    else {
       return
     }
     byLength[length]!.remove(at: index)
@@ -64,7 +66,8 @@ struct TypeCollector: ~Copyable {
     path = elf.path
     guard elf.section(named: ".debug_info") != nil else { throw .noDebugInfo(path: elf.path) }
     guard let handle = dwarf_begin_elf(elf.elf, DWARF_C_READ, nil) else {
-      throw .libdw(path: elf.path, operation: "dwarf_begin_elf", message: TypeCollector.dwarfMessage())
+      throw .libdw(
+        path: elf.path, operation: "dwarf_begin_elf", message: TypeCollector.dwarfMessage())
     }
     dwarf = handle
     wanted = NameMatcher(names)
@@ -86,7 +89,9 @@ struct TypeCollector: ~Copyable {
       var headerSize = 0
       let rc = dwarf_nextcu(dwarf, offset, &next, &headerSize, nil, nil, nil)
       if rc > 0 { break }  // no more units
-      guard rc == 0 else { throw .libdw(path: path, operation: "dwarf_nextcu", message: TypeCollector.dwarfMessage()) }
+      guard rc == 0 else {
+        throw .libdw(path: path, operation: "dwarf_nextcu", message: TypeCollector.dwarfMessage())
+      }
       var unit = Dwarf_Die()
       guard dwarf_offdie(dwarf, offset + Dwarf_Off(headerSize), &unit) != nil else {
         throw .libdw(path: path, operation: "dwarf_offdie", message: TypeCollector.dwarfMessage())
@@ -108,12 +113,14 @@ struct TypeCollector: ~Copyable {
       {
         if try record(name, &die) { wanted.remove(name) }
       }
-    } while nextSibling(&die)
+    } while try nextSibling(&die)
   }
 
   /// Records a wanted type; false when the DIE turned out not to define one (a typedef of
   /// an integer, say).
-  private mutating func record(_ name: String, _ die: inout Dwarf_Die) throws(DebugInfoError) -> Bool {
+  private mutating func record(_ name: String, _ die: inout Dwarf_Die) throws(DebugInfoError)
+    -> Bool
+  {
     var target = die
     if tagOf(&die) == DW_TAG_typedef {
       guard let resolved = strip(typeOf(&die)) else { return false }
@@ -134,7 +141,9 @@ struct TypeCollector: ~Copyable {
 
   // MARK: Structs and unions
 
-  private mutating func userType(_ die: inout Dwarf_Die, name: String) throws(DebugInfoError) -> UserType {
+  private mutating func userType(_ die: inout Dwarf_Die, name: String) throws(DebugInfoError)
+    -> UserType
+  {
     let kind: UserTypeKind = tagOf(&die) == DW_TAG_union_type ? .union : .structure
     guard let size = unsigned(&die, DW_AT_byte_size) else {
       throw .badDWARF(path: path, detail: "struct \(name) has no size")
@@ -152,7 +161,9 @@ struct TypeCollector: ~Copyable {
   private mutating func collectMembers(
     _ die: inout Dwarf_Die, base: Int, owner: String, into members: inout [Member], depth: Int
   ) throws(DebugInfoError) {
-    guard depth < 16 else { throw .badDWARF(path: path, detail: "anonymous members of \(owner) nest too deeply") }
+    guard depth < 16 else {
+      throw .badDWARF(path: path, detail: "anonymous members of \(owner) nest too deeply")
+    }
     var child = Dwarf_Die()
     guard dwarf_child(&die, &child) == 0 else { return }
     repeat {
@@ -162,7 +173,9 @@ struct TypeCollector: ~Copyable {
       let type = typeOf(&child)
       if let bitSize = unsigned(&child, DW_AT_bit_size) {
         guard let name else { continue }  // unnamed padding (`int :3;`)
-        members.append(try bitfield(&child, name: name, owner: owner, type: type, base: base, bitSize: Int(bitSize)))
+        members.append(
+          try bitfield(
+            &child, name: name, owner: owner, type: type, base: base, bitSize: Int(bitSize)))
         continue
       }
       guard let name else {
@@ -176,7 +189,7 @@ struct TypeCollector: ~Copyable {
       }
       let descriptor = try describe(type, anonymousName: "unnamed_\(owner)_\(name)", depth: 0)
       members.append(Member(name: name, offset: offset, type: descriptor))
-    } while nextSibling(&child)
+    } while try nextSibling(&child)
   }
 
   private func memberOffset(_ die: inout Dwarf_Die, owner: String) throws(DebugInfoError) -> Int {
@@ -193,7 +206,8 @@ struct TypeCollector: ~Copyable {
     {
       return Int(op.number)
     }
-    throw .badDWARF(path: path, detail: "member of \(owner) has an unsupported data_member_location")
+    throw .badDWARF(
+      path: path, detail: "member of \(owner) has an unsupported data_member_location")
   }
 
   /// A bitfield as ISF describes it: the storage unit's byte offset (aligned to the storage
@@ -223,18 +237,23 @@ struct TypeCollector: ~Copyable {
       offset = absoluteBit / 8
       position = absoluteBit % 8
     }
-    return Member(name: name, offset: offset, type: .bitfield(position: position, length: bitSize, storage: storage))
+    return Member(
+      name: name, offset: offset,
+      type: .bitfield(position: position, length: bitSize, storage: storage))
   }
 
   // MARK: Type descriptors
 
   /// The ISF descriptor of a type DIE (nil = void). Named structs, unions and enums are
   /// referenced by name; anonymous ones are recorded under `anonymousName`.
-  private mutating func describe(_ die: Dwarf_Die?, anonymousName: String, depth: Int) throws(DebugInfoError)
+  private mutating func describe(_ die: Dwarf_Die?, anonymousName: String, depth: Int)
+    throws(DebugInfoError)
     -> TypeDescriptor
   {
     guard var die else { return .base("void") }
-    guard depth < 32 else { throw .badDWARF(path: path, detail: "type chain of \(anonymousName) is too deep") }
+    guard depth < 32 else {
+      throw .badDWARF(path: path, detail: "type chain of \(anonymousName) is too deep")
+    }
     let tag = tagOf(&die)
     switch tag {
     case DW_TAG_base_type:
@@ -256,7 +275,7 @@ struct TypeCollector: ~Copyable {
       return .pointer(try describe(typeOf(&die), anonymousName: anonymousName, depth: depth + 1))
     case DW_TAG_array_type:
       var element = try describe(typeOf(&die), anonymousName: anonymousName, depth: depth + 1)
-      for count in arrayCounts(&die).reversed() { element = .array(count: count, of: element) }
+      for count in try arrayCounts(&die).reversed() { element = .array(count: count, of: element) }
       return element
     case DW_TAG_structure_type, DW_TAG_union_type, DW_TAG_class_type:
       let isUnion = tag == DW_TAG_union_type
@@ -292,7 +311,7 @@ struct TypeCollector: ~Copyable {
   }
 
   /// Element counts of each dimension; 0 for a flexible array member (no bound).
-  private func arrayCounts(_ die: inout Dwarf_Die) -> [Int] {
+  private func arrayCounts(_ die: inout Dwarf_Die) throws(DebugInfoError) -> [Int] {
     var counts: [Int] = []
     var child = Dwarf_Die()
     guard dwarf_child(&die, &child) == 0 else { return [0] }
@@ -305,7 +324,7 @@ struct TypeCollector: ~Copyable {
       } else {
         counts.append(0)
       }
-    } while nextSibling(&child)
+    } while try nextSibling(&child)
     return counts.isEmpty ? [0] : counts
   }
 
@@ -326,32 +345,42 @@ struct TypeCollector: ~Copyable {
     var child = Dwarf_Die()
     if dwarf_child(&die, &child) == 0 {
       repeat {
-        guard tagOf(&child) == DW_TAG_enumerator, let cName = dwarf_diename(&child) else { continue }
+        guard tagOf(&child) == DW_TAG_enumerator, let cName = dwarf_diename(&child) else {
+          continue
+        }
         var attribute = Dwarf_Attribute()
         guard dwarf_attr(&child, UInt32(DW_AT_const_value), &attribute) != nil else { continue }
         constants[String(cString: cName)] = try enumeratorValue(&attribute, signed: isSigned)
-      } while nextSibling(&child)
+      } while try nextSibling(&child)
     }
     if baseName == nil {
       // No DW_AT_type (older compilers): name the base by size and sign, as dwarf2json does.
       let negative = constants.values.contains { $0 < 0 }
       let names = [1: "char", 2: "short", 4: "int", 8: "long"]
       let stem = names[size] ?? "int"
-      baseName = negative ? (stem == "char" ? "signed char" : stem) : (stem == "char" ? "unsigned char" : "\(stem) unsigned int")
+      baseName =
+        negative
+        ? (stem == "char" ? "signed char" : stem)
+        : (stem == "char" ? "unsigned char" : "\(stem) unsigned int")
       if baseName == "int unsigned int" { baseName = "unsigned int" }
-      if baseTypes[baseName!] == nil { baseTypes[baseName!] = BaseType(size: size, signed: negative, kind: .int) }
+      if baseTypes[baseName!] == nil {
+        baseTypes[baseName!] = BaseType(size: size, signed: negative, kind: .int)
+      }
     }
     return EnumType(size: size, base: baseName!, constants: constants)
   }
 
   /// An enumerator's value: DW_FORM_dataN carry no sign, so they are sign-extended only
   /// when the enum's underlying type is signed.
-  private func enumeratorValue(_ attribute: inout Dwarf_Attribute, signed: Bool) throws(DebugInfoError) -> Int64 {
+  private func enumeratorValue(_ attribute: inout Dwarf_Attribute, signed: Bool)
+    throws(DebugInfoError) -> Int64
+  {
     let form = dwarf_whatform(&attribute)
     if form == UInt32(DW_FORM_sdata) || form == UInt32(DW_FORM_implicit_const) {
       var value: Dwarf_Sword = 0
       guard dwarf_formsdata(&attribute, &value) == 0 else {
-        throw .libdw(path: path, operation: "dwarf_formsdata", message: TypeCollector.dwarfMessage())
+        throw .libdw(
+          path: path, operation: "dwarf_formsdata", message: TypeCollector.dwarfMessage())
       }
       return Int64(value)
     }
@@ -374,6 +403,17 @@ struct TypeCollector: ~Copyable {
 
   // MARK: Attribute helpers
 
+  /// Moves `die` to its next sibling; false after the last one. A libdw error is thrown, not
+  /// taken for the end: a walk cut short would silently miss types.
+  private func nextSibling(_ die: inout Dwarf_Die) throws(DebugInfoError) -> Bool {
+    var current = die
+    let rc = dwarf_siblingof(&current, &die)
+    guard rc >= 0 else {
+      throw .libdw(path: path, operation: "dwarf_siblingof", message: TypeCollector.dwarfMessage())
+    }
+    return rc == 0
+  }
+
   private func typeOf(_ die: inout Dwarf_Die) -> Dwarf_Die? {
     var attribute = Dwarf_Attribute()
     guard dwarf_attr_integrate(&die, UInt32(DW_AT_type), &attribute) != nil else { return nil }
@@ -388,7 +428,8 @@ struct TypeCollector: ~Copyable {
     for _ in 0..<32 {
       guard var d = current else { return nil }
       switch tagOf(&d) {
-      case DW_TAG_typedef, DW_TAG_const_type, DW_TAG_volatile_type, DW_TAG_restrict_type, DW_TAG_atomic_type:
+      case DW_TAG_typedef, DW_TAG_const_type, DW_TAG_volatile_type, DW_TAG_restrict_type,
+        DW_TAG_atomic_type:
         current = typeOf(&d)
       default:
         return d
@@ -420,10 +461,3 @@ extension Int32 {
 
 /// The DIE's tag, as the `Int` that dwarf.h's DW_TAG_* constants import as.
 private func tagOf(_ die: inout Dwarf_Die) -> Int { Int(dwarf_tag(&die)) }
-
-/// Moves `die` to its next sibling; false at the last one (or on an error, which ends the
-/// walk of that level like the end would).
-private func nextSibling(_ die: inout Dwarf_Die) -> Bool {
-  var current = die
-  return dwarf_siblingof(&current, &die) == 0
-}

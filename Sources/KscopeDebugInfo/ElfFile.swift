@@ -82,9 +82,12 @@ struct ElfFile: ~Copyable {
     let elfClass = UInt8(bitPattern: ident[Int(EI_CLASS)])
     let elfData = UInt8(bitPattern: ident[Int(EI_DATA)])
     guard elfClass == UInt8(ELFCLASS64) else {
-      throw .wrongClass(path: path, detail: elfClass == UInt8(ELFCLASS32) ? "32-bit ELF" : "ELF class \(elfClass)")
+      throw .wrongClass(
+        path: path, detail: elfClass == UInt8(ELFCLASS32) ? "32-bit ELF" : "ELF class \(elfClass)")
     }
-    guard elfData == UInt8(ELFDATA2LSB) else { throw .wrongClass(path: path, detail: "big-endian ELF") }
+    guard elfData == UInt8(ELFDATA2LSB) else {
+      throw .wrongClass(path: path, detail: "big-endian ELF")
+    }
     var header = GElf_Ehdr()
     guard gelf_getehdr(elf, &header) != nil else {
       throw .truncated(path: path, detail: "ELF header: \(elfMessage())")
@@ -93,13 +96,16 @@ struct ElfFile: ~Copyable {
       throw .wrongArchitecture(path: path, machine: machineName(header.e_machine))
     }
     guard header.e_type == UInt16(ET_EXEC) || header.e_type == UInt16(ET_DYN) else {
-      let names: [UInt16: String] = [UInt16(ET_REL): "REL (an object or module)", UInt16(ET_CORE): "CORE"]
+      let names: [UInt16: String] = [
+        UInt16(ET_REL): "REL (an object or module)", UInt16(ET_CORE): "CORE",
+      ]
       throw .notAnExecutable(path: path, type: names[header.e_type] ?? String(header.e_type))
     }
     // The section header table must lie inside the file before libelf walks it.
     let tableEnd = header.e_shoff + UInt64(header.e_shnum) * UInt64(header.e_shentsize)
     guard header.e_shoff > 0, tableEnd <= fileSize else {
-      throw .truncated(path: path, detail: "section headers end at \(tableEnd), file has \(fileSize) bytes")
+      throw .truncated(
+        path: path, detail: "section headers end at \(tableEnd), file has \(fileSize) bytes")
     }
     var stringIndex = 0
     guard elf_getshdrstrndx(elf, &stringIndex) == 0 else {
@@ -117,7 +123,8 @@ struct ElfFile: ~Copyable {
       if shdr.sh_type != UInt32(SHT_NOBITS) {
         let (end, overflow) = shdr.sh_offset.addingReportingOverflow(shdr.sh_size)
         guard !overflow, end <= fileSize else {
-          throw .truncated(path: path, detail: "section \(name) ends at \(end), file has \(fileSize) bytes")
+          throw .truncated(
+            path: path, detail: "section \(name) ends at \(end), file has \(fileSize) bytes")
         }
       }
       result.append(
@@ -141,11 +148,14 @@ struct ElfFile: ~Copyable {
 
   /// The bytes of a section as libelf gives them (the file's bytes: no conversion is needed
   /// for a little-endian ELF on a little-endian host).
-  func withSectionData<R>(_ section: SectionInfo, _ body: (UnsafeRawBufferPointer) throws(DebugInfoError) -> R)
+  func withSectionData<R>(
+    _ section: SectionInfo, _ body: (UnsafeRawBufferPointer) throws(DebugInfoError) -> R
+  )
     throws(DebugInfoError) -> R
   {
     guard let data = elf_getdata(section.scn, nil) else {
-      throw .libelf(path: path, operation: "elf_getdata(\(section.name))", message: ElfFile.elfMessage())
+      throw .libelf(
+        path: path, operation: "elf_getdata(\(section.name))", message: ElfFile.elfMessage())
     }
     let buffer = UnsafeRawBufferPointer(start: data.pointee.d_buf, count: Int(data.pointee.d_size))
     return try body(buffer)
@@ -155,7 +165,8 @@ struct ElfFile: ~Copyable {
   func bytes(at address: UInt64, count: Int) throws(DebugInfoError) -> [UInt8]? {
     guard
       let section = sections.first(where: {
-        $0.type == UInt32(SHT_PROGBITS) && $0.flags & UInt64(SHF_ALLOC) != 0 && $0.address <= address
+        $0.type == UInt32(SHT_PROGBITS) && $0.flags & UInt64(SHF_ALLOC) != 0
+          && $0.address <= address
           && address - $0.address < $0.size
       })
     else { return nil }

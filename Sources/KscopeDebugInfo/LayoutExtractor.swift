@@ -28,19 +28,22 @@ public enum LayoutExtractor {
     }
     // The banner is a string in .rodata; Volatility keeps its bytes as constant_data.
     if let banner = symbols[LayoutSymbolName.banner] {
-      let size = try elf.symbolAddresses([LayoutSymbolName.banner])[LayoutSymbolName.banner]?.size ?? 0
+      let size =
+        try elf.symbolAddresses([LayoutSymbolName.banner])[LayoutSymbolName.banner]?.size ?? 0
       if var bytes = try elf.bytes(at: banner.address.rawValue, count: size > 0 ? Int(size) : 512) {
         if size == 0, let end = bytes.firstIndex(of: 0) { bytes = Array(bytes[...end]) }
         symbols[LayoutSymbolName.banner]?.constantData = bytes
       }
     }
     if let id = try elf.buildID() {
-      symbols[LayoutSymbolName.buildID] = Symbol(address: KernelVirtualAddress(id.address), constantData: id.bytes)
+      symbols[LayoutSymbolName.buildID] = Symbol(
+        address: KernelVirtualAddress(id.address), constantData: id.bytes)
     }
     var partial = KernelLayout(symbols: symbols)
     let release = partial.release
 
-    var collector = try TypeCollector(elf: elf, wanted: request.types + request.enumsToFind(release: release))
+    var collector = try TypeCollector(
+      elf: elf, wanted: request.types + request.enumsToFind(release: release))
     try collector.scan()
     let name = path.split(separator: "/").last.map(String.init) ?? path
     partial.sources = [LayoutSource(kind: "dwarf", name: name)]

@@ -14,7 +14,8 @@ public enum LayoutFile {
 
   /// Reads an ISF produced by another tool (dwarf2json) and keeps what `request` asks for;
   /// throws naming everything missing, so an incomplete import is never written.
-  public static func importISF(_ path: String, request: LayoutRequest = .default) throws(DebugInfoError)
+  public static func importISF(_ path: String, request: LayoutRequest = .default)
+    throws(DebugInfoError)
     -> KernelLayout
   {
     let layout = try read(path)
@@ -24,14 +25,22 @@ public enum LayoutFile {
       let ours = layout.producer.name == KernelLayout.producerName
       var result = try layout.restricted(
         to: request,
-        keepReferenced: { ours ? (layout.userTypes[$0] != nil || layout.enums[$0] != nil) : $0.hasPrefix("unnamed_") })
+        keepReferenced: {
+          ours ? (layout.userTypes[$0] != nil || layout.enums[$0] != nil) : $0.hasPrefix("unnamed_")
+        })
       // The result is ours now; where it came from stays in the sources.
       result.producer = (KernelLayout.producerName, KernelLayout.producerVersion)
-      if result.sources.isEmpty { result.sources = [LayoutSource(kind: "dwarf", name: path.split(separator: "/").last.map(String.init) ?? path)] }
+      if result.sources.isEmpty {
+        result.sources = [
+          LayoutSource(
+            kind: "dwarf", name: path.split(separator: "/").last.map(String.init) ?? path)
+        ]
+      }
       return result
     } catch {
       if case .incomplete(let missing) = error {
-        throw .invalidLayout(path: path, reason: "missing \(missing.joined(separator: ", ")); no layout written")
+        throw .invalidLayout(
+          path: path, reason: "missing \(missing.joined(separator: ", ")); no layout written")
       }
       throw .invalidLayout(path: path, reason: error.description)
     }

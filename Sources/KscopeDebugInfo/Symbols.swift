@@ -7,14 +7,18 @@ import KscopeCore
 extension ElfFile {
   /// Addresses of `names` in `.symtab`. A global definition wins over a local one of the same
   /// name; undefined symbols, sections and file names are ignored.
-  func symbolAddresses(_ names: [String]) throws(DebugInfoError) -> [String: (address: UInt64, size: UInt64)] {
+  func symbolAddresses(_ names: [String]) throws(DebugInfoError) -> [String: (
+    address: UInt64, size: UInt64
+  )] {
     guard let symtab = sections.first(where: { $0.type == UInt32(SHT_SYMTAB) }) else {
       throw .noSymbolTable(path: path)
     }
-    guard symtab.entrySize == UInt64(MemoryLayout<Elf64_Sym>.size), Int(symtab.link) < sections.count + 1,
+    guard symtab.entrySize == UInt64(MemoryLayout<Elf64_Sym>.size),
+      Int(symtab.link) < sections.count + 1,
       let strtab = sections.first(where: { $0.index == Int(symtab.link) })
     else {
-      throw .badDWARF(path: path, detail: ".symtab has entry size \(symtab.entrySize) or a bad string table link")
+      throw .badDWARF(
+        path: path, detail: ".symtab has entry size \(symtab.entrySize) or a bad string table link")
     }
     // Wanted names by length, so that each of the ~120k symbols costs a strlen and, rarely, a
     // memcmp; building a Swift String per symbol would dominate the extraction time.
@@ -27,13 +31,18 @@ extension ElfFile {
       try withSectionData(symtab) { (table) throws(DebugInfoError) in
         let count = table.count / MemoryLayout<Elf64_Sym>.size
         for i in 0..<count {
-          let sym = table.loadUnaligned(fromByteOffset: i * MemoryLayout<Elf64_Sym>.size, as: Elf64_Sym.self)
+          let sym = table.loadUnaligned(
+            fromByteOffset: i * MemoryLayout<Elf64_Sym>.size, as: Elf64_Sym.self)
           let nameOffset = Int(sym.st_name)
-          guard nameOffset > 0, nameOffset < strings.count, sym.st_shndx != UInt16(SHN_UNDEF) else { continue }
+          guard nameOffset > 0, nameOffset < strings.count, sym.st_shndx != UInt16(SHN_UNDEF) else {
+            continue
+          }
           let kind = Int32(sym.st_info & 0xf)
           guard kind != STT_SECTION, kind != STT_FILE else { continue }
           let start = strings.baseAddress! + nameOffset
-          let length = strnlen(start.assumingMemoryBound(to: CChar.self), min(maxLength + 1, strings.count - nameOffset))
+          let length = strnlen(
+            start.assumingMemoryBound(to: CChar.self),
+            min(maxLength + 1, strings.count - nameOffset))
           guard let candidates = byLength[length] else { continue }
           for candidate in candidates where memcmp(start, candidate.bytes, length) == 0 {
             let global = (sym.st_info >> 4) != UInt8(STB_LOCAL)
@@ -50,7 +59,8 @@ extension ElfFile {
   func buildID() throws(DebugInfoError) -> (bytes: [UInt8], address: UInt64)? {
     for section in sections where section.type == UInt32(SHT_NOTE) {
       guard let data = elf_getdata(section.scn, nil) else {
-        throw .libelf(path: path, operation: "elf_getdata(\(section.name))", message: ElfFile.elfMessage())
+        throw .libelf(
+          path: path, operation: "elf_getdata(\(section.name))", message: ElfFile.elfMessage())
       }
       var offset = 0
       while true {
@@ -63,8 +73,10 @@ extension ElfFile {
         guard header.n_type == UInt32(NT_GNU_BUILD_ID), header.n_namesz == 4 else { continue }
         let base = UnsafeRawPointer(data.pointee.d_buf!)
         guard memcmp(base + nameOffset, "GNU", 4) == 0 else { continue }
-        let bytes = Array(UnsafeRawBufferPointer(start: base + descOffset, count: Int(header.n_descsz)))
-        let address = section.flags & UInt64(SHF_ALLOC) != 0 ? section.address + UInt64(descOffset) : 0
+        let bytes = Array(
+          UnsafeRawBufferPointer(start: base + descOffset, count: Int(header.n_descsz)))
+        let address =
+          section.flags & UInt64(SHF_ALLOC) != 0 ? section.address + UInt64(descOffset) : 0
         return (bytes, address)
       }
     }

@@ -11,7 +11,9 @@ extension KernelLayout {
   // MARK: Writing
 
   public func isfJSON() -> JSONValue {
-    let items: [JSONValue] = sources.map { .object(["kind": .string($0.kind), "name": .string($0.name)]) }
+    let items: [JSONValue] = sources.map {
+      .object(["kind": .string($0.kind), "name": .string($0.name)])
+    }
     let metadata: JSONValue = .object([
       "format": .string(KernelLayout.isfFormat),
       "producer": .object(["name": .string(producer.name), "version": .string(producer.version)]),
@@ -20,7 +22,8 @@ extension KernelLayout {
     var base: [String: JSONValue] = [:]
     for (name, type) in baseTypes {
       base[name] = .object([
-        "size": .integer(type.size), "signed": .bool(type.signed), "kind": .string(type.kind.rawValue),
+        "size": .integer(type.size), "signed": .bool(type.signed),
+        "kind": .string(type.kind.rawValue),
         "endian": .string("little"),
       ])
     }
@@ -28,7 +31,9 @@ extension KernelLayout {
     for (name, type) in userTypes {
       var fields: [String: JSONValue] = [:]
       for member in type.members {
-        fields[member.name] = .object(["offset": .integer(member.offset), "type": member.type.isfJSON])
+        fields[member.name] = .object([
+          "offset": .integer(member.offset), "type": member.type.isfJSON,
+        ])
       }
       user[name] = .object([
         "kind": .string(type.kind.rawValue), "size": .integer(type.size), "fields": .object(fields),
@@ -61,8 +66,11 @@ extension KernelLayout {
   /// Reads an ISF document (ours or dwarf2json's). Members of anonymous fields
   /// (`"anonymous": true`, dwarf2json's `unnamed_field_*`) are flattened into their parent.
   public init(isf json: JSONValue) throws(LayoutError) {
-    guard let root = json.objectValue else { throw .invalidISF(path: "$", reason: "not a JSON object") }
-    for key in ["metadata", "base_types", "user_types", "enums", "symbols"] where root[key]?.objectValue == nil {
+    guard let root = json.objectValue else {
+      throw .invalidISF(path: "$", reason: "not a JSON object")
+    }
+    for key in ["metadata", "base_types", "user_types", "enums", "symbols"]
+    where root[key]?.objectValue == nil {
       throw .invalidISF(path: key, reason: "missing or not an object")
     }
     let metadata = root["metadata"]!.objectValue!
@@ -74,7 +82,8 @@ extension KernelLayout {
     }
     let producerObject = metadata["producer"]?.objectValue ?? [:]
     let producer = (
-      producerObject["name"]?.stringValue ?? "unknown", producerObject["version"]?.stringValue ?? "0.0.0"
+      producerObject["name"]?.stringValue ?? "unknown",
+      producerObject["version"]?.stringValue ?? "0.0.0"
     )
     var sources: [LayoutSource] = []
     for item in metadata["linux"]?["symbols"]?.arrayValue ?? [] {
@@ -86,13 +95,19 @@ extension KernelLayout {
     var baseTypes: [String: BaseType] = [:]
     for (name, value) in root["base_types"]!.objectValue! {
       let path = "base_types.\(name)"
-      guard let size = value["size"]?.intValue, size >= 0 else { throw .invalidISF(path: path + ".size", reason: "not a size") }
-      guard let kindText = value["kind"]?.stringValue, let kind = BaseKind(rawValue: kindText) else {
+      guard let size = value["size"]?.intValue, size >= 0 else {
+        throw .invalidISF(path: path + ".size", reason: "not a size")
+      }
+      guard let kindText = value["kind"]?.stringValue, let kind = BaseKind(rawValue: kindText)
+      else {
         throw .invalidISF(path: path + ".kind", reason: "not one of void, int, float, char, bool")
       }
-      guard let signed = value["signed"]?.boolValue else { throw .invalidISF(path: path + ".signed", reason: "not a boolean") }
+      guard let signed = value["signed"]?.boolValue else {
+        throw .invalidISF(path: path + ".signed", reason: "not a boolean")
+      }
       if let endian = value["endian"]?.stringValue, endian != "little" {
-        throw .invalidISF(path: path + ".endian", reason: "\(endian)-endian layouts are not supported")
+        throw .invalidISF(
+          path: path + ".endian", reason: "\(endian)-endian layouts are not supported")
       }
       baseTypes[name] = BaseType(size: size, signed: signed, kind: kind)
     }
@@ -100,20 +115,27 @@ extension KernelLayout {
     let rawUserTypes = root["user_types"]!.objectValue!
     var userTypes: [String: UserType] = [:]
     for (name, value) in rawUserTypes {
-      userTypes[name] = try KernelLayout.readUserType(name: name, value: value, all: rawUserTypes, depth: 0)
+      userTypes[name] = try KernelLayout.readUserType(
+        name: name, value: value, all: rawUserTypes, depth: 0)
     }
 
     var enums: [String: EnumType] = [:]
     for (name, value) in root["enums"]!.objectValue! {
       let path = "enums.\(name)"
-      guard let size = value["size"]?.intValue else { throw .invalidISF(path: path + ".size", reason: "not a size") }
-      guard let base = value["base"]?.stringValue else { throw .invalidISF(path: path + ".base", reason: "missing") }
+      guard let size = value["size"]?.intValue else {
+        throw .invalidISF(path: path + ".size", reason: "not a size")
+      }
+      guard let base = value["base"]?.stringValue else {
+        throw .invalidISF(path: path + ".base", reason: "missing")
+      }
       guard let constantsObject = value["constants"]?.objectValue else {
         throw .invalidISF(path: path + ".constants", reason: "missing or not an object")
       }
       var constants: [String: Int64] = [:]
       for (constant, v) in constantsObject {
-        guard let n = v.int64Value else { throw .invalidISF(path: "\(path).constants.\(constant)", reason: "not a 64-bit integer") }
+        guard let n = v.int64Value else {
+          throw .invalidISF(path: "\(path).constants.\(constant)", reason: "not a 64-bit integer")
+        }
         constants[constant] = n
       }
       enums[name] = EnumType(size: size, base: base, constants: constants)
@@ -127,13 +149,16 @@ extension KernelLayout {
       }
       var data: [UInt8]? = nil
       if let text = value["constant_data"]?.stringValue {
-        guard let bytes = Base64.decode(text) else { throw .invalidISF(path: path + ".constant_data", reason: "not base64") }
+        guard let bytes = Base64.decode(text) else {
+          throw .invalidISF(path: path + ".constant_data", reason: "not base64")
+        }
         data = bytes
       }
       symbols[name] = Symbol(address: KernelVirtualAddress(address), constantData: data)
     }
     self.init(
-      producer: producer, sources: sources, baseTypes: baseTypes, userTypes: userTypes, enums: enums,
+      producer: producer, sources: sources, baseTypes: baseTypes, userTypes: userTypes,
+      enums: enums,
       symbols: symbols)
   }
 
@@ -152,31 +177,44 @@ extension KernelLayout {
     name: String, value: JSONValue, all: [String: JSONValue], depth: Int
   ) throws(LayoutError) -> UserType {
     let path = "user_types.\(name)"
-    guard depth < 32 else { throw .invalidISF(path: path, reason: "anonymous members nest too deeply (a cycle?)") }
-    guard let kindText = value["kind"]?.stringValue else { throw .invalidISF(path: path + ".kind", reason: "missing") }
+    guard depth < 32 else {
+      throw .invalidISF(path: path, reason: "anonymous members nest too deeply (a cycle?)")
+    }
+    guard let kindText = value["kind"]?.stringValue else {
+      throw .invalidISF(path: path + ".kind", reason: "missing")
+    }
     let kind: UserTypeKind
     switch kindText {
     case "struct", "class": kind = .structure
     case "union": kind = .union
-    default: throw .invalidISF(path: path + ".kind", reason: "'\(kindText)' is not struct, class or union")
+    default:
+      throw .invalidISF(path: path + ".kind", reason: "'\(kindText)' is not struct, class or union")
     }
-    guard let size = value["size"]?.intValue, size >= 0 else { throw .invalidISF(path: path + ".size", reason: "not a size") }
-    guard let fields = value["fields"]?.objectValue else { throw .invalidISF(path: path + ".fields", reason: "missing or not an object") }
+    guard let size = value["size"]?.intValue, size >= 0 else {
+      throw .invalidISF(path: path + ".size", reason: "not a size")
+    }
+    guard let fields = value["fields"]?.objectValue else {
+      throw .invalidISF(path: path + ".fields", reason: "missing or not an object")
+    }
     var members: [Member] = []
     for (fieldName, field) in fields {
       let fieldPath = "\(path).fields.\(fieldName)"
       guard let offset = field["offset"]?.intValue, offset >= 0 else {
         throw .invalidISF(path: fieldPath + ".offset", reason: "not an offset")
       }
-      guard let typeValue = field["type"] else { throw .invalidISF(path: fieldPath + ".type", reason: "missing") }
+      guard let typeValue = field["type"] else {
+        throw .invalidISF(path: fieldPath + ".type", reason: "missing")
+      }
       let type = try TypeDescriptor(isf: typeValue, path: fieldPath + ".type")
       if field["anonymous"]?.boolValue == true {
         switch type {
         case .structure(let inner), .union(let inner):
           guard let innerValue = all[inner] else {
-            throw .invalidISF(path: fieldPath, reason: "anonymous member of unknown type '\(inner)'")
+            throw .invalidISF(
+              path: fieldPath, reason: "anonymous member of unknown type '\(inner)'")
           }
-          let innerType = try readUserType(name: inner, value: innerValue, all: all, depth: depth + 1)
+          let innerType = try readUserType(
+            name: inner, value: innerValue, all: all, depth: depth + 1)
           for m in innerType.members {
             members.append(Member(name: m.name, offset: offset + m.offset, type: m.type))
           }
@@ -221,14 +259,17 @@ extension KernelLayout {
         switch d {
         case .base(let base):
           if let type = baseTypes[base] { result.baseTypes[base] = type }
-        case .pointer(let inner), .array(_, let inner), .bitfield(_, _, let inner): descriptors.append(inner)
+        case .pointer(let inner), .array(_, let inner), .bitfield(_, _, let inner):
+          descriptors.append(inner)
         case .structure(let n), .union(let n), .enumeration(let n):
           if keepReferenced(n) { pending.append(n) }
         case .function: break
         }
       }
     }
-    for name in ["pointer", "void"] { if let type = baseTypes[name] { result.baseTypes[name] = type } }
+    for name in ["pointer", "void"] {
+      if let type = baseTypes[name] { result.baseTypes[name] = type }
+    }
     for name in request.symbols + request.optionalSymbols + [LayoutSymbolName.buildID] {
       if let symbol = symbols[name] { result.symbols[name] = symbol }
     }
@@ -242,7 +283,8 @@ extension TypeDescriptor {
   var isfJSON: JSONValue {
     switch self {
     case .base(let name): return .object(["kind": .string("base"), "name": .string(name)])
-    case .pointer(let inner): return .object(["kind": .string("pointer"), "subtype": inner.isfJSON])
+    case .pointer(let inner):
+      return .object(["kind": .string("pointer"), "subtype": inner.isfJSON])
     case .array(let count, let inner):
       return .object(["kind": .string("array"), "count": .integer(count), "subtype": inner.isfJSON])
     case .structure(let name): return .object(["kind": .string("struct"), "name": .string(name)])
@@ -251,34 +293,44 @@ extension TypeDescriptor {
     case .function: return .object(["kind": .string("function")])
     case .bitfield(let position, let length, let storage):
       return .object([
-        "kind": .string("bitfield"), "bit_position": .integer(position), "bit_length": .integer(length),
+        "kind": .string("bitfield"), "bit_position": .integer(position),
+        "bit_length": .integer(length),
         "type": storage.isfJSON,
       ])
     }
   }
 
   init(isf value: JSONValue, path: String) throws(LayoutError) {
-    guard let kind = value["kind"]?.stringValue else { throw .invalidISF(path: path + ".kind", reason: "missing") }
+    guard let kind = value["kind"]?.stringValue else {
+      throw .invalidISF(path: path + ".kind", reason: "missing")
+    }
     func name() throws(LayoutError) -> String {
-      guard let n = value["name"]?.stringValue else { throw .invalidISF(path: path + ".name", reason: "missing") }
+      guard let n = value["name"]?.stringValue else {
+        throw .invalidISF(path: path + ".name", reason: "missing")
+      }
       return n
     }
     func subtype(_ key: String) throws(LayoutError) -> TypeDescriptor {
-      guard let inner = value[key] else { throw .invalidISF(path: "\(path).\(key)", reason: "missing") }
+      guard let inner = value[key] else {
+        throw .invalidISF(path: "\(path).\(key)", reason: "missing")
+      }
       return try TypeDescriptor(isf: inner, path: "\(path).\(key)")
     }
     switch kind {
     case "base": self = .base(try name())
     case "pointer": self = .pointer(try subtype("subtype"))
     case "array":
-      guard let count = value["count"]?.intValue, count >= 0 else { throw .invalidISF(path: path + ".count", reason: "not a count") }
+      guard let count = value["count"]?.intValue, count >= 0 else {
+        throw .invalidISF(path: path + ".count", reason: "not a count")
+      }
       self = .array(count: count, of: try subtype("subtype"))
     case "struct", "class": self = .structure(try name())
     case "union": self = .union(try name())
     case "enum": self = .enumeration(try name())
     case "function": self = .function
     case "bitfield":
-      guard let position = value["bit_position"]?.intValue, let length = value["bit_length"]?.intValue,
+      guard let position = value["bit_position"]?.intValue,
+        let length = value["bit_length"]?.intValue,
         position >= 0, length > 0
       else { throw .invalidISF(path: path, reason: "bitfield without bit_position/bit_length") }
       self = .bitfield(position: position, length: length, storage: try subtype("type"))

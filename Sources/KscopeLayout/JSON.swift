@@ -175,7 +175,9 @@ private struct JSONReader {
   /// Nesting deeper than this is rejected instead of overflowing the stack.
   static let maxDepth = 256
 
-  func error(_ reason: String) -> JSONParseError { JSONParseError(offset: position, reason: reason) }
+  func error(_ reason: String) -> JSONParseError {
+    JSONParseError(offset: position, reason: reason)
+  }
 
   mutating func skipSpace() {
     while position < bytes.count {
@@ -339,7 +341,8 @@ private struct JSONReader {
     var magnitude: UInt64 = 0
     var overflow = false
     var digits = 0
-    while position < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[position]) {
+    while position < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[position])
+    {
       let (m1, o1) = magnitude.multipliedReportingOverflow(by: 10)
       let (m2, o2) = m1.addingReportingOverflow(UInt64(bytes[position] - UInt8(ascii: "0")))
       magnitude = m2

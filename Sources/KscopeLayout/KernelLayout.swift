@@ -141,7 +141,9 @@ public struct KernelLayout: Equatable, Sendable {
   public var symbols: [String: Symbol]
 
   public init(
-    producer: (name: String, version: String) = (KernelLayout.producerName, KernelLayout.producerVersion),
+    producer: (name: String, version: String) = (
+      KernelLayout.producerName, KernelLayout.producerVersion
+    ),
     sources: [LayoutSource] = [], baseTypes: [String: BaseType] = [:],
     userTypes: [String: UserType] = [:], enums: [String: EnumType] = [:],
     symbols: [String: Symbol] = [:]

@@ -1,12 +1,16 @@
 // What `kscope layout show` prints, as text or JSON.
 
 public enum LayoutReport {
-  public static func text(_ layout: KernelLayout, type: String?, file: String) throws(LayoutError) -> String {
+  public static func text(_ layout: KernelLayout, type: String?, file: String) throws(LayoutError)
+    -> String
+  {
     if let type { return try layout.describe(type: type) }
     return "file:      \(file)\n" + layout.summary()
   }
 
-  public static func json(_ layout: KernelLayout, type: String?, file: String) throws(LayoutError) -> JSONValue {
+  public static func json(_ layout: KernelLayout, type: String?, file: String) throws(LayoutError)
+    -> JSONValue
+  {
     guard let type else {
       var symbols: [String: JSONValue] = [:]
       for (name, symbol) in layout.symbols { symbols[name] = .string(symbol.address.description) }
@@ -32,14 +36,16 @@ public enum LayoutReport {
         return .object(fields)
       }
       return .object([
-        "name": .string(type), "kind": .string(userType.kind.rawValue), "size": .integer(userType.size),
+        "name": .string(type), "kind": .string(userType.kind.rawValue),
+        "size": .integer(userType.size),
         "members": .array(members),
       ])
     }
     if let enumType = layout.enums[type] {
       return .object([
         "name": .string(type), "kind": .string("enum"), "size": .integer(enumType.size),
-        "base": .string(enumType.base), "constants": .object(enumType.constants.mapValues { .integer($0) }),
+        "base": .string(enumType.base),
+        "constants": .object(enumType.constants.mapValues { .integer($0) }),
       ])
     }
     throw .missingType(type)
@@ -47,8 +53,10 @@ public enum LayoutReport {
 
   public static func summaryJSON(_ layout: KernelLayout, file: String, bytes: Int) -> JSONValue {
     .object([
-      "file": .string(file), "bytes": .integer(bytes), "release": layout.release.map(JSONValue.string) ?? .null,
-      "build_id": layout.buildID.map(JSONValue.string) ?? .null, "structs": .integer(layout.userTypes.count),
+      "file": .string(file), "bytes": .integer(bytes),
+      "release": layout.release.map(JSONValue.string) ?? .null,
+      "build_id": layout.buildID.map(JSONValue.string) ?? .null,
+      "structs": .integer(layout.userTypes.count),
       "enums": .integer(layout.enums.count), "symbols": .integer(layout.symbols.count),
     ])
   }

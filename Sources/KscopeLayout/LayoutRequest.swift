@@ -109,7 +109,8 @@ public struct LayoutRequest: Sendable, Equatable {
     }
     for (type, members) in requiredMembers.sorted(by: { $0.key < $1.key }) {
       guard types.contains(type), let userType = layout.userTypes[type] else { continue }
-      for alternatives in members where !alternatives.contains(where: { userType.member(named: $0) != nil }) {
+      for alternatives in members
+      where !alternatives.contains(where: { userType.member(named: $0) != nil }) {
         missing.append("member \(type).\(alternatives.joined(separator: "|"))")
       }
     }

@@ -16,7 +16,8 @@ extension KernelLayout {
       if case .array = inner { return cDeclaration(inner, "(*\(declarator))") }
       return cDeclaration(inner, "*\(declarator)")
     case .array(let count, let inner): return cDeclaration(inner, "\(declarator)[\(count)]")
-    case .bitfield(_, let length, let storage): return cDeclaration(storage, "\(declarator):\(length)")
+    case .bitfield(_, let length, let storage):
+      return cDeclaration(storage, "\(declarator):\(length)")
     }
   }
 
@@ -45,7 +46,9 @@ extension KernelLayout {
         } else {
           place = "\(member.offset) \(byteSize(of: member.type).map(String.init) ?? "?")"
         }
-        let padded = declaration.count < 48 ? declaration + String(repeating: " ", count: 48 - declaration.count) : declaration
+        let padded =
+          declaration.count < 48
+          ? declaration + String(repeating: " ", count: 48 - declaration.count) : declaration
         lines.append("\t\(padded) /* \(place) */")
       }
       lines.append("")
@@ -55,7 +58,8 @@ extension KernelLayout {
     }
     if let type = enums[name] {
       var lines = ["enum \(name) {  /* size: \(type.size), base: \(type.base) */"]
-      for (constant, value) in type.constants.sorted(by: { ($0.value, $0.key) < ($1.value, $1.key) }) {
+      for (constant, value) in type.constants.sorted(by: { ($0.value, $0.key) < ($1.value, $1.key) }
+      ) {
         lines.append("\t\(constant) = \(value),")
       }
       lines.append("};")
@@ -72,7 +76,8 @@ extension KernelLayout {
     lines.append("source:    \(sources.map { "\($0.name) (\($0.kind))" }.joined(separator: ", "))")
     lines.append("producer:  \(producer.name) \(producer.version)")
     lines.append(
-      "types:     \(userTypes.count) structs/unions, \(enums.count) enums, \(baseTypes.count) base types")
+      "types:     \(userTypes.count) structs/unions, \(enums.count) enums, \(baseTypes.count) base types"
+    )
     let encoding: String
     if enums[PageTypeEncoding.dwarfEnumName] != nil {
       encoding = "DWARF enum pagetype (top byte of page_type)"

@@ -35,7 +35,9 @@ enum LayoutBench {
       case "--pahole-runs": paholeRuns = max(0, Int(value) ?? paholeRuns)
       case "--kscope": kscope = value
       default:
-        print("usage: kscope-bench layout [--vmlinux PATH] [--runs N] [--pahole-runs N] [--kscope PATH]")
+        print(
+          "usage: kscope-bench layout [--vmlinux PATH] [--runs N] [--pahole-runs N] [--kscope PATH]"
+        )
         return
       }
       i += 2
@@ -56,21 +58,30 @@ enum LayoutBench {
     var ours: [Measurement] = []
     for _ in 0..<runs { ours.append(try measure(extractCommand)) }
     var theirs: [Measurement] = []
-    let paholeCommand = ["/usr/bin/pahole", "-F", "dwarf", "-C", structs.joined(separator: ","), vmlinux]
+    let paholeCommand = [
+      "/usr/bin/pahole", "-F", "dwarf", "-C", structs.joined(separator: ","), vmlinux,
+    ]
     for _ in 0..<paholeRuns { theirs.append(try measure(paholeCommand)) }
 
     print("layout benchmark: \(vmlinux)")
-    print("  kernel \(layout.release ?? "?"), \(structs.count) structs requested, \(layout.userTypes.count) recorded, \(layout.symbols.count) symbols")
+    print(
+      "  kernel \(layout.release ?? "?"), \(structs.count) structs requested, \(layout.userTypes.count) recorded, \(layout.symbols.count) symbols"
+    )
     print("  compilation units read before all were found: \(statistics.compilationUnitsScanned)")
     report("kscope layout extract", ours, command: extractCommand)
-    if !theirs.isEmpty { report("pahole -F dwarf -C (same structs)", theirs, command: paholeCommand) }
-    let target = ours.map(\.seconds).median <= 0.15 && (ours.map(\.maxRSSKiB).max() ?? 0) <= 80 * 1024
+    if !theirs.isEmpty {
+      report("pahole -F dwarf -C (same structs)", theirs, command: paholeCommand)
+    }
+    let target =
+      ours.map(\.seconds).median <= 0.15 && (ours.map(\.maxRSSKiB).max() ?? 0) <= 80 * 1024
     print("  target (0.15 s, 80 MiB): \(target ? "met" : "NOT met")")
   }
 
   /// The measured child: one extraction, written like `kscope layout extract -o` does.
   static func child(_ args: [String]) throws {
-    guard args.count == 2 else { throw DebugInfoError.cannotOpen(path: "", reason: "usage: layout --child VMLINUX OUT") }
+    guard args.count == 2 else {
+      throw DebugInfoError.cannotOpen(path: "", reason: "usage: layout --child VMLINUX OUT")
+    }
     let layout = try LayoutExtractor.extract(vmlinux: args[0])
     try AtomicFile.write(layout.isfText(), to: args[1])
   }
@@ -107,7 +118,9 @@ enum LayoutBench {
     clock_gettime(CLOCK_MONOTONIC, &end)
     // WIFEXITED && WEXITSTATUS == 0, spelled out (the C macros do not import).
     guard status & 0x7f == 0, (status >> 8) & 0xff == 0 else {
-      throw DebugInfoError.cannotOpen(path: command[0], reason: "exited with status \(status) running \(command.joined(separator: " "))")
+      throw DebugInfoError.cannotOpen(
+        path: command[0],
+        reason: "exited with status \(status) running \(command.joined(separator: " "))")
     }
     let seconds = Double(end.tv_sec - start.tv_sec) + Double(end.tv_nsec - start.tv_nsec) / 1e9
     return Measurement(seconds: seconds, maxRSSKiB: usage.ru_maxrss)
@@ -115,7 +128,9 @@ enum LayoutBench {
 
   static func selfPath() -> String {
     var buffer = [UInt8](repeating: 0, count: Int(PATH_MAX) + 1)
-    let n = buffer.withUnsafeMutableBytes { readlink("/proc/self/exe", $0.baseAddress!, $0.count - 1) }
+    let n = buffer.withUnsafeMutableBytes {
+      readlink("/proc/self/exe", $0.baseAddress!, $0.count - 1)
+    }
     return n > 0 ? String(decoding: buffer[0..<n], as: UTF8.self) : CommandLine.arguments[0]
   }
 
@@ -129,7 +144,9 @@ enum LayoutBench {
     let rounded = (value * scale).rounded() / scale
     var text = String(rounded)
     let decimals = text.split(separator: ".").last?.count ?? 0
-    if text.contains(".") && decimals < digits { text += String(repeating: "0", count: digits - decimals) }
+    if text.contains(".") && decimals < digits {
+      text += String(repeating: "0", count: digits - decimals)
+    }
     return text
   }
 }

@@ -14,7 +14,9 @@ func layoutCall<T>(_ body: () throws(DebugInfoError) -> T) throws -> T {
 }
 
 func parseTypeList(_ text: String?) -> [String] {
-  (text ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+  (text ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter {
+    !$0.isEmpty
+  }
 }
 
 /// Writes the layout to `output` (atomically) and prints a summary, or prints the ISF text.
@@ -26,7 +28,8 @@ func emitLayout(_ layout: KernelLayout, output: String?, json: Bool) throws {
   }
   try layoutCall { () throws(DebugInfoError) in try AtomicFile.write(text, to: output) }
   if json {
-    try printJSON(LayoutReport.summaryJSON(layout, file: output, bytes: text.utf8.count).foundationValue)
+    try printJSON(
+      LayoutReport.summaryJSON(layout, file: output, bytes: text.utf8.count).foundationValue)
   } else {
     print(
       "wrote \(output) (\(text.utf8.count) bytes): Linux \(layout.release ?? "?"), build id \(layout.buildID ?? "none"), \(layout.userTypes.count) structs, \(layout.enums.count) enums, \(layout.symbols.count) symbols"

@@ -17,7 +17,10 @@ import Testing
 
   @Test func outputUsesOnlyWhatTheVolatilitySchemaAllows() throws {
     let json = try Recorded.layout(Recorded.release61).isfJSON()
-    #expect(json.objectValue.map { Set($0.keys) } == ["metadata", "base_types", "user_types", "enums", "symbols"])
+    #expect(
+      json.objectValue.map { Set($0.keys) } == [
+        "metadata", "base_types", "user_types", "enums", "symbols",
+      ])
     let metadata = try #require(json["metadata"]?.objectValue)
     #expect(Set(metadata.keys) == ["format", "producer", "linux"])
     #expect(metadata["format"]?.stringValue == "6.2.0")
@@ -36,13 +39,16 @@ import Testing
     }
     for (_, symbol) in try #require(json["symbols"]?.objectValue) {
       #expect(symbol["address"]?.uint64Value != nil)
-      #expect(symbol.objectValue.map { Set($0.keys).isSubset(of: ["address", "constant_data"]) } == true)
+      #expect(
+        symbol.objectValue.map { Set($0.keys).isSubset(of: ["address", "constant_data"]) } == true)
     }
   }
 
   /// A dwarf2json-shaped document: page nests mapping/index in an anonymous struct inside an
   /// anonymous union, as DWARF does, plus types and symbols kscope does not want.
-  static func dwarf2jsonStyle(from layout: KernelLayout, dropping member: String? = nil) -> JSONValue {
+  static func dwarf2jsonStyle(from layout: KernelLayout, dropping member: String? = nil)
+    -> JSONValue
+  {
     guard case .object(var root) = layout.isfJSON() else { return .null }
     guard case .object(var user) = root["user_types"]!, case .object(var page) = user["page"]!,
       case .object(var fields) = page["fields"]!
@@ -77,7 +83,9 @@ import Testing
     page["fields"] = .object(fields)
     user["page"] = .object(page)
     // Unrelated kernel types and symbols that an import must leave out.
-    user["sk_buff"] = .object(["kind": .string("struct"), "size": .unsigned(232), "fields": .object([:])])
+    user["sk_buff"] = .object([
+      "kind": .string("struct"), "size": .unsigned(232), "fields": .object([:]),
+    ])
     root["user_types"] = .object(user)
     if case .object(var symbols) = root["symbols"]! {
       symbols["jiffies"] = .object(["address": .unsigned(0xffff_ffff_8290_0000)])
@@ -86,7 +94,9 @@ import Testing
     root["metadata"] = .object([
       "format": .string("6.2.0"),
       "producer": .object(["name": .string("dwarf2json"), "version": .string("0.8.0")]),
-      "linux": .object(["symbols": .array([.object(["kind": .string("dwarf"), "name": .string("vmlinux")])])]),
+      "linux": .object([
+        "symbols": .array([.object(["kind": .string("dwarf"), "name": .string("vmlinux")])])
+      ]),
     ])
     return .object(root)
   }
@@ -103,7 +113,8 @@ import Testing
   @Test func importKeepsWhatKscopeUses() throws {
     let recorded = try Recorded.layout(Recorded.release61)
     let scratch = try ScratchDirectory()
-    let file = try scratch.write("dwarf2json.json", Array(ISFTests.dwarf2jsonStyle(from: recorded).serialized().utf8))
+    let file = try scratch.write(
+      "dwarf2json.json", Array(ISFTests.dwarf2jsonStyle(from: recorded).serialized().utf8))
     let imported = try LayoutFile.importISF(file)
     #expect(imported.userTypes["sk_buff"] == nil)
     #expect(imported.symbols["jiffies"] == nil)
@@ -126,8 +137,12 @@ import Testing
     let recorded = try Recorded.layout(Recorded.release61)
     let scratch = try ScratchDirectory()
     let file = try scratch.write(
-      "old.json", Array(ISFTests.dwarf2jsonStyle(from: recorded, dropping: "_refcount").serialized().utf8))
-    #expect(throws: DebugInfoError.invalidLayout(path: file, reason: "missing member page._refcount|_count; no layout written")) {
+      "old.json",
+      Array(ISFTests.dwarf2jsonStyle(from: recorded, dropping: "_refcount").serialized().utf8))
+    #expect(
+      throws: DebugInfoError.invalidLayout(
+        path: file, reason: "missing member page._refcount|_count; no layout written")
+    ) {
       try LayoutFile.importISF(file)
     }
     var request = LayoutRequest.default.adding(types: ["slab"])
@@ -162,7 +177,9 @@ import Testing
     ]
     for (i, (text, reason)) in cases.enumerated() {
       let file = try scratch.write("bad\(i).json", Array(text.utf8))
-      #expect(throws: DebugInfoError.invalidLayout(path: file, reason: reason)) { try LayoutFile.read(file) }
+      #expect(throws: DebugInfoError.invalidLayout(path: file, reason: reason)) {
+        try LayoutFile.read(file)
+      }
     }
   }
 
@@ -172,6 +189,8 @@ import Testing
     try AtomicFile.write("first", to: file)
     try AtomicFile.write("second", to: file)
     #expect(try AtomicFile.read(file) == Array("second".utf8))
-    #expect(throws: DebugInfoError.self) { try AtomicFile.write("x", to: scratch.path + "/no/such/dir/f.json") }
+    #expect(throws: DebugInfoError.self) {
+      try AtomicFile.write("x", to: scratch.path + "/no/such/dir/f.json")
+    }
   }
 }

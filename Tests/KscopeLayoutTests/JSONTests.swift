@@ -4,14 +4,15 @@ import Testing
 
 @Suite struct JSONTests {
   @Test func integersKeepSixtyFourBits() throws {
-    let value = try JSONValue.parse(#"{"a": 18446744071578845184, "b": -9223372036854775808, "c": -1, "d": 0}"#)
+    let value = try JSONValue.parse(
+      #"{"a": 18446744071578845184, "b": -9223372036854775808, "c": -1, "d": 0}"#)
     #expect(value["a"]?.uint64Value == 0xffff_ffff_8100_0000)
     #expect(value["b"]?.int64Value == Int64.min)
     #expect(value["c"]?.int64Value == -1)
     #expect(value["d"]?.uint64Value == 0)
     #expect(value["a"]?.int64Value == nil)
     // Beyond 64 bits, or with a fraction, a number is a double.
-    #expect(try JSONValue.parse("18446744073709551616") == .double(18446744073709551616))
+    #expect(try JSONValue.parse("18446744073709551616") == .double(18_446_744_073_709_551_616))
     #expect(try JSONValue.parse("1.5e2") == .double(150))
   }
 
@@ -27,14 +28,22 @@ import Testing
     let value = JSONValue.object([
       "z": .array([.unsigned(1), .signed(-2)]), "a": .object(["y": .bool(true), "x": .null]),
     ])
-    #expect(value.serialized(expandDepth: 1) == "{\n  \"a\": {\"x\": null, \"y\": true},\n  \"z\": [1, -2]\n}\n")
+    #expect(
+      value.serialized(expandDepth: 1)
+        == "{\n  \"a\": {\"x\": null, \"y\": true},\n  \"z\": [1, -2]\n}\n")
     #expect(try JSONValue.parse(value.serialized()) == value)
   }
 
   @Test func errorsSayWhere() {
-    #expect(throws: JSONParseError(offset: 7, reason: "expected ',' or '}'")) { try JSONValue.parse(#"{"a":1 "b":2}"#) }
-    #expect(throws: JSONParseError(offset: 4, reason: "unterminated string")) { try JSONValue.parse(#"["ab"#) }
-    #expect(throws: JSONParseError(offset: 2, reason: "trailing characters")) { try JSONValue.parse("1 2") }
+    #expect(throws: JSONParseError(offset: 7, reason: "expected ',' or '}'")) {
+      try JSONValue.parse(#"{"a":1 "b":2}"#)
+    }
+    #expect(throws: JSONParseError(offset: 4, reason: "unterminated string")) {
+      try JSONValue.parse(#"["ab"#)
+    }
+    #expect(throws: JSONParseError(offset: 2, reason: "trailing characters")) {
+      try JSONValue.parse("1 2")
+    }
     #expect(throws: JSONParseError(offset: 256, reason: "nested too deeply")) {
       try JSONValue.parse(String(repeating: "[", count: 300))
     }

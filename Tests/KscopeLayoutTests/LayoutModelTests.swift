@@ -55,8 +55,12 @@ import Testing
     #expect(throws: LayoutError.missingMember(type: "page", member: ["no_such", "nor_this"])) {
       try layout.offset(of: "page", member: ["no_such", "nor_this"])
     }
-    #expect(throws: LayoutError.missingType("slab_nonexistent")) { try layout.size(of: "slab_nonexistent") }
-    #expect(throws: LayoutError.missingSymbol("no_such_symbol")) { try layout.requireSymbol("no_such_symbol") }
+    #expect(throws: LayoutError.missingType("slab_nonexistent")) {
+      try layout.size(of: "slab_nonexistent")
+    }
+    #expect(throws: LayoutError.missingSymbol("no_such_symbol")) {
+      try layout.requireSymbol("no_such_symbol")
+    }
     #expect(throws: LayoutError.missingEnum("no_enum")) { try layout.enumValue("no_enum", "X") }
     #expect(throws: LayoutError.missingEnumConstant(enum: "pageflags", constant: ["PG_nope"])) {
       try layout.enumValue("pageflags", "PG_nope")
@@ -92,7 +96,10 @@ import Testing
   @Test func pageTypeEncodings() throws {
     // 6.1: macros only; kscope's rule (page-flags.h of 6.1) is recorded as an enum.
     let old = try Recorded.layout(Recorded.release61).pageTypeEncoding()
-    #expect(old == .clearedBit(base: 0xf000_0000, bits: [.buddy: 0x80, .offline: 0x100, .table: 0x200, .guard: 0x400]))
+    #expect(
+      old
+        == .clearedBit(
+          base: 0xf000_0000, bits: [.buddy: 0x80, .offline: 0x100, .table: 0x200, .guard: 0x400]))
     #expect(old.has(.buddy, pageType: 0xffff_ff7f))  // PAGE_BUDDY_MAPCOUNT_VALUE = ~0x80
     #expect(!old.has(.buddy, pageType: 0xffff_ffff))  // _mapcount -1: no type
     #expect(old.has(.table, pageType: 0xffff_fdff))
@@ -126,7 +133,9 @@ import Testing
     request.requiredMembers["page"]!.append(["no_such_member", "nor_this"])
     request.symbols.append("no_such_symbol")
     #expect(
-      request.missing(in: layout) == ["member page.no_such_member|nor_this", "symbol no_such_symbol"])
+      request.missing(in: layout) == [
+        "member page.no_such_member|nor_this", "symbol no_such_symbol",
+      ])
     #expect(
       LayoutRequest.default.adding(types: ["slab"]).missing(in: layout) == ["type slab"])
   }

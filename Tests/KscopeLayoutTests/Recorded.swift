@@ -9,7 +9,9 @@ enum Recorded {
 
   static var directory: String {
     if let url = Bundle.module.url(forResource: "Recorded", withExtension: nil) { return url.path }
-    return URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Recorded").path
+    return URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
+      "Recorded"
+    ).path
   }
 
   /// Releases with a recorded layout (file names without `.json`).
@@ -20,7 +22,9 @@ enum Recorded {
 
   static func path(_ release: String) -> String { "\(directory)/\(release).json" }
 
-  static func layout(_ release: String) throws -> KernelLayout { try LayoutFile.read(path(release)) }
+  static func layout(_ release: String) throws -> KernelLayout {
+    try LayoutFile.read(path(release))
+  }
 
   static func text(_ release: String) throws -> String {
     try String(contentsOfFile: path(release), encoding: .utf8)

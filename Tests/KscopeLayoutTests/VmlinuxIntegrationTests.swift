@@ -13,7 +13,9 @@ import Testing
 // which recorded sizes and offsets changed, and prints the command that re-records.
 
 enum KernelCache {
-  static var root: String { ProcessInfo.processInfo.environment["KSCOPE_CACHE"] ?? "/var/cache/kscope" }
+  static var root: String {
+    ProcessInfo.processInfo.environment["KSCOPE_CACHE"] ?? "/var/cache/kscope"
+  }
   static func vmlinux(_ series: String) -> String { "\(root)/kernels/\(series)/vmlinux" }
   static func directory(_ series: String) -> String { "\(root)/kernels/\(series)" }
 
@@ -57,21 +59,29 @@ func differences(recorded: KernelLayout, extracted: KernelLayout) -> [String] {
         result.append("\(name).\(member.name) is gone")
         continue
       }
-      if now != member { result.append("\(name).\(member.name) offset \(member.offset) -> \(now.offset)") }
+      if now != member {
+        result.append("\(name).\(member.name) offset \(member.offset) -> \(now.offset)")
+      }
     }
   }
-  for (name, type) in recorded.enums.sorted(by: { $0.key < $1.key }) where extracted.enums[name] != type {
+  for (name, type) in recorded.enums.sorted(by: { $0.key < $1.key })
+  where extracted.enums[name] != type {
     result.append("enum \(name) changed")
   }
-  for (name, symbol) in recorded.symbols.sorted(by: { $0.key < $1.key }) where extracted.symbols[name] != symbol {
-    result.append("symbol \(name) \(symbol.address) -> \(extracted.symbols[name].map { "\($0.address)" } ?? "gone")")
+  for (name, symbol) in recorded.symbols.sorted(by: { $0.key < $1.key })
+  where extracted.symbols[name] != symbol {
+    result.append(
+      "symbol \(name) \(symbol.address) -> \(extracted.symbols[name].map { "\($0.address)" } ?? "gone")"
+    )
   }
   return result
 }
 
 /// Members of each struct as pahole prints them: absolute offsets (anonymous members inline),
 /// bitfields as "offset:bit".
-func paholeLayouts(_ text: String) throws -> [String: (size: Int, members: [String: (offset: Int, bit: Int?)])] {
+func paholeLayouts(_ text: String) throws -> [String: (
+  size: Int, members: [String: (offset: Int, bit: Int?)]
+)] {
   let start = try Regex(#"^(struct|union) (\w+) \{"#)
   let member = try Regex(#"^\s+(?!\})(.*?);\s*/\*\s*(\d+)(?::\s*(\d+))?\s+(\d+)\s*\*/"#)
   let closing = try Regex(#"^\s+\}\s*(\w+)(\[\d+\])*;\s*/\*\s*(\d+)\s+(\d+)\s*\*/"#)
@@ -86,7 +96,9 @@ func paholeLayouts(_ text: String) throws -> [String: (size: Int, members: [Stri
     if let m = try start.firstMatch(in: line) {
       current = String(m.output[2].substring!)
       members = [:]
-    } else if let name = current, let m = try size.firstMatch(in: line), line.hasPrefix("\t/* size:") {
+    } else if let name = current, let m = try size.firstMatch(in: line),
+      line.hasPrefix("\t/* size:")
+    {
       result[name] = (Int(m.output[1].substring!)!, members)
     } else if current != nil, let m = try closing.firstMatch(in: line) {
       members[String(m.output[1].substring!)] = (Int(m.output[3].substring!)!, nil)
@@ -99,7 +111,11 @@ func paholeLayouts(_ text: String) throws -> [String: (size: Int, members: [Stri
         name = String(f.output[1].substring!)
       } else {
         declaration = declaration.trimmingCharacters(in: .whitespaces).replacing(trailing, with: "")
-        guard let last = declaration.split(whereSeparator: { !($0.isLetter || $0.isNumber || $0 == "_") }).last else { continue }
+        guard
+          let last = declaration.split(whereSeparator: {
+            !($0.isLetter || $0.isNumber || $0 == "_")
+          }).last
+        else { continue }
         name = String(last)
       }
       members[name] = (offset, bit)
@@ -121,10 +137,14 @@ func paholeLayouts(_ text: String) throws -> [String: (size: Int, members: [Stri
       }
       var message = "no recorded layout for \(release) (the cached \(series) kernel)"
       if let old = sameSeries.last, let oldLayout = try? Recorded.layout(old) {
-        let changed = differences(recorded: oldLayout, extracted: extracted).filter { !$0.hasPrefix("symbol ") }
-        message += "; recorded is \(old): \(changed.isEmpty ? "no struct size, offset or enum changed" : "changed: " + changed.joined(separator: "; "))"
+        let changed = differences(recorded: oldLayout, extracted: extracted).filter {
+          !$0.hasPrefix("symbol ")
+        }
+        message +=
+          "; recorded is \(old): \(changed.isEmpty ? "no struct size, offset or enum changed" : "changed: " + changed.joined(separator: "; "))"
       }
-      message += ". Re-record: swift run kscope layout extract \(KernelCache.vmlinux(series)) -o Tests/KscopeLayoutTests/Recorded/\(release).json (and git rm the old one)"
+      message +=
+        ". Re-record: swift run kscope layout extract \(KernelCache.vmlinux(series)) -o Tests/KscopeLayoutTests/Recorded/\(release).json (and git rm the old one)"
       Issue.record(Comment(rawValue: message))
       return
     }
@@ -146,7 +166,9 @@ func paholeLayouts(_ text: String) throws -> [String: (size: Int, members: [Stri
     }
     #expect(nm.count > 50_000, "nm printed too little; is binutils installed? (host/setup.sh)")
     for (name, symbol) in layout.symbols where name != LayoutSymbolName.buildID {
-      #expect(nm[name]?.contains(symbol.address.rawValue) == true, "\(name) at \(symbol.address), nm says \(nm[name] ?? [])")
+      #expect(
+        nm[name]?.contains(symbol.address.rawValue) == true,
+        "\(name) at \(symbol.address), nm says \(nm[name] ?? [])")
     }
     for name in LayoutRequest.default.optionalSymbols where nm[name] != nil {
       #expect(layout.symbols[name] != nil, "\(name) is in .symtab but not in the layout")
@@ -159,7 +181,10 @@ func paholeLayouts(_ text: String) throws -> [String: (size: Int, members: [Stri
     let layout = try LayoutExtractor.extract(vmlinux: KernelCache.vmlinux(series))
     let names = LayoutRequest.default.types
     // BTF is generated from the same DWARF at kernel build time, and pahole reads it in 50 ms.
-    let pahole = try paholeLayouts(try run(["pahole", "-F", "btf", "-C", names.joined(separator: ","), KernelCache.vmlinux(series)]))
+    let pahole = try paholeLayouts(
+      try run([
+        "pahole", "-F", "btf", "-C", names.joined(separator: ","), KernelCache.vmlinux(series),
+      ]))
     var checked = 0
     for name in names {
       let ours = try layout.userType(name)
@@ -184,7 +209,9 @@ func paholeLayouts(_ text: String) throws -> [String: (size: Int, members: [Stri
   @Test func bzImageAndTruncatedVmlinuxAreRejected() throws {
     guard KernelCache.release("6.1") != nil else { return }
     let bzImage = "\(KernelCache.directory("6.1"))/vmlinuz"
-    #expect(throws: DebugInfoError.notELF(path: bzImage)) { try LayoutExtractor.extract(vmlinux: bzImage) }
+    #expect(throws: DebugInfoError.notELF(path: bzImage)) {
+      try LayoutExtractor.extract(vmlinux: bzImage)
+    }
     let scratch = try ScratchDirectory()
     let handle = try #require(FileHandle(forReadingAtPath: KernelCache.vmlinux("6.1")))
     let head = try #require(try handle.read(upToCount: 1 << 20))
@@ -208,10 +235,12 @@ func paholeLayouts(_ text: String) throws -> [String: (size: Int, members: [Stri
     var request = LayoutRequest.default.adding(types: ["kscope_no_such_struct"])
     request.requiredMembers["page"]!.append(["no_such_member"])
     #expect(
-      throws: DebugInfoError.incomplete(path: path, missing: ["type kscope_no_such_struct", "member page.no_such_member"])
+      throws: DebugInfoError.incomplete(
+        path: path, missing: ["type kscope_no_such_struct", "member page.no_such_member"])
     ) { try LayoutExtractor.extract(vmlinux: path, request: request) }
     // --types adds whatever the kernel has: a union, a struct, an enum, a typedef'd struct.
-    let more = try LayoutExtractor.extract(vmlinux: path, request: .default.adding(types: ["slab", "pgd_t", "lru_list", "kmem_cache"]))
+    let more = try LayoutExtractor.extract(
+      vmlinux: path, request: .default.adding(types: ["slab", "pgd_t", "lru_list", "kmem_cache"]))
     #expect(try more.size(of: "pgd_t") == 8)
     #expect(try more.offset(of: "slab", member: "slab_cache") == 24)  // pahole -C slab
     #expect(try more.enumValue("lru_list", "LRU_INACTIVE_ANON") == 0)
