@@ -10,7 +10,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 packages=(
   pkg-config libdw-dev libelf-dev zlib1g-dev   # libdw/libelf for DWARF, zlib for PNG
-  elfutils dwarves                             # eu-readelf, pahole (benchmark comparison)
+  elfutils dwarves binutils                    # eu-readelf, pahole, nm (layout checks, benchmark)
   qemu-system-x86 busybox-static cpio zstd e2fsprogs sqlite3
   hyperfine
 )

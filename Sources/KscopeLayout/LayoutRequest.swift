@@ -8,7 +8,7 @@
 //    and make the walkers use `offset(of:member:)` with the same alternatives.
 // 3. If the page_type encoding changed and DWARF has no `enum pagetype`, add a rule in
 //    PageTypeEncoding.swift from that version's include/linux/page-flags.h.
-// 4. Record the layout under Tests/KscopeLayoutTests/Recorded/ (see LayoutRecording.md).
+// 4. Record the layout under Tests/KscopeLayoutTests/Recorded/ (see the README there).
 
 public struct LayoutRequest: Sendable, Equatable {
   /// Structs and unions (or enums) to record, by name without `struct `.
