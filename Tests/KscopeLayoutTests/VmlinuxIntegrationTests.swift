@@ -16,14 +16,20 @@ enum KernelCache {
   static var root: String {
     ProcessInfo.processInfo.environment["KSCOPE_CACHE"] ?? "/var/cache/kscope"
   }
-  static func vmlinux(_ series: String) -> String { "\(root)/kernels/\(series)/vmlinux" }
-  static func directory(_ series: String) -> String { "\(root)/kernels/\(series)" }
+  static func vmlinux(_ series: String, root: String = root) -> String {
+    "\(root)/kernels/\(series)/vmlinux"
+  }
+  static func directory(_ series: String, root: String = root) -> String {
+    "\(root)/kernels/\(series)"
+  }
 
-  /// The cached release of a series, or a failure message saying how to get it.
-  static func release(_ series: String) -> String? {
-    let path = vmlinux(series)
+  /// The cached release of a series; when the kernel is missing, a test failure (never a
+  /// silent skip) saying how to get it.
+  static func release(_ series: String, root: String = root) -> String? {
+    let path = vmlinux(series, root: root)
     guard FileManager.default.fileExists(atPath: path),
-      let version = try? String(contentsOfFile: "\(directory(series))/version", encoding: .utf8)
+      let version = try? String(
+        contentsOfFile: "\(directory(series, root: root))/version", encoding: .utf8)
     else {
       Issue.record("no cached \(series) kernel at \(path): run host/setup.sh (or set KSCOPE_CACHE)")
       return nil
@@ -204,6 +210,14 @@ func paholeLayouts(_ text: String) throws -> [String: (
       }
     }
     #expect(checked > 600)
+  }
+
+  @Test func aMissingKernelFailsTheTestAndSaysWhatToRun() {
+    withKnownIssue {
+      #expect(KernelCache.release("6.1", root: "/nonexistent/kscope-cache") == nil)
+    } matching: { issue in
+      issue.comments.contains { $0.rawValue.contains("run host/setup.sh") }
+    }
   }
 
   @Test func bzImageAndTruncatedVmlinuxAreRejected() throws {
