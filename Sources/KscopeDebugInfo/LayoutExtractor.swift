@@ -22,15 +22,17 @@ public enum LayoutExtractor {
     let elf = try ElfFile(path: path)
     guard elf.section(named: ".debug_info") != nil else { throw .noDebugInfo(path: path) }
 
+    // The banner is always looked up: the release it names decides the page_type rule.
+    let found = try elf.symbolAddresses(
+      request.symbols + request.optionalSymbols + [LayoutSymbolName.banner])
     var symbols: [String: Symbol] = [:]
-    for (name, entry) in try elf.symbolAddresses(request.symbols + request.optionalSymbols) {
+    for (name, entry) in found {
       symbols[name] = Symbol(address: KernelVirtualAddress(entry.address))
     }
     // The banner is a string in .rodata; Volatility keeps its bytes as constant_data.
-    if let banner = symbols[LayoutSymbolName.banner] {
-      let size =
-        try elf.symbolAddresses([LayoutSymbolName.banner])[LayoutSymbolName.banner]?.size ?? 0
-      if var bytes = try elf.bytes(at: banner.address.rawValue, count: size > 0 ? Int(size) : 512) {
+    if let banner = found[LayoutSymbolName.banner] {
+      let size = banner.size
+      if var bytes = try elf.bytes(at: banner.address, count: size > 0 ? Int(size) : 512) {
         if size == 0, let end = bytes.firstIndex(of: 0) { bytes = Array(bytes[...end]) }
         symbols[LayoutSymbolName.banner]?.constantData = bytes
       }

@@ -14,10 +14,9 @@ extension ElfFile {
       throw .noSymbolTable(path: path)
     }
     guard symtab.entrySize == UInt64(MemoryLayout<Elf64_Sym>.size),
-      Int(symtab.link) < sections.count + 1,
       let strtab = sections.first(where: { $0.index == Int(symtab.link) })
     else {
-      throw .badDWARF(
+      throw .truncated(
         path: path, detail: ".symtab has entry size \(symtab.entrySize) or a bad string table link")
     }
     // Wanted names by length, so that each of the ~120k symbols costs a strlen and, rarely, a

@@ -270,7 +270,9 @@ extension KernelLayout {
     for name in ["pointer", "void"] {
       if let type = baseTypes[name] { result.baseTypes[name] = type }
     }
-    for name in request.symbols + request.optionalSymbols + [LayoutSymbolName.buildID] {
+    // The banner (release) and build id identify the kernel: always kept when known.
+    let identity = [LayoutSymbolName.banner, LayoutSymbolName.buildID]
+    for name in request.symbols + request.optionalSymbols + identity {
       if let symbol = symbols[name] { result.symbols[name] = symbol }
     }
     let missing = request.missing(in: result)
