@@ -1,7 +1,10 @@
 import ArgumentParser
 import Foundation
+import KscopeAnalyzer
 import KscopeCore
+import KscopeDebugInfo
 import KscopeHost
+import KscopeLayout
 import Logging
 
 struct ColorCommand: ParsableCommand {
@@ -9,14 +12,35 @@ struct ColorCommand: ParsableCommand {
     commandName: "color",
     abstract: "Color every page frame of a machine's memory and write a color map.",
     discussion: """
-      With --kpageflags (the default source is /proc/kpageflags, this machine's own memory, as
-      root), the colors come from the kernel's page flags; kpagecount and iomem beside the
+      Given a guest RAM file, the host analyzer colors it from outside: it finds the kernel
+      (vmcoreinfo), walks struct page through vmemmap and every process's page tables, using
+      the kernel layout given with --layout (a file from 'kscope layout extract') or
+      --vmlinux (extracted on the fly).
+
+      Without a RAM file, the colors come from a kernel's page flags (--kpageflags, default
+      /proc/kpageflags: this machine's own memory, as root); kpagecount and iomem beside the
       flags file are used when readable. A copy of a guest's /proc/kpageflags works the same.
 
       Examples:
+        kscope color guest.ram --layout 6.1.json -o guest.kcm
         kscope color -o host.kcm
         kscope color --kpageflags guest/kpageflags -o guest.kcm --json
       """)
+
+  @Argument(help: "A guest RAM file (QEMU memory-backend-file) to color from outside.")
+  var source: String?
+
+  @Option(help: "The guest kernel's layout (from 'kscope layout extract').")
+  var layout: String?
+
+  @Option(help: "The guest kernel's vmlinux with debug info (its layout is extracted).")
+  var vmlinux: String?
+
+  @Flag(help: "Also color frames whose content is all zeros 'zero' (reads every frame).")
+  var zeroScan = false
+
+  @Flag(help: "Skip the walk of process page tables (no user-code, mapped or executable flags).")
+  var noProcesses = false
 
   @Option(help: "A kpageflags file: 8 bytes of page flags per frame.")
   var kpageflags = "/proc/kpageflags"
@@ -32,7 +56,18 @@ struct ColorCommand: ParsableCommand {
 
   @OptionGroup var out: OutputOptions
 
+  func validate() throws {
+    if source == nil && (layout != nil || vmlinux != nil || zeroScan || noProcesses) {
+      throw ValidationError("--layout, --vmlinux, --zero-scan and --no-processes need a guest RAM file")
+    }
+    if layout != nil && vmlinux != nil { throw ValidationError("use --layout or --vmlinux, not both") }
+  }
+
   func run() throws {
+    if let source {
+      try colorGuest(source)
+      return
+    }
     let logger = Logger(label: "kscope.color")
     let started = Date()
     let source = KernelPageFlagsSource(flagsPath: kpageflags, countsPath: kpagecount, iomemPath: iomem)
@@ -59,4 +94,66 @@ struct ColorCommand: ParsableCommand {
     print("")
     for line in Describe.colorTable(map) { print(line) }
   }
+}
+
+extension ColorCommand {
+  /// Host introspection of a guest RAM file.
+  func colorGuest(_ ram: String) throws {
+    let logger = Logger(label: "kscope.color")
+    let started = Date()
+    let kernelLayout: KernelLayout
+    if let layout {
+      kernelLayout = try LayoutFile.read(layout)
+    } else if let vmlinux {
+      kernelLayout = try LayoutExtractor.extract(vmlinux: vmlinux)
+    } else {
+      throw CommandFailure("coloring \(ram) needs the guest kernel's layout: --layout FILE or --vmlinux FILE")
+    }
+    let memory = try RAMImage(path: ram)
+    let analysis: Analysis
+    do {
+      analysis = try Analyzer.analyze(
+        memory: memory, layout: kernelLayout,
+        options: AnalyzerOptions(zeroScan: zeroScan, walkProcesses: !noProcesses),
+        created: Int64(started.timeIntervalSince1970), logger: logger)
+    } catch {
+      throw CommandFailure("\(ram): \(error)")
+    }
+    var map = analysis.map
+    map.header.metadata.append(("source.ram", ram))
+    let bytes = try ColorMapFile.write(map, to: output)
+    let seconds = Date().timeIntervalSince(started)
+    let loc = analysis.location
+    if out.json {
+      try printJSON([
+        "output": output, "bytes": bytes, "frames": map.frameCount, "page_size": map.header.pageSize,
+        "colors": Describe.colorCounts(map), "sources": map.header.sources.names, "seconds": seconds,
+        "kernel": ["release": map.header.kernelRelease ?? "", "build_id": map.header.kernelBuildID ?? ""],
+        "kaslr_offset": loc.slide, "phys_base": loc.physBase, "page_offset_base": loc.pageOffsetBase,
+        "vmemmap_base": loc.vmemmapBase, "five_level_paging": loc.fiveLevel,
+        "anomalies": analysis.anomalies, "processes": analysis.processes.count,
+        "phases": Dictionary(analysis.phases.map { ($0.0, $0.1) }, uniquingKeysWith: +),
+        "extents": map.extents.count,
+      ])
+      return
+    }
+    print(
+      "colored \(map.frameCount) frames (\(Describe.mib(map.frameCount, pageSize: map.header.pageSize)) MiB)"
+        + " of \(ram) in \(Describe.formatFixed(seconds, digits: 3)) s -> \(output) (\(bytes) bytes)")
+    print(
+      "kernel \(map.header.kernelRelease ?? "?") build \(map.header.kernelBuildID ?? "?"):"
+        + " KASLR offset \(hex(loc.slide)), phys_base \(hex(loc.physBase)),"
+        + " \(loc.fiveLevel ? 5 : 4)-level paging")
+    print(
+      "sources: \(map.header.sources.names.joined(separator: ", ")); \(analysis.sectionsWalked) memory sections,"
+        + " \(analysis.processes.count) processes, \(map.extents.count) page-cache extents")
+    print("phases: " + analysis.phases.map { "\($0.0) \(Describe.formatFixed($0.1 * 1000, digits: 1)) ms" }.joined(separator: ", "))
+    if !analysis.anomalies.isEmpty {
+      print("anomalies: " + analysis.anomalies.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", "))
+    }
+    print("")
+    for line in Describe.colorTable(map) { print(line) }
+  }
+
+  func hex(_ v: UInt64) -> String { "0x" + String(v, radix: 16) }
 }

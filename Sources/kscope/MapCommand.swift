@@ -7,7 +7,7 @@ struct MapCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "map",
     abstract: "Describe, query and compare color maps.",
-    subcommands: [MapInfo.self, MapQuery.self, MapDiff.self, MapRender.self])
+    subcommands: [MapInfo.self, MapQuery.self, MapDiff.self, MapRender.self, MapVerify.self])
 }
 
 /// A frame number: decimal or 0x-prefixed hex.
@@ -199,5 +199,57 @@ struct MapDiff: ParsableCommand {
       print("\(Describe.pad(String(c.start), 10, right: true)) +\(Describe.pad(String(c.count), 9)) \(name(c.from)) -> \(name(c.to))")
     }
     if d.truncated { print("... \(d.totalChanges - d.changes.count) more runs (--limit 0 for all)") }
+  }
+}
+
+struct MapVerify: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "verify",
+    abstract: "Compare a color map with the kernel's own page flags (a kpageflags file).",
+    discussion: """
+      The kpageflags file is the guest's /proc/kpageflags, copied right before the guest was
+      paused. Prints, per class the kernel can name (free, slab, page-table, anon, page-cache),
+      how many of its frames the map colors alike, and the full confusion matrix.
+      """)
+
+  @Argument(help: "A color map file.") var file: String
+  @Option(help: "The kpageflags file to compare with.") var kpageflags: String
+  @Option(help: "Fail (exit 1) when any class agrees on less than this fraction.") var require: Double?
+  @OptionGroup var out: OutputOptions
+
+  func run() throws {
+    let map = try ColorMapFile.open(file)
+    let raw = try Data(contentsOf: URL(fileURLWithPath: kpageflags))
+    guard raw.count % 8 == 0, !raw.isEmpty else {
+      throw CommandFailure("\(kpageflags): \(raw.count) bytes is not a kpageflags file (8 bytes per frame)")
+    }
+    let flags = raw.withUnsafeBytes { b in (0..<(raw.count / 8)).map { UInt64(littleEndian: b.loadUnaligned(fromByteOffset: $0 * 8, as: UInt64.self)) } }
+    let cmp = OracleComparison(entries: map.entries, flags: flags)
+    if out.json {
+      try printJSON([
+        "compared_frames": cmp.comparedFrames,
+        "classes": cmp.classes.map {
+          ["class": $0.oracleClass.rawValue, "frames": $0.frames, "agreeing": $0.agreeing, "extra": $0.extra, "agreement": $0.agreement] as [String: Any]
+        },
+        "matrix": Dictionary(uniqueKeysWithValues: cmp.matrix.map { k, row in
+          (k.rawValue, Dictionary(uniqueKeysWithValues: row.map { ($0.key.name, $0.value) }))
+        }),
+      ])
+    } else {
+      print("compared \(cmp.comparedFrames) frames with \(kpageflags)")
+      print(Describe.pad("kernel class", 14) + Describe.pad("frames", 10, right: true) + Describe.pad("agree", 10, right: true) + Describe.pad("%", 9, right: true) + Describe.pad("extra", 8, right: true))
+      for c in cmp.classes {
+        print(Describe.pad(c.oracleClass.rawValue, 14) + Describe.pad(String(c.frames), 10, right: true) + Describe.pad(String(c.agreeing), 10, right: true) + Describe.pad(Describe.formatFixed(c.agreement * 100, digits: 2), 9, right: true) + Describe.pad(String(c.extra), 8, right: true))
+      }
+      print("")
+      print("confusion (kernel class -> our colors):")
+      for k in OracleClass.allCases {
+        guard let row = cmp.matrix[k] else { continue }
+        print("  " + Describe.pad(k.rawValue, 12) + row.sorted { $0.value > $1.value }.map { "\($0.key.name) \($0.value)" }.joined(separator: ", "))
+      }
+    }
+    if let require, let worst = cmp.classes.filter({ $0.frames > 0 }).min(by: { $0.agreement < $1.agreement }), worst.agreement < require {
+      throw CommandFailure("\(worst.oracleClass.rawValue) agrees on \(Describe.formatFixed(worst.agreement * 100, digits: 2))%, below the required \(Describe.formatFixed(require * 100, digits: 2))%")
+    }
   }
 }

@@ -1,0 +1,188 @@
+import KscopeCore
+import KscopeLayout
+
+/// Where the running guest kernel is: its KASLR slide, phys_base, paging mode and the bases of
+/// the direct map and vmemmap, learned from the guest's vmcoreinfo and checked against the
+/// layout (same build, consistent symbols).
+public struct KernelLocation: Sendable {
+  public var vmcoreinfo: VMCoreInfo
+  /// Where the vmcoreinfo note was found.
+  public var notePhysicalAddress: UInt64
+  public var slide: UInt64
+  public var physBase: UInt64
+  public var fiveLevel: Bool
+  /// Physical address of init_top_pgt (the kernel's top-level page table).
+  public var topTable: UInt64
+  public var pageOffsetBase: UInt64
+  public var vmemmapBase: UInt64
+}
+
+/// The kernel image mapping of x86-64 (`__START_KERNEL_map`): kernel text and data are at
+/// virtual START + (physical - phys_base), within a 1 GiB window.
+public let startKernelMap: UInt64 = 0xffff_ffff_8000_0000
+let kernelImageWindow: UInt64 = 1 << 30
+
+public enum KernelLocator {
+  /// The ELF note name the kernel gives vmcoreinfo.
+  static let noteName: [UInt8] = Array("VMCOREINFO".utf8) + [0]
+
+  /// The vmcoreinfo note whose ELF note header starts at `at`, if there is one.
+  static func note(at header: UInt64, in memory: any PhysicalMemory) -> VMCoreInfo? {
+    // namesz = 11, descsz, type 0, "VMCOREINFO\0" padded to 12, then the text.
+    guard memory.u32(at: header) == 11, let descsz = memory.u32(at: header + 4), descsz > 0,
+      descsz <= UInt32(VMCoreInfo.maxBytes), memory.u32(at: header + 8) == 0,
+      memory.bytes(at: header + 12, count: noteName.count) == noteName,
+      let desc = memory.bytes(at: header + 24, count: Int(descsz))
+    else { return nil }
+    return VMCoreInfo(text: desc[...].prefix { $0 != 0 })
+  }
+
+  /// Every vmcoreinfo note in memory (bounded), parsed: a scan of all of RAM.
+  public static func notes(in memory: any PhysicalMemory, limit: Int = 64) -> [(UInt64, VMCoreInfo)] {
+    var out: [(UInt64, VMCoreInfo)] = []
+    var from: UInt64 = 0
+    var hits = 0
+    while hits < 4096, out.count < limit, let at = memory.find(noteName, from: from) {
+      hits += 1
+      from = at + 1
+      guard at >= 12, let info = note(at: at - 12, in: memory) else { continue }
+      out.append((at - 12, info))
+    }
+    return out
+  }
+
+  /// The kernel's own note (`vmcoreinfo_note`) sits at its link-time physical address plus the
+  /// physical KASLR offset, a multiple of 2 MiB (CONFIG_PHYSICAL_ALIGN is): probing those few
+  /// places avoids reading all of RAM.
+  static func probeAligned(in memory: any PhysicalMemory, layout: KernelLayout) -> KernelLocation? {
+    guard let link = layout.symbol("vmcoreinfo_note")?.rawValue, link >= startKernelMap else { return nil }
+    let linkPA = link - startKernelMap
+    let step: UInt64 = 2 << 20
+    var delta: UInt64 = 0
+    while linkPA &+ delta < memory.end {
+      let at = linkPA + delta
+      delta += step
+      guard let info = note(at: at, in: memory) else { continue }
+      if let want = layout.buildID, let have = info.buildID, want != have { continue }
+      if let location = try? locate(info, at: at, in: memory, layout: layout),
+        link &+ location.slide &- startKernelMap &+ location.physBase == at
+      {
+        return location
+      }
+    }
+    return nil
+  }
+
+  /// Finds the kernel, preferring the note at the place the layout says `vmcoreinfo_note` is.
+  public static func locate(
+    in memory: any PhysicalMemory, layout: KernelLayout
+  ) throws(AnalyzerError) -> KernelLocation {
+    if let found = probeAligned(in: memory, layout: layout) { return found }
+    let candidates = notes(in: memory)
+    guard !candidates.isEmpty else { throw .noVMCoreInfo }
+    var mismatch: String? = nil
+    var best: KernelLocation? = nil
+    for (at, info) in candidates {
+      if let want = layout.buildID, let have = info.buildID, want != have {
+        mismatch = have
+        continue
+      }
+      guard let location = try? locate(info, at: at, in: memory, layout: layout) else { continue }
+      let noteLink = layout.symbol("vmcoreinfo_note")?.rawValue
+      let expected = noteLink.map { $0 &+ location.slide &- startKernelMap &+ location.physBase }
+      if expected == at { return location }
+      if best == nil { best = location }
+    }
+    if let best { return best }
+    if let mismatch { throw .kernelMismatch(image: mismatch, layout: layout.buildID ?? "unknown") }
+    throw .noVMCoreInfo
+  }
+
+  static func locate(
+    _ info: VMCoreInfo, at: UInt64, in memory: any PhysicalMemory, layout: KernelLayout
+  ) throws(AnalyzerError) -> KernelLocation {
+    guard let stextLink = layout.symbol("_stext")?.rawValue else {
+      throw .layout("no symbol _stext")
+    }
+    let slide: UInt64
+    if let offset = info.kernelOffset {
+      slide = offset
+    } else if let stext = info.symbol("_stext") {
+      slide = stext &- stextLink
+    } else {
+      throw .missingFact("vmcoreinfo has neither KERNELOFFSET nor SYMBOL(_stext)")
+    }
+    // The slide must agree with where vmcoreinfo says _stext is.
+    if let stext = info.symbol("_stext"), stext != stextLink &+ slide {
+      throw .missingFact("vmcoreinfo's _stext disagrees with its KERNELOFFSET")
+    }
+    guard let physBase = info.physBase else { throw .missingFact("vmcoreinfo has no NUMBER(phys_base)") }
+    func imagePA(_ link: UInt64) -> UInt64 { link &+ slide &- startKernelMap &+ physBase }
+    guard let top = layout.symbol("init_top_pgt")?.rawValue else { throw .layout("no symbol init_top_pgt") }
+    let fiveLevel: Bool
+    if let l5 = info.fiveLevelPaging {
+      fiveLevel = l5
+    } else if let sym = layout.symbol("__pgtable_l5_enabled")?.rawValue, let v = memory.u32(at: imagePA(sym)) {
+      fiveLevel = v != 0
+    } else {
+      throw .missingFact("cannot tell 4- from 5-level paging")
+    }
+    func variable(_ name: String) throws(AnalyzerError) -> UInt64 {
+      guard let sym = layout.symbol(name)?.rawValue else { throw .layout("no symbol \(name)") }
+      guard let v = memory.u64(at: imagePA(sym)) else {
+        throw .missingFact("\(name) (physical \(imagePA(sym))) is outside guest RAM")
+      }
+      return v
+    }
+    let pageOffsetBase = try variable("page_offset_base")
+    let vmemmapBase = try variable("vmemmap_base")
+    // Sanity: both bases are kernel-half addresses; vmcoreinfo's vmemmap (6.12) must agree.
+    guard pageOffsetBase >> 63 == 1, vmemmapBase >> 63 == 1 else {
+      throw .missingFact("page_offset_base or vmemmap_base is not a kernel address")
+    }
+    if let v = info.symbol("vmemmap"), v != vmemmapBase {
+      throw .missingFact("vmemmap_base disagrees with vmcoreinfo's SYMBOL(vmemmap)")
+    }
+    let topPA = imagePA(top)
+    guard memory.contains(topPA) else { throw .missingFact("init_top_pgt is outside guest RAM") }
+    return KernelLocation(
+      vmcoreinfo: info, notePhysicalAddress: at, slide: slide, physBase: physBase,
+      fiveLevel: fiveLevel, topTable: topPA, pageOffsetBase: pageOffsetBase,
+      vmemmapBase: vmemmapBase)
+  }
+}
+
+/// Kernel virtual -> guest physical, for the kernel's own address space.
+public struct KernelAddressSpace: Sendable {
+  public let memory: any PhysicalMemory
+  public let location: KernelLocation
+  public let tables: PageTableWalker
+
+  public init(memory: any PhysicalMemory, location: KernelLocation) {
+    self.memory = memory
+    self.location = location
+    tables = PageTableWalker(memory: memory, fiveLevel: location.fiveLevel)
+  }
+
+  /// The running address of a symbol given its link-time address.
+  public func running(_ link: UInt64) -> UInt64 { link &+ location.slide }
+
+  /// Translates; nil when unmapped or outside RAM.
+  public func physical(_ va: UInt64) -> UInt64? {
+    if va >= startKernelMap && va - startKernelMap < kernelImageWindow {
+      return va - startKernelMap &+ location.physBase
+    }
+    if va >= location.pageOffsetBase && va - location.pageOffsetBase < memory.end {
+      return va - location.pageOffsetBase
+    }
+    return tables.translate(root: location.topTable, va: va)?.pa
+  }
+
+  public func u64(_ va: UInt64) -> UInt64? { physical(va).flatMap { memory.u64(at: $0) } }
+  public func u32(_ va: UInt64) -> UInt32? { physical(va).flatMap { memory.u32(at: $0) } }
+  public func bytes(_ va: UInt64, count: Int) -> [UInt8]? {
+    // Small reads only (names, headers): they may not cross a page.
+    guard count <= 4096 - Int(va & 4095), let pa = physical(va) else { return nil }
+    return memory.bytes(at: pa, count: count)
+  }
+}

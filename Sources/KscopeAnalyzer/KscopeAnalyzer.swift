@@ -1,1 +1,0 @@
-// KscopeAnalyzer: coloring guest memory from outside (in progress).

@@ -1,0 +1,57 @@
+#if canImport(Glibc)
+  import Glibc
+#endif
+import KscopeCore
+import KscopeOS
+
+/// Guest RAM in a host file (QEMU's memory-backend-file, live and paused or in a snapshot),
+/// memory-mapped read-only.
+public final class RAMImage: PhysicalMemory, @unchecked Sendable {
+  public let file: MappedFile
+  public let regions: [GuestRAMRegion]
+
+  /// Maps `path`; without `regions`, the whole file is RAM from guest physical 0.
+  public init(path: String, regions: [GuestRAMRegion]? = nil) throws {
+    file = try MappedFile(path: path)
+    let r = regions ?? [GuestRAMRegion(start: 0, size: UInt64(file.size), fileOffset: 0)]
+    for region in r where region.fileOffset > UInt64(file.size) || region.size > UInt64(file.size) - region.fileOffset {
+      throw AnalyzerError.badImage(
+        "\(path): \(file.size) bytes, but the layout puts guest RAM at file offsets up to \(region.fileOffset + region.size)")
+    }
+    self.regions = r
+  }
+
+  @inline(__always)
+  public func withBytes<T>(at address: UInt64, count: Int, _ body: (UnsafeRawBufferPointer) -> T) -> T? {
+    guard count >= 0, let r = region(containing: address, count: count),
+      let b = file.bytes(at: Int(r.fileOffset + (address - r.start)), count: count)
+    else { return nil }
+    return body(b)
+  }
+
+  /// memchr for the first byte, memcmp for the rest (glibc's memmem is not exported to Swift).
+  static func search(_ hay: UnsafeRawPointer, _ length: Int, _ needle: [UInt8]) -> Int? {
+    needle.withUnsafeBytes { n -> Int? in
+      var at = 0
+      while at + n.count <= length {
+        guard let p = memchr(hay + at, Int32(n[0]), length - n.count + 1 - at) else { return nil }
+        let i = UnsafeRawPointer(p) - hay
+        if memcmp(hay + i, n.baseAddress!, n.count) == 0 { return i }
+        at = i + 1
+      }
+      return nil
+    }
+  }
+
+  public func find(_ needle: [UInt8], from: UInt64) -> UInt64? {
+    guard !needle.isEmpty, let base = file.base else { return nil }
+    for r in regions.sorted(by: { $0.start < $1.start }) where r.end > from {
+      let startInRegion = max(from, r.start) - r.start
+      let length = Int(r.size - startInRegion)
+      guard length >= needle.count else { continue }
+      let hay = base + Int(r.fileOffset + startInRegion)
+      if let at = RAMImage.search(hay, length, needle) { return r.start + startInRegion + UInt64(at) }
+    }
+    return nil
+  }
+}
