@@ -1,0 +1,433 @@
+// MARK: - Reading
+
+/// Bounds-checked reads that fail as `HintError.malformed`, naming the field.
+struct HintFields {
+  let r: ByteReader
+  init(_ bytes: [UInt8]) { r = ByteReader(bytes) }
+
+  func u8(_ at: Int, _ what: String) throws(HintError) -> UInt8 {
+    do { return try r.u8(at: at) } catch { throw .malformed("\(what) at \(at) is out of bounds") }
+  }
+  func u16(_ at: Int, _ what: String) throws(HintError) -> UInt16 {
+    do { return try r.u16(at: at) } catch { throw .malformed("\(what) at \(at) is out of bounds") }
+  }
+  func u32(_ at: Int, _ what: String) throws(HintError) -> UInt32 {
+    do { return try r.u32(at: at) } catch { throw .malformed("\(what) at \(at) is out of bounds") }
+  }
+  func u64(_ at: Int, _ what: String) throws(HintError) -> UInt64 {
+    do { return try r.u64(at: at) } catch { throw .malformed("\(what) at \(at) is out of bounds") }
+  }
+  func slice(_ at: Int, _ n: Int, _ what: String) throws(HintError) -> ArraySlice<UInt8> {
+    do { return try r.slice(at: at, count: n) } catch {
+      throw .malformed("\(what) at \(at) (\(n) bytes) is out of bounds")
+    }
+  }
+}
+
+extension HintFormat {
+  struct Section {
+    var kind: HintSectionKind
+    var flags: UInt32
+    var offset: Int
+    var length: Int
+    var items: UInt64
+    var truncated: Bool { flags & sectionTruncated != 0 }
+  }
+
+  /// Validates a copy of a whole region and returns its hints. Any byte string yields a hint set
+  /// or an error: every count is checked against the bytes that hold it before anything is
+  /// allocated for it, so no allocation exceeds the region's size.
+  public static func decode(_ bytes: [UInt8]) throws(HintError) -> HintSet {
+    let size = bytes.count
+    guard size >= 8 else { throw .truncated(size: size, expected: UInt64(headerSize)) }
+    if bytes[0..<8].allSatisfy({ $0 == 0 }) { throw .empty }
+    guard bytes[0..<8].elementsEqual(magic) else { throw .notAHintRegion }
+    guard size >= headerSize else { throw .truncated(size: size, expected: UInt64(headerSize)) }
+    let f = HintFields(bytes)
+    let ver = try f.u16(versionOffset, "version")
+    guard ver == version else { throw .unsupportedVersion(ver) }
+    let hsize = try f.u16(headerSizeOffset, "header size")
+    guard Int(hsize) == headerSize else { throw .malformed("header size \(hsize), expected \(headerSize)") }
+    let regionSize = try f.u64(regionSizeOffset, "region size")
+    guard regionSize >= UInt64(minRegionSize), regionSize <= UInt64(maxRegionSize) else {
+      throw .oversized(what: "bytes of region", count: regionSize, limit: UInt64(maxRegionSize))
+    }
+    if UInt64(size) < regionSize { throw .truncated(size: size, expected: regionSize) }
+    if UInt64(size) > regionSize { throw .trailingBytes(size: size, expected: regionSize) }
+    let generation = try f.u64(generationOffset, "generation")
+    guard generation % 2 == 0 else { throw .staleWriting(generation: generation) }
+    let used = try f.u64(usedSizeOffset, "used size")
+    guard used >= UInt64(headerSize), used <= regionSize, used % 8 == 0 else {
+      throw .malformed("used size \(used) outside \(headerSize)...\(regionSize) or not 8-aligned")
+    }
+    let usedEnd = Int(used)
+    let stored = try f.u64(checksumOffset, "checksum")
+    let computed = checksum(bytes[0..<usedEnd])
+    guard stored == computed else { throw .checksumMismatch(stored: stored, computed: computed) }
+
+    // The checksum matched: what follows catches regions written wrong, or forged on purpose.
+    let flags = try f.u32(flagsOffset, "flags")
+    guard flags & ~flagPartial == 0 else { throw .malformed("unknown header flags \(flags)") }
+    let published = Int64(bitPattern: try f.u64(publishedOffset, "publication time"))
+    let sectionCount = try f.u32(sectionCountOffset, "section count")
+    let pageSize = try f.u32(pageSizeOffset, "page size")
+    guard pageSize >= 4096, pageSize <= 1 << 21, pageSize & (pageSize - 1) == 0 else {
+      throw .malformed("page size \(pageSize) is not a power of two between 4 KiB and 2 MiB")
+    }
+    let releaseLength = Int(try f.u8(releaseLengthOffset, "release length"))
+    let buildLength = Int(try f.u8(buildIDLengthOffset, "build id length"))
+    guard releaseLength <= releaseCapacity, buildLength <= buildIDCapacity else {
+      throw .malformed("kernel release length \(releaseLength) or build id length \(buildLength) too long")
+    }
+    guard bytes[(releaseLengthOffset + 2)..<releaseOffset].allSatisfy({ $0 == 0 }),
+      bytes[(releaseOffset + releaseLength)..<(releaseOffset + releaseCapacity)].allSatisfy({ $0 == 0 }),
+      bytes[(buildIDOffset + buildLength)..<(buildIDOffset + buildIDCapacity)].allSatisfy({ $0 == 0 }),
+      bytes[reservedOffset..<headerSize].allSatisfy({ $0 == 0 })
+    else { throw .malformed("reserved or padding bytes in the header are not zero") }
+    guard let release = decodeUTF8(bytes[releaseOffset..<(releaseOffset + releaseLength)]),
+      !release.unicodeScalars.contains(where: { $0.value < 0x20 })
+    else { throw .malformed("kernel release is not printable UTF-8") }
+    let buildID = Array(bytes[buildIDOffset..<(buildIDOffset + buildLength)])
+
+    // Directory.
+    guard sectionCount <= maxSections else {
+      throw .oversized(what: "sections", count: UInt64(sectionCount), limit: UInt64(maxSections))
+    }
+    let directoryEnd = headerSize + Int(sectionCount) * directoryEntrySize
+    guard directoryEnd <= usedEnd else { throw .malformed("section directory runs past the used size") }
+    var found: [HintSectionKind: Section] = [:]
+    var anyTruncated = false
+    for i in 0..<Int(sectionCount) {
+      let at = headerSize + i * directoryEntrySize
+      let kindRaw = try f.u32(at, "section kind")
+      let sflags = try f.u32(at + 4, "section flags")
+      let offset = try f.u64(at + 8, "section offset")
+      let length = try f.u64(at + 16, "section length")
+      let items = try f.u64(at + 24, "section items")
+      guard sflags & ~(sectionRequired | sectionTruncated) == 0 else {
+        throw .malformed("section \(kindRaw) has unknown flags \(sflags)")
+      }
+      guard let kind = HintSectionKind(rawValue: kindRaw) else {
+        if sflags & sectionRequired != 0 {
+          throw .malformed("unknown required section kind \(kindRaw) (written by a newer agent?)")
+        }
+        continue
+      }
+      guard offset % 8 == 0, offset >= UInt64(directoryEnd), offset <= used, length <= used - offset
+      else {
+        throw .malformed("\(kind.name) section at \(offset) length \(length) is outside the used bytes")
+      }
+      guard found[kind] == nil else { throw .malformed("\(kind.name) section appears twice") }
+      found[kind] = Section(
+        kind: kind, flags: sflags, offset: Int(offset), length: Int(length), items: items)
+      anyTruncated = anyTruncated || sflags & sectionTruncated != 0
+    }
+    let placed = found.values.filter { $0.length > 0 }.sorted { $0.offset < $1.offset }
+    for (a, b) in zip(placed, placed.dropFirst()) where a.offset + a.length > b.offset {
+      throw .malformed("\(b.kind.name) section overlaps the \(a.kind.name) section")
+    }
+    let partial = flags & flagPartial != 0
+    if anyTruncated && !partial {
+      throw .inconsistent("a section is marked truncated but the region is not marked partial")
+    }
+
+    guard let kernelSection = found[.kernel] else { throw .malformed("missing kernel section") }
+    let kernel = try decodeKernel(f, kernelSection, bytes)
+    let frames = try found[.frames].map { (s) throws(HintError) in try decodeFrames(f, s) }
+    let files = try found[.files].map { (s) throws(HintError) in
+      try decodeFiles(f, s, pageSize: pageSize, totalFrames: frames?.totalFrames)
+    } ?? []
+    let metadata = try found[.metadata].map { (s) throws(HintError) in try decodeMetadata(f, s) } ?? []
+
+    var set = HintSet(
+      generation: generation, regionSize: regionSize, usedSize: used, published: published,
+      partial: partial, pageSize: pageSize, kernelRelease: release, buildID: buildID,
+      kernel: kernel, frames: frames, files: files, metadata: metadata)
+    for (i, file) in files.enumerated() {
+      let key = HintSet.FileKey(device: file.device, inode: file.inode)
+      guard set.fileIndex[key] == nil else {
+        throw .inconsistent("file \(file.inode) on device \(file.device) is listed twice")
+      }
+      set.fileIndex[key] = i
+    }
+    return set
+  }
+
+  static func decodeKernel(_ f: HintFields, _ s: Section, _ bytes: [UInt8]) throws(HintError) -> KernelSymbolHints {
+    guard s.length == kernelSectionSize, s.items == 1 else {
+      throw .malformed("kernel section has \(s.length) bytes and \(s.items) items, expected \(kernelSectionSize) and 1")
+    }
+    let at = s.offset
+    let known = try f.u64(at, "kernel known mask")
+    guard known & ~0xFF == 0 else { throw .malformed("kernel section: unknown fields \(hex64(known))") }
+    var v: [UInt64] = []
+    for i in 0..<9 { v.append(try f.u64(at + 8 + 8 * i, "kernel field")) }
+    guard bytes[(at + 80)..<(at + kernelSectionSize)].allSatisfy({ $0 == 0 }) else {
+      throw .malformed("kernel section: reserved bytes are not zero")
+    }
+    func has(_ bit: Int) -> Bool { known & (1 << UInt64(bit)) != 0 }
+    // A field the agent did not learn must read zero (nothing hides in unused fields).
+    for (bit, index) in [(0, 0), (1, 1), (2, 2), (3, 3), (4, 4), (5, 5), (6, 6), (6, 7), (7, 8)]
+    where !has(bit) && v[index] != 0 {
+      throw .malformed("kernel section: field \(index) is set but not marked known")
+    }
+    var k = KernelSymbolHints()
+    let upperHalf: UInt64 = 0xFF00_0000_0000_0000
+    let pageMask: UInt64 = 0xFFF
+    if has(0) {
+      guard v[0] < 1 << 30, v[0] & pageMask == 0 else {
+        throw .inconsistent("KASLR offset \(hex64(v[0])) is not a page-aligned slide below 1 GiB")
+      }
+      k.kaslrOffset = v[0]
+    }
+    if has(1) {
+      guard v[1] >= startKernelMap else {
+        throw .inconsistent("_text \(hex64(v[1])) is below the kernel map \(hex64(startKernelMap))")
+      }
+      k.text = KernelVirtualAddress(v[1])
+    }
+    if has(2) {
+      guard v[2] & pageMask == 0, v[2] < 1 << 52 else {
+        throw .inconsistent("phys_base \(hex64(v[2])) is not a page-aligned physical address")
+      }
+      k.physBase = v[2]
+    }
+    for (bit, name) in [(3, "page_offset_base"), (4, "vmemmap_base"), (5, "vmalloc_base")] where has(bit) {
+      let x = v[bit]
+      guard x >= upperHalf, x & pageMask == 0 else {
+        throw .inconsistent("\(name) \(hex64(x)) is not a page-aligned kernel-half address")
+      }
+    }
+    if has(3) { k.pageOffsetBase = KernelVirtualAddress(v[3]) }
+    if has(4) { k.vmemmapBase = KernelVirtualAddress(v[4]) }
+    if has(5) { k.vmallocBase = KernelVirtualAddress(v[5]) }
+    if has(6) {
+      guard v[7] > 0, v[7] <= 1 << 16, v[6] < 1 << 52 else {
+        throw .inconsistent("vmcoreinfo at \(hex64(v[6])) size \(v[7]) is out of range")
+      }
+      k.vmcoreinfo = (GuestPhysicalAddress(v[6]), v[7])
+    }
+    if has(7) {
+      guard v[8] == 4 || v[8] == 5 else { throw .inconsistent("\(v[8]) page table levels (not 4 or 5)") }
+      k.pagingLevels = UInt8(v[8])
+      if v[8] == 4, let p = k.pageOffsetBase, p.rawValue < 0xFFFF_8000_0000_0000 {
+        throw .inconsistent("page_offset_base \(p) is outside 4-level paging's kernel half")
+      }
+    }
+    if has(0), has(1), v[1] &- v[0] < startKernelMap {
+      throw .inconsistent("_text \(hex64(v[1])) minus the KASLR offset leaves the kernel map")
+    }
+    return k
+  }
+
+  static func decodeFrames(_ f: HintFields, _ s: Section) throws(HintError) -> FrameClassTable {
+    guard s.length >= framesHeaderSize else { throw .malformed("frames section is \(s.length) bytes") }
+    let total = try f.u64(s.offset, "total frames")
+    let count = try f.u64(s.offset + 8, "frame count")
+    let encodingRaw = try f.u32(s.offset + 16, "frame table encoding")
+    guard try f.u32(s.offset + 20, "reserved") == 0, try f.u64(s.offset + 24, "reserved") == 0 else {
+      throw .malformed("frames section: reserved bytes are not zero")
+    }
+    guard total <= maxFrames else { throw .oversized(what: "frames", count: total, limit: maxFrames) }
+    guard count <= total else { throw .inconsistent("frame table covers \(count) of \(total) frames") }
+    guard (count < total) == s.truncated else {
+      throw .inconsistent("frame table covers \(count) of \(total) frames but its truncated flag says otherwise")
+    }
+    guard let encoding = FrameTableEncoding(rawValue: encodingRaw) else {
+      throw .malformed("unknown frame table encoding \(encodingRaw)")
+    }
+    let data = s.offset + framesHeaderSize
+    let dataLength = s.length - framesHeaderSize
+    var table = FrameClassTable(totalFrames: total)
+    func check(_ e: UInt16, _ frame: UInt64) throws(HintError) {
+      guard Color(rawValue: UInt8(e & 0x1F)) != nil else {
+        throw .malformed("frame \(frame) has unknown color code \(e & 0x1F)")
+      }
+    }
+    switch encoding {
+    case .raw:
+      guard s.items == count, UInt64(dataLength) == (2 * count + 7) & ~7 else {
+        throw .malformed("raw frame table: \(s.items) entries in \(dataLength) bytes for \(count) frames")
+      }
+      let n = Int(count)
+      var entries: [UInt16] = []
+      entries.reserveCapacity(n)
+      for i in 0..<n {
+        let e = try f.u16(data + 2 * i, "frame entry")
+        try check(e, UInt64(i))
+        entries.append(e)
+      }
+      table = FrameClassTable(rawEntries: entries, totalFrames: total)
+      guard bytes(f, data + 2 * n, dataLength - 2 * n) else {
+        throw .malformed("frame table padding is not zero")
+      }
+    case .runs:
+      guard s.items <= UInt64(dataLength / 4), UInt64(dataLength) == (4 * s.items + 7) & ~7 else {
+        throw .malformed("frame runs: \(s.items) runs in \(dataLength) bytes")
+      }
+      var covered: UInt64 = 0
+      for i in 0..<Int(s.items) {
+        let e = try f.u16(data + 4 * i, "run entry")
+        let n = UInt64(try f.u16(data + 4 * i + 2, "run length")) + 1
+        try check(e, covered)
+        guard n <= count - covered else {
+          throw .inconsistent("frame runs cover more than the \(count) frames of the table")
+        }
+        table.append(e, count: UInt32(n))
+        covered += n
+      }
+      guard covered == count else {
+        throw .inconsistent("frame runs cover \(covered) frames, the table says \(count)")
+      }
+      guard bytes(f, data + 4 * Int(s.items), dataLength - 4 * Int(s.items)) else {
+        throw .malformed("frame table padding is not zero")
+      }
+    }
+    return table
+  }
+
+  /// True when `n` bytes at `at` are all zero (padding).
+  private static func bytes(_ f: HintFields, _ at: Int, _ n: Int) -> Bool {
+    guard n >= 0, let s = try? f.slice(at, n, "padding") else { return false }
+    return s.allSatisfy { $0 == 0 }
+  }
+
+  static func decodeFiles(
+    _ f: HintFields, _ s: Section, pageSize: UInt32, totalFrames: UInt64?
+  ) throws(HintError) -> [CachedFile] {
+    let minRecord = fileRecordHeaderSize + 8 + extentSize
+    guard s.items <= UInt64(s.length / minRecord) else {
+      throw .oversized(what: "files", count: s.items, limit: UInt64(s.length / minRecord))
+    }
+    let end = s.offset + s.length
+    var at = s.offset
+    var files: [CachedFile] = []
+    files.reserveCapacity(Int(s.items))
+    var anyCut = false
+    let frameLimit = totalFrames ?? (1 << 52)
+    var claims: [(start: UInt64, end: UInt64)] = []
+    for _ in 0..<Int(s.items) {
+      guard end - at >= fileRecordHeaderSize else { throw .malformed("file record at \(at) runs past its section") }
+      let inode = try f.u64(at, "inode")
+      let size = try f.u64(at + 8, "file size")
+      let resident = try f.u64(at + 16, "resident pages")
+      let device = try f.u32(at + 24, "device")
+      let flags = try f.u16(at + 28, "file flags")
+      let pathLength = Int(try f.u16(at + 30, "path length"))
+      let extentCount = Int(try f.u32(at + 32, "extent count"))
+      guard try f.u32(at + 36, "reserved") == 0, flags & ~3 == 0 else {
+        throw .malformed("file record at \(at): unknown flags or reserved bytes")
+      }
+      guard pathLength > 0, pathLength <= maxPathLength else {
+        throw .malformed("file record at \(at): path length \(pathLength)")
+      }
+      let pathAt = at + fileRecordHeaderSize
+      let extentsAt = pathAt + align8(pathLength)
+      guard extentCount >= 1, extentsAt <= end, extentCount <= (end - extentsAt) / extentSize else {
+        throw .malformed("file record at \(at): \(extentCount) extents run past the section")
+      }
+      guard let path = decodeUTF8(try f.slice(pathAt, pathLength, "path")), path.hasPrefix("/"),
+        !path.unicodeScalars.contains(where: { $0.value == 0 })
+      else { throw .malformed("file record at \(at): path is not an absolute UTF-8 path") }
+      guard bytes(f, pathAt + pathLength, extentsAt - pathAt - pathLength) else {
+        throw .malformed("file record at \(at): path padding is not zero")
+      }
+      let framesKnown = flags & 1 != 0
+      let cut = flags & 2 != 0
+      let filePages = size / UInt64(pageSize) + (size % UInt64(pageSize) == 0 ? 0 : 1)
+      var extents: [FileExtent] = []
+      extents.reserveCapacity(extentCount)
+      var nextPage: UInt64 = 0
+      var covered: UInt64 = 0
+      for i in 0..<extentCount {
+        let e = extentsAt + i * extentSize
+        let page = try f.u64(e, "extent page")
+        let pages = try f.u32(e + 8, "extent pages")
+        guard try f.u32(e + 12, "reserved") == 0 else { throw .malformed("extent at \(e): reserved bytes") }
+        let frame = try f.u64(e + 16, "extent frame")
+        guard pages > 0, page >= nextPage, page <= filePages, UInt64(pages) <= filePages - page else {
+          throw .inconsistent("\(path): extent \(i) (page \(page), \(pages) pages) is out of order or past the file's \(filePages) pages")
+        }
+        nextPage = page + UInt64(pages)
+        covered += UInt64(pages)
+        var fr: PageFrameNumber? = nil
+        if frame != noFrame {
+          guard framesKnown, frame < frameLimit, UInt64(pages) <= frameLimit - frame else {
+            throw .inconsistent("\(path): extent \(i) claims frames \(frame)+\(pages) outside the guest")
+          }
+          fr = PageFrameNumber(frame)
+          claims.append((frame, frame + UInt64(pages)))
+        }
+        extents.append(FileExtent(filePage: page, pages: pages, frame: fr))
+      }
+      guard cut ? covered < resident : covered == resident else {
+        throw .inconsistent("\(path): extents cover \(covered) pages, the record says \(resident) resident")
+      }
+      anyCut = anyCut || cut
+      files.append(
+        CachedFile(
+          path: path, device: device, inode: inode, size: size, residentPages: resident,
+          extents: extents, framesKnown: framesKnown, extentsTruncated: cut))
+      at = extentsAt + extentCount * extentSize
+    }
+    guard at == end else { throw .malformed("files section has \(end - at) bytes after its last record") }
+    if anyCut && !s.truncated { throw .inconsistent("a file's extents are cut but the files section is not marked truncated") }
+    claims.sort { $0.start < $1.start }
+    for (a, b) in zip(claims, claims.dropFirst()) where b.start < a.end {
+      throw .inconsistent("frame \(b.start) holds two file pages")
+    }
+    return files
+  }
+
+  static func decodeMetadata(_ f: HintFields, _ s: Section) throws(HintError) -> [(key: String, value: String)] {
+    guard s.items <= UInt64(maxMetadataEntries) else {
+      throw .oversized(what: "metadata entries", count: s.items, limit: UInt64(maxMetadataEntries))
+    }
+    var out: [(key: String, value: String)] = []
+    var keys = Set<String>()
+    var at = s.offset
+    let end = s.offset + s.length
+    for _ in 0..<Int(s.items) {
+      guard end - at >= 4 else { throw .malformed("metadata entry at \(at) runs past its section") }
+      let kl = Int(try f.u16(at, "metadata key length"))
+      let vl = Int(try f.u16(at + 2, "metadata value length"))
+      guard kl > 0, kl <= maxMetadataString, vl <= maxMetadataString, kl + vl <= end - at - 4 else {
+        throw .malformed("metadata entry at \(at) has bad lengths \(kl)/\(vl)")
+      }
+      guard let k = decodeUTF8(try f.slice(at + 4, kl, "metadata key")),
+        let v = decodeUTF8(try f.slice(at + 4 + kl, vl, "metadata value"))
+      else { throw .malformed("metadata entry at \(at) is not UTF-8") }
+      guard keys.insert(k).inserted else { throw .malformed("metadata key \(k) appears twice") }
+      out.append((k, v))
+      at += 4 + kl + vl
+    }
+    guard end - at < 8, bytes(f, at, end - at) else {
+      throw .malformed("metadata section has bytes after its last entry")
+    }
+    return out
+  }
+}
+
+/// Reading a region that the guest may be rewriting: the seqlock protocol on the host side.
+public enum HintReader {
+  /// Reads the generation, copies the region, reads the generation again, and decodes the copy.
+  /// An odd generation (the agent is writing) or one that moved is `stale`; so is a copy whose
+  /// own generation differs from the one read before (a torn copy).
+  public static func readConsistent(
+    generation: () throws(HintError) -> UInt64, copy: () throws(HintError) -> [UInt8]
+  ) throws(HintError) -> HintSet {
+    let before = try generation()
+    guard before % 2 == 0 else { throw .staleWriting(generation: before) }
+    let bytes = try copy()
+    let after = try generation()
+    guard before == after else { throw .staleChanged(before: before, after: after) }
+    let set = try HintFormat.decode(bytes)
+    guard set.generation == before else { throw .staleChanged(before: before, after: set.generation) }
+    return set
+  }
+
+  /// The generation field of a region's first bytes (at least 24), or nil when too short.
+  public static func generation(inPrefix bytes: [UInt8]) -> UInt64? {
+    try? ByteReader(bytes).u64(at: HintFormat.generationOffset)
+  }
+}

@@ -1,0 +1,291 @@
+// MARK: - Writing
+
+/// A region's worth of hints: the bytes to publish (the used prefix of the region) and what
+/// had to be left out.
+public struct EncodedHints: Sendable {
+  public var bytes: [UInt8]
+  public var partial: Bool
+  /// One line per thing left out or cut, for the agent's log (also in the metadata).
+  public var notes: [String]
+}
+
+extension HintFormat {
+  /// Bytes reserved for the notes the encoder adds to the metadata when something is cut.
+  static let notesReserve = 768
+
+  /// Fits `content` into a region of `regionSize` bytes, as generation `generation` (even).
+  ///
+  /// Priorities when the region is too small: the header, kernel symbols and metadata always;
+  /// then the frame table (the smaller of raw and runs; cut to its first runs if even that does
+  /// not fit); then files, most resident first, the last one's extents cut to fit. Anything
+  /// cut marks the region partial and adds a `partial.*` note. The output always passes
+  /// `decode` (the fuzz tests check this), so the agent sanitises here what the reader would
+  /// refuse: frames claimed twice lose their frame, unusable paths are dropped.
+  public static func encode(
+    _ content: HintContent, regionSize: Int, generation: UInt64
+  ) throws(HintError) -> EncodedHints {
+    guard generation % 2 == 0 else { throw .inconsistent("generation \(generation) is odd") }
+    guard regionSize >= minRegionSize, regionSize <= maxRegionSize else {
+      throw .oversized(what: "bytes of region", count: UInt64(max(0, regionSize)), limit: UInt64(maxRegionSize))
+    }
+    var notes: [String] = []
+    var partial = content.incomplete
+
+    let directoryEnd = headerSize + HintSectionKind.allCases.count * directoryEntrySize
+    let kernelAt = directoryEnd
+    let fixedEnd = kernelAt + kernelSectionSize
+    var meta = Array(content.metadata.prefix(maxMetadataEntries - 4)).filter {
+      $0.key.utf8.count <= maxMetadataString && $0.value.utf8.count <= maxMetadataString
+        && !$0.key.isEmpty
+    }
+    var seenKeys = Set<String>()
+    meta = meta.filter { seenKeys.insert($0.key).inserted }
+    let metaBase = meta.reduce(0) { $0 + 4 + $1.key.utf8.count + $1.value.utf8.count }
+    let needed = fixedEnd + align8(metaBase + notesReserve)
+    guard needed <= regionSize else {
+      throw .oversized(what: "bytes of kernel hints and metadata", count: UInt64(needed), limit: UInt64(regionSize))
+    }
+    var space = regionSize - needed
+
+    // Frame table.
+    var frames = content.frames
+    var framesEncoding = FrameTableEncoding.runs
+    if var table = frames {
+      let rawBytes = framesHeaderSize + align8(2 * Int(table.frameCount))
+      let runBytes = framesHeaderSize + align8(4 * table.runCount)
+      if table.totalFrames > maxFrames || table.frameCount > table.totalFrames {
+        notes.append("partial.frames: table of \(table.totalFrames) frames not published (over the limit)")
+        frames = nil
+      } else if min(rawBytes, runBytes) <= space {
+        framesEncoding = rawBytes < runBytes ? .raw : .runs
+        space -= min(rawBytes, runBytes)
+      } else if space >= framesHeaderSize + 8 {
+        let keep = (space - framesHeaderSize) / 4 & ~1
+        table.keepRuns(keep)
+        frames = table
+        space -= framesHeaderSize + align8(4 * keep)
+        notes.append(
+          "partial.frames: the region holds \(table.frameCount) of \(table.totalFrames) frames")
+      } else {
+        frames = nil
+        notes.append("partial.frames: no room for the frame table")
+      }
+      if let t = frames, t.truncated, notes.isEmpty {
+        notes.append("partial.frames: the agent saw \(t.frameCount) of \(t.totalFrames) frames")
+      }
+    }
+
+    // Files: most resident first; the last one that fits only in part keeps its first extents.
+    let candidates = content.files.filter {
+      !$0.path.isEmpty && $0.path.utf8.count <= maxPathLength && !$0.extents.isEmpty
+    }.sorted {
+      $0.residentPages != $1.residentPages ? $0.residentPages > $1.residentPages : $0.path < $1.path
+    }
+    var files: [CachedFile] = []
+    var seenFiles = Set<HintSet.FileKey>()
+    for f in candidates {
+      guard seenFiles.insert(HintSet.FileKey(device: f.device, inode: f.inode)).inserted else { continue }
+      let head = fileRecordHeaderSize + align8(f.path.utf8.count)
+      let full = head + extentSize * f.extents.count
+      if full <= space {
+        files.append(f)
+        space -= full
+      } else {
+        if head + extentSize <= space {
+          var cut = f
+          cut.extents = Array(f.extents.prefix((space - head) / extentSize))
+          cut.extentsTruncated = true
+          files.append(cut)
+          space -= head + extentSize * cut.extents.count
+        }
+        break
+      }
+    }
+    if files.count < candidates.count || files.last?.extentsTruncated == true {
+      notes.append(
+        "partial.files: the region holds \(files.count) of \(candidates.count) cached files"
+          + (files.last?.extentsTruncated == true ? ", the last one cut" : ""))
+    }
+    files = sanitizeFrames(files, totalFrames: frames?.totalFrames)
+
+    if !notes.isEmpty { partial = true }
+    for n in notes {
+      guard let colon = n.firstIndex(of: ":") else { continue }
+      let key = String(n[..<colon])
+      // A note replaces an entry of the same key (e.g. carried over from an earlier set).
+      meta.removeAll { $0.key == key }
+      meta.append((key, String(n[n.index(after: colon)...].dropFirst())))
+    }
+
+    // Lay the sections out.
+    var w = ByteWriter(capacity: regionSize - space)
+    w.zeros(directoryEnd)
+    var directory: [(HintSectionKind, UInt32, Int, Int, UInt64)] = []
+
+    let kAt = w.count
+    writeKernel(content.kernel, into: &w)
+    directory.append((.kernel, sectionRequired, kAt, w.count - kAt, 1))
+
+    if let t = frames {
+      let at = w.count
+      w.u64(t.totalFrames)
+      w.u64(t.frameCount)
+      w.u32(framesEncoding.rawValue)
+      w.u32(0)
+      w.u64(0)
+      if framesEncoding == .raw {
+        t.forEachRun { _, n, e in
+          for _ in 0..<n { w.u16(e.rawValue) }
+        }
+      } else {
+        t.forEachRun { _, n, e in
+          w.u16(e.rawValue)
+          w.u16(UInt16(n - 1))
+        }
+      }
+      w.align(8)
+      let items = framesEncoding == .raw ? t.frameCount : UInt64(t.runCount)
+      directory.append((.frames, t.truncated ? sectionTruncated : 0, at, w.count - at, items))
+    }
+
+    do {
+      let at = w.count
+      var anyCut = false
+      for f in files {
+        w.u64(f.inode)
+        w.u64(f.size)
+        w.u64(f.residentPages)
+        w.u32(f.device)
+        w.u16((f.framesKnown ? 1 : 0) | (f.extentsTruncated ? 2 : 0))
+        w.u16(UInt16(f.path.utf8.count))
+        w.u32(UInt32(f.extents.count))
+        w.u32(0)
+        w.raw(Array(f.path.utf8))
+        w.align(8)
+        for e in f.extents {
+          w.u64(e.filePage)
+          w.u32(e.pages)
+          w.u32(0)
+          w.u64(e.frame?.rawValue ?? noFrame)
+        }
+        anyCut = anyCut || f.extentsTruncated
+      }
+      let cut = anyCut || files.count < candidates.count
+      directory.append((.files, cut ? sectionTruncated : 0, at, w.count - at, UInt64(files.count)))
+    }
+
+    do {
+      let at = w.count
+      for (k, v) in meta {
+        w.u16(UInt16(k.utf8.count))
+        w.u16(UInt16(v.utf8.count))
+        w.raw(Array(k.utf8))
+        w.raw(Array(v.utf8))
+      }
+      w.align(8)
+      directory.append((.metadata, 0, at, w.count - at, UInt64(meta.count)))
+    }
+    precondition(w.count <= regionSize, "hint encoder overran its budget")
+
+    var bytes = w.bytes
+    func put(_ v: UInt64, _ n: Int, at o: Int) {
+      for i in 0..<n { bytes[o + i] = UInt8(truncatingIfNeeded: v >> (8 * UInt64(i))) }
+    }
+    for i in 0..<8 { bytes[i] = magic[i] }
+    put(UInt64(version), 2, at: versionOffset)
+    put(UInt64(headerSize), 2, at: headerSizeOffset)
+    put(UInt64(partial ? flagPartial : 0), 4, at: flagsOffset)
+    put(generation, 8, at: generationOffset)
+    put(UInt64(regionSize), 8, at: regionSizeOffset)
+    put(UInt64(bytes.count), 8, at: usedSizeOffset)
+    put(UInt64(bitPattern: content.published), 8, at: publishedOffset)
+    put(UInt64(directory.count), 4, at: sectionCountOffset)
+    put(UInt64(content.pageSize), 4, at: pageSizeOffset)
+    let release = utf8Prefix(content.kernelRelease, releaseCapacity)
+    let build = Array(content.buildID.prefix(buildIDCapacity))
+    put(UInt64(release.count), 1, at: releaseLengthOffset)
+    put(UInt64(build.count), 1, at: buildIDLengthOffset)
+    for (i, b) in release.enumerated() { bytes[releaseOffset + i] = b }
+    for (i, b) in build.enumerated() { bytes[buildIDOffset + i] = b }
+    for (i, d) in directory.enumerated() {
+      let at = headerSize + i * directoryEntrySize
+      put(UInt64(d.0.rawValue), 4, at: at)
+      put(UInt64(d.1), 4, at: at + 4)
+      put(UInt64(d.2), 8, at: at + 8)
+      put(UInt64(d.3), 8, at: at + 16)
+      put(d.4, 8, at: at + 24)
+    }
+    put(checksum(bytes[...]), 8, at: checksumOffset)
+    return EncodedHints(bytes: bytes, partial: partial, notes: notes)
+  }
+
+  /// XXH64 of the used bytes with the checksum field read as zero. The generation is covered:
+  /// a copy that mixes two publications fails the checksum even if the generation looked even.
+  static func checksum(_ used: ArraySlice<UInt8>) -> UInt64 {
+    let base = used.startIndex
+    var h = XXH64()
+    h.update(used[base..<(base + checksumOffset)])
+    h.update([UInt8](repeating: 0, count: 8))
+    h.update(used[(base + checksumOffset + 8)...])
+    return h.finish()
+  }
+
+  static func writeKernel(_ k: KernelSymbolHints, into w: inout ByteWriter) {
+    var known: UInt64 = 0
+    let values: [UInt64?] = [
+      k.kaslrOffset, k.text?.rawValue, k.physBase, k.pageOffsetBase?.rawValue,
+      k.vmemmapBase?.rawValue, k.vmallocBase?.rawValue,
+    ]
+    for (i, v) in values.enumerated() where v != nil { known |= 1 << UInt64(i) }
+    if k.vmcoreinfo != nil { known |= 1 << 6 }
+    if k.pagingLevels != nil { known |= 1 << 7 }
+    w.u64(known)
+    for v in values { w.u64(v ?? 0) }
+    w.u64(k.vmcoreinfo?.address.rawValue ?? 0)
+    w.u64(k.vmcoreinfo?.size ?? 0)
+    w.u64(UInt64(k.pagingLevels ?? 0))
+    w.zeros(kernelSectionSize - 80)
+  }
+
+  /// At most `n` bytes of UTF-8, cut at a character boundary.
+  static func utf8Prefix(_ s: String, _ n: Int) -> [UInt8] {
+    var out: [UInt8] = []
+    for c in s.unicodeScalars {
+      let b = Array(String(c).utf8)
+      if out.count + b.count > n { break }
+      out += b
+    }
+    return out
+  }
+
+  /// Drops frames the reader would refuse: past the frame table, or claimed by two file pages
+  /// (a page evicted and reused while the agent looked).
+  static func sanitizeFrames(_ files: [CachedFile], totalFrames: UInt64?) -> [CachedFile] {
+    let limit = totalFrames ?? (1 << 52)
+    var out = files
+    var claims: [(start: UInt64, end: UInt64, file: Int, extent: Int)] = []
+    for (fi, f) in out.enumerated() {
+      for (ei, e) in f.extents.enumerated() {
+        guard let fr = e.frame else { continue }
+        if !f.framesKnown || fr.rawValue >= limit || UInt64(e.pages) > limit - fr.rawValue {
+          out[fi].extents[ei].frame = nil
+          continue
+        }
+        claims.append((fr.rawValue, fr.rawValue + UInt64(e.pages), fi, ei))
+      }
+    }
+    claims.sort { $0.start < $1.start }
+    var end: UInt64 = 0
+    var last: (Int, Int)? = nil
+    for c in claims {
+      if c.start < end {
+        out[c.file].extents[c.extent].frame = nil
+        if let (f, e) = last { out[f].extents[e].frame = nil }
+      } else {
+        last = (c.file, c.extent)
+      }
+      end = max(end, c.end)
+    }
+    return out
+  }
+}

@@ -1,0 +1,274 @@
+/// The kernel-symbol hints: where the guest kernel put itself. Each value is optional because
+/// the agent publishes only what it could learn (and says how in the metadata).
+public struct KernelSymbolHints: Sendable, Equatable {
+  /// The virtual KASLR slide: `_text` minus where it was linked (vmcoreinfo's KERNELOFFSET).
+  public var kaslrOffset: UInt64?
+  /// `_text`, the first byte of the kernel image (virtual).
+  public var text: KernelVirtualAddress?
+  /// The kernel image's physical load offset (`phys_base`).
+  public var physBase: UInt64?
+  /// The direct map's base (`page_offset_base`).
+  public var pageOffsetBase: KernelVirtualAddress?
+  /// The struct page array's base (`vmemmap_base`).
+  public var vmemmapBase: KernelVirtualAddress?
+  /// The vmalloc area's base (`vmalloc_base`).
+  public var vmallocBase: KernelVirtualAddress?
+  /// The vmcoreinfo note (/sys/kernel/vmcoreinfo): physical address and size.
+  public var vmcoreinfo: (address: GuestPhysicalAddress, size: UInt64)?
+  /// Page table levels (4, or 5 with la57).
+  public var pagingLevels: UInt8?
+
+  public init() {}
+
+  public static func == (a: Self, b: Self) -> Bool {
+    a.kaslrOffset == b.kaslrOffset && a.text == b.text && a.physBase == b.physBase
+      && a.pageOffsetBase == b.pageOffsetBase && a.vmemmapBase == b.vmemmapBase
+      && a.vmallocBase == b.vmallocBase && a.vmcoreinfo?.address == b.vmcoreinfo?.address
+      && a.vmcoreinfo?.size == b.vmcoreinfo?.size && a.pagingLevels == b.pagingLevels
+  }
+}
+
+/// The per-frame class table: one color map entry (color in bits 0-4, flags above, see
+/// color-map-format.md) per frame, as the guest's /proc/kpageflags and /proc/kpagecount say.
+/// Kept as runs of equal entries (so a 4 MiB region describes a large guest and lookups stay
+/// O(log runs) without expanding the table), or, when the region stored it raw, as the raw
+/// entries: either way no array is larger than the bytes the region spent on the table.
+public struct FrameClassTable: Sendable, Equatable {
+  /// Frames the guest has (its /proc/kpageflags length). `frameCount < totalFrames` when the
+  /// table was cut to fit the region.
+  public var totalFrames: UInt64
+  /// The entry of each run.
+  private var runEntries: [UInt16] = []
+  /// Each run's end (exclusive frame number), strictly increasing.
+  private var runEnds: [UInt32] = []
+  /// One entry per frame, when the table was stored raw (then the run arrays are empty).
+  private var raw: [UInt16]? = nil
+
+  public init(totalFrames: UInt64) { self.totalFrames = totalFrames }
+
+  /// Builds the table from one entry per frame.
+  public init(entries: [UInt16], totalFrames: UInt64? = nil) {
+    self.totalFrames = totalFrames ?? UInt64(entries.count)
+    for e in entries { append(e, count: 1) }
+  }
+
+  /// A table stored one entry per frame (the reader's raw encoding).
+  init(rawEntries: [UInt16], totalFrames: UInt64) {
+    self.totalFrames = totalFrames
+    raw = rawEntries
+  }
+
+  /// Frames described, starting at frame 0.
+  public var frameCount: UInt64 { raw.map { UInt64($0.count) } ?? UInt64(runEnds.last ?? 0) }
+  public var truncated: Bool { frameCount < totalFrames }
+
+  /// Runs of equal entries (O(frames) for a raw table).
+  public var runCount: Int {
+    guard let raw else { return runEntries.count }
+    var n = 0
+    for i in raw.indices where i == 0 || raw[i] != raw[i - 1] { n += 1 }
+    return n
+  }
+
+  /// Bytes of the largest array the table holds (the reader keeps it within the region).
+  public var largestArrayBytes: Int { raw.map { 2 * $0.count } ?? 4 * runEnds.count }
+
+  /// Appends `count` frames of one entry (merging with the last run). The caller keeps the
+  /// total under 2^32 frames.
+  public mutating func append(_ entry: UInt16, count: UInt32) {
+    guard count > 0 else { return }
+    makeRuns()
+    let end = (runEnds.last ?? 0) + count
+    if let last = runEntries.last, last == entry {
+      runEnds[runEnds.count - 1] = end
+    } else {
+      runEntries.append(entry)
+      runEnds.append(end)
+    }
+  }
+
+  /// Keeps only the first `runs` runs (the encoder's cut when the region is too small).
+  mutating func keepRuns(_ runs: Int) {
+    makeRuns()
+    runEntries.removeLast(max(0, runEntries.count - runs))
+    runEnds.removeLast(max(0, runEnds.count - runs))
+  }
+
+  private mutating func makeRuns() {
+    guard let r = raw else { return }
+    raw = nil
+    for e in r { append(e, count: 1) }
+  }
+
+  /// The entry of one frame, or nil when the table does not cover it.
+  public func entry(_ frame: PageFrameNumber) -> FrameEntry? {
+    guard frame.rawValue < frameCount else { return nil }
+    if let raw { return FrameEntry(rawValue: raw[Int(frame.rawValue)]) }
+    let f = UInt32(frame.rawValue)
+    // The first run whose end is past the frame.
+    var lo = 0
+    var hi = runEnds.count
+    while lo < hi {
+      let mid = (lo + hi) / 2
+      if runEnds[mid] <= f { lo = mid + 1 } else { hi = mid }
+    }
+    return FrameEntry(rawValue: runEntries[lo])
+  }
+
+  /// Frames of each color code (index = code), for summaries.
+  public func colorTotals() -> [UInt64] {
+    var totals = [UInt64](repeating: 0, count: Color.codeSpace)
+    forEachRun { _, n, e in totals[Int(e.colorCode)] += n }
+    return totals
+  }
+
+  /// Calls `body` for every maximal run: first frame, length, entry.
+  public func forEachRun(_ body: (UInt64, UInt64, FrameEntry) throws -> Void) rethrows {
+    if let raw {
+      var i = 0
+      while i < raw.count {
+        var j = i + 1
+        while j < raw.count && raw[j] == raw[i] { j += 1 }
+        try body(UInt64(i), UInt64(j - i), FrameEntry(rawValue: raw[i]))
+        i = j
+      }
+      return
+    }
+    var start: UInt32 = 0
+    for (e, end) in zip(runEntries, runEnds) {
+      try body(UInt64(start), UInt64(end - start), FrameEntry(rawValue: e))
+      start = end
+    }
+  }
+
+  /// Equal when they describe the same frames the same way, however they are stored.
+  public static func == (a: Self, b: Self) -> Bool {
+    guard a.totalFrames == b.totalFrames, a.frameCount == b.frameCount else { return false }
+    var ra: [(UInt64, UInt64, UInt16)] = []
+    var rb: [(UInt64, UInt64, UInt16)] = []
+    a.forEachRun { ra.append(($0, $1, $2.rawValue)) }
+    b.forEachRun { rb.append(($0, $1, $2.rawValue)) }
+    return ra.elementsEqual(rb) { $0 == $1 }
+  }
+}
+
+/// Resident pages of one file: consecutive file pages, and where the agent could learn them,
+/// the consecutive frames that hold them.
+public struct FileExtent: Sendable, Equatable {
+  /// The file page index (file offset / page size) of the first page.
+  public var filePage: UInt64
+  public var pages: UInt32
+  /// The frame holding the first page (the rest follow it), or nil when unknown.
+  public var frame: PageFrameNumber?
+
+  public init(filePage: UInt64, pages: UInt32, frame: PageFrameNumber? = nil) {
+    self.filePage = filePage
+    self.pages = pages
+    self.frame = frame
+  }
+}
+
+/// One cached file of the guest's page cache.
+public struct CachedFile: Sendable, Equatable {
+  public var path: String
+  /// The guest kernel's dev_t encoding (major << 20 | minor), as in color maps.
+  public var device: UInt32
+  public var inode: UInt64
+  /// The file's size in bytes.
+  public var size: UInt64
+  /// Pages resident in the page cache when the agent looked.
+  public var residentPages: UInt64
+  /// Where the resident pages are; sorted by file page, never overlapping.
+  public var extents: [FileExtent]
+  /// The extents carry frames (the agent read them from its page map).
+  public var framesKnown: Bool
+  /// The extent list was cut to fit the region: it covers fewer pages than `residentPages`.
+  public var extentsTruncated: Bool
+
+  public init(
+    path: String, device: UInt32, inode: UInt64, size: UInt64, residentPages: UInt64,
+    extents: [FileExtent], framesKnown: Bool, extentsTruncated: Bool = false
+  ) {
+    self.path = path
+    self.device = device
+    self.inode = inode
+    self.size = size
+    self.residentPages = residentPages
+    self.extents = extents
+    self.framesKnown = framesKnown
+    self.extentsTruncated = extentsTruncated
+  }
+}
+
+/// What the agent publishes, before it is fitted into a region.
+public struct HintContent: Sendable {
+  public var kernelRelease: String
+  public var buildID: [UInt8]
+  /// When the agent gathered it (the guest's clock, seconds since the Unix epoch).
+  public var published: Int64
+  public var pageSize: UInt32
+  public var kernel: KernelSymbolHints
+  public var frames: FrameClassTable?
+  public var files: [CachedFile]
+  public var metadata: [(key: String, value: String)]
+  /// Something could not be learned (e.g. no root): the region is marked partial.
+  public var incomplete: Bool
+
+  public init(
+    kernelRelease: String, buildID: [UInt8], published: Int64, pageSize: UInt32 = 4096,
+    kernel: KernelSymbolHints, frames: FrameClassTable?, files: [CachedFile],
+    metadata: [(key: String, value: String)] = [], incomplete: Bool = false
+  ) {
+    self.kernelRelease = kernelRelease
+    self.buildID = buildID
+    self.published = published
+    self.pageSize = pageSize
+    self.kernel = kernel
+    self.frames = frames
+    self.files = files
+    self.metadata = metadata
+    self.incomplete = incomplete
+  }
+}
+
+/// A validated hint region, as the host reads it. Every value came from the guest but passed
+/// the reader's checks (bounds, checksum, consistency); none of it is trusted beyond that.
+public struct HintSet: Sendable {
+  public var generation: UInt64
+  public var regionSize: UInt64
+  public var usedSize: UInt64
+  public var published: Int64
+  public var partial: Bool
+  public var pageSize: UInt32
+  public var kernelRelease: String
+  public var buildID: [UInt8]
+  public var kernel: KernelSymbolHints
+  public var frames: FrameClassTable?
+  public var files: [CachedFile]
+  public var metadata: [(key: String, value: String)]
+  /// Index into `files` by (device, inode).
+  var fileIndex: [FileKey: Int] = [:]
+
+  struct FileKey: Hashable {
+    var device: UInt32
+    var inode: UInt64
+  }
+
+  /// The build id as lower-case hex ("" when the agent had none).
+  public var buildIDHex: String { hexString(buildID) }
+
+  /// The class the guest's page flags give one frame, or nil when the table is absent or does
+  /// not cover it.
+  public func frameEntry(_ frame: PageFrameNumber) -> FrameEntry? { frames?.entry(frame) }
+
+  /// The cached file with this inode on this device (dev_t as major << 20 | minor).
+  public func file(device: UInt32, inode: UInt64) -> CachedFile? {
+    fileIndex[FileKey(device: device, inode: inode)].map { files[$0] }
+  }
+
+  /// Every cached file with this inode, on any device (when the host knows only the inode).
+  public func files(inode: UInt64) -> [CachedFile] { files.filter { $0.inode == inode } }
+
+  /// The value of a metadata key.
+  public func metadata(_ key: String) -> String? { metadata.first { $0.key == key }?.value }
+}
