@@ -84,37 +84,48 @@ func differences(recorded: KernelLayout, extracted: KernelLayout) -> [String] {
 }
 
 /// Members of each struct as pahole prints them: absolute offsets (anonymous members inline),
-/// bitfields as "offset:bit".
+/// bitfields as "offset:bit". `typedef struct { ... } name;` is keyed by the typedef name.
 func paholeLayouts(_ text: String) throws -> [String: (
   size: Int, members: [String: (offset: Int, bit: Int?)]
 )] {
-  let start = try Regex(#"^(struct|union) (\w+) \{"#)
+  let start = try Regex(#"^(typedef )?(struct|union) ?(\w*) \{"#)
+  // "};", "} atomic_t;" or "} __attribute__((__aligned__(64)));" at column 0.
+  let end = try Regex(#"^\}\s*(\w*)"#)
   let member = try Regex(#"^\s+(?!\})(.*?);\s*/\*\s*(\d+)(?::\s*(\d+))?\s+(\d+)\s*\*/"#)
   let closing = try Regex(#"^\s+\}\s*(\w+)(\[\d+\])*;\s*/\*\s*(\d+)\s+(\d+)\s*\*/"#)
-  let size = try Regex(#"/\* size: (\d+)"#)
+  let size = try Regex(#"^\t/\* size: (\d+)"#)
   let functionPointer = try Regex(#"\(\*\s*(\w+)\)\s*\("#)
   let attribute = try Regex(#"\s*__attribute__\(\(.*\)\)"#)
   let trailing = try Regex(#"((\[\d*\])+|:\d+)$"#)
   var result: [String: (size: Int, members: [String: (offset: Int, bit: Int?)])] = [:]
-  var current: String? = nil
+  var inside = false
+  var name = ""
+  var structSize = 0
   var members: [String: (offset: Int, bit: Int?)] = [:]
   for line in text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init) {
     if let m = try start.firstMatch(in: line) {
-      current = String(m.output[2].substring!)
+      inside = true
+      name = String(m.output[3].substring ?? "")
       members = [:]
-    } else if let name = current, let m = try size.firstMatch(in: line),
-      line.hasPrefix("\t/* size:")
-    {
-      result[name] = (Int(m.output[1].substring!)!, members)
-    } else if current != nil, let m = try closing.firstMatch(in: line) {
+    } else if inside, let m = try end.firstMatch(in: line) {
+      if let typedefName = m.output[1].substring, !typedefName.isEmpty,
+        typedefName != "__attribute__"
+      {
+        name = String(typedefName)
+      }
+      result[name] = (structSize, members)
+      inside = false
+    } else if inside, let m = try size.firstMatch(in: line) {
+      structSize = Int(m.output[1].substring!)!
+    } else if inside, let m = try closing.firstMatch(in: line) {
       members[String(m.output[1].substring!)] = (Int(m.output[3].substring!)!, nil)
-    } else if current != nil, let m = try member.firstMatch(in: line) {
+    } else if inside, let m = try member.firstMatch(in: line) {
       var declaration = String(m.output[1].substring!).replacing(attribute, with: "")
       let offset = Int(m.output[2].substring!)!
       let bit = m.output[3].substring.flatMap { Int($0) }
-      let name: String
+      let memberName: String
       if let f = try functionPointer.firstMatch(in: declaration) {
-        name = String(f.output[1].substring!)
+        memberName = String(f.output[1].substring!)
       } else {
         declaration = declaration.trimmingCharacters(in: .whitespaces).replacing(trailing, with: "")
         guard
@@ -122,9 +133,9 @@ func paholeLayouts(_ text: String) throws -> [String: (
             !($0.isLetter || $0.isNumber || $0 == "_")
           }).last
         else { continue }
-        name = String(last)
+        memberName = String(last)
       }
-      members[name] = (offset, bit)
+      members[memberName] = (offset, bit)
     }
   }
   return result
@@ -185,7 +196,9 @@ func paholeLayouts(_ text: String) throws -> [String: (
   func offsetsAgreeWithPahole(series: String) throws {
     guard KernelCache.release(series) != nil else { return }
     let layout = try LayoutExtractor.extract(vmlinux: KernelCache.vmlinux(series))
-    let names = LayoutRequest.default.types
+    // Every recorded struct and union pahole can name: the requested ones and the typedef'd
+    // anonymous ones they use (atomic_t, pgd_t, ...); only unnamed_* have no name to ask for.
+    let names = layout.userTypes.keys.filter { !$0.hasPrefix("unnamed_") }.sorted()
     // BTF is generated from the same DWARF at kernel build time, and pahole reads it in 50 ms.
     let pahole = try paholeLayouts(
       try run([
