@@ -1,1 +1,0 @@
-// KscopeRender: placeholder until map render lands.
