@@ -4,12 +4,15 @@
 # the -unsigned image (bzImage + modules) and the -dbg package (vmlinux with DWARF) are
 # downloaded and unpacked into $KSCOPE_CACHE/kernels/<version>/ (default /var/cache/kscope).
 # A version already unpacked is reused. Prints "<series> <version> <dir>" per series.
+# An exact version (e.g. 6.1.0-56-cloud-amd64, as a snapshot manifest records it) is fetched
+# as it is, without resolving a series.
 set -euo pipefail
 cache=${KSCOPE_CACHE:-/var/cache/kscope}/kernels
 mkdir -p "$cache"
 
 resolve() { # series -> exact version, e.g. 6.1.0-56-cloud-amd64
   local meta
+  if [[ $1 == *-cloud-amd64 ]]; then echo "$1"; return 0; fi
   case $1 in
     6.1) meta=linux-image-cloud-amd64 ;;
     6.12) meta=linux-image-6.12-cloud-amd64 ;;
@@ -47,6 +50,6 @@ for series in "$@"; do
     rm -rf "$dir"; mv "$dir.tmp/out" "$dir"; rm -rf "$dir.tmp"
     touch "$dir/.complete"
   fi
-  ln -sfn "$version" "$cache/$series"
+  [[ $series == "$version" ]] || ln -sfn "$version" "$cache/$series"
   echo "$series $version $dir"
 done

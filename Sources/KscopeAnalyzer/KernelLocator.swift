@@ -51,21 +51,29 @@ public enum KernelLocator {
     return out
   }
 
-  /// The kernel's own note (`vmcoreinfo_note`) sits at its link-time physical address plus the
-  /// physical KASLR offset, a multiple of 2 MiB (CONFIG_PHYSICAL_ALIGN is): probing those few
-  /// places avoids reading all of RAM.
+  /// `vmcoreinfo_note` is a pointer to the note (a page of its own), and it and
+  /// `page_offset_base` sit at their link-time physical addresses plus the physical KASLR
+  /// offset, a multiple of 2 MiB (CONFIG_PHYSICAL_ALIGN is). Probing those few places for a
+  /// consistent pair finds the kernel's own note without reading all of RAM.
   static func probeAligned(in memory: any PhysicalMemory, layout: KernelLayout) -> KernelLocation? {
-    guard let link = layout.symbol("vmcoreinfo_note")?.rawValue, link >= startKernelMap else { return nil }
-    let linkPA = link - startKernelMap
+    guard let noteVar = layout.symbol("vmcoreinfo_note")?.rawValue, noteVar >= startKernelMap,
+      let pobVar = layout.symbol("page_offset_base")?.rawValue, pobVar >= startKernelMap
+    else { return nil }
     let step: UInt64 = 2 << 20
     var delta: UInt64 = 0
-    while linkPA &+ delta < memory.end {
-      let at = linkPA + delta
-      delta += step
+    var probes = 0
+    while noteVar - startKernelMap &+ delta < memory.end, probes < 1 << 20 {
+      probes += 1
+      defer { delta += step }
+      guard let pointer = memory.u64(at: noteVar - startKernelMap + delta),
+        let pob = memory.u64(at: pobVar - startKernelMap + delta),
+        pointer >> 63 == 1, pob >> 63 == 1, pointer > pob, pointer & 3 == 0
+      else { continue }
+      let at = pointer - pob
       guard let info = note(at: at, in: memory) else { continue }
       if let want = layout.buildID, let have = info.buildID, want != have { continue }
       if let location = try? locate(info, at: at, in: memory, layout: layout),
-        link &+ location.slide &- startKernelMap &+ location.physBase == at
+        location.pageOffsetBase == pob
       {
         return location
       }
@@ -88,9 +96,13 @@ public enum KernelLocator {
         continue
       }
       guard let location = try? locate(info, at: at, in: memory, layout: layout) else { continue }
-      let noteLink = layout.symbol("vmcoreinfo_note")?.rawValue
-      let expected = noteLink.map { $0 &+ location.slide &- startKernelMap &+ location.physBase }
-      if expected == at { return location }
+      // The kernel's own note is the one its vmcoreinfo_note pointer names.
+      if let noteVar = layout.symbol("vmcoreinfo_note")?.rawValue,
+        let pointer = memory.u64(at: noteVar &+ location.slide &- startKernelMap &+ location.physBase),
+        pointer &- location.pageOffsetBase == at
+      {
+        return location
+      }
       if best == nil { best = location }
     }
     if let best { return best }
