@@ -1,8 +1,41 @@
 import ArgumentParser
+import Foundation
+import KscopeAgent
+import KscopeCore
 
-// Placeholder: replaced by the guest agent issue (kscope hints read FILE|SNAPSHOT).
+/// `kscope hints`: the guest agent's hint region, seen from the host.
 struct HintsCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
-    commandName: "hints", abstract: "Read the guest agent's hint region (not yet built).")
-  func run() throws { throw CommandFailure("kscope hints is not built yet") }
+    commandName: "hints", abstract: "Read the hints a guest agent published.",
+    subcommands: [HintsReadCommand.self])
+}
+
+struct HintsReadCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "read", abstract: "Validate a hint region and print what it says.",
+    discussion: """
+      PATH is a raw region (a VM's ivshmem backing file, e.g. its state directory's `hints`, or
+      a file written by `kscope-agent --out`), or a snapshot directory whose manifest.json names
+      the region ("hints"). The region is read as the agent may be rewriting it: generation,
+      copy, generation again. Malformed, truncated, oversized, inconsistent or stale regions are
+      refused with one line saying why.
+      """)
+
+  @Argument(help: "A hint region file or a snapshot directory.")
+  var path: String
+
+  @OptionGroup var output: OutputOptions
+
+  func run() throws {
+    let file = try HintsFiles.regionPath(path)
+    let hints: HintSet
+    do { hints = try HintRegionFile.read(file) } catch {
+      throw CommandFailure("\(file): \(error)")
+    }
+    if output.json {
+      try printJSON(HintsReport.json(hints))
+    } else {
+      print(HintsReport.text(hints, path: file), terminator: "")
+    }
+  }
 }

@@ -59,6 +59,18 @@ import Testing
     #expect(e.bytes.count < 2 * 1000 + 4096)  // raw, not runs
   }
 
+  @Test func longRunsAreSplitOnDisk() throws {
+    var t = FrameClassTable(totalFrames: 300_000)
+    t.append(FrameEntry(.free).rawValue, count: 200_000)
+    t.append(FrameEntry(.userData).rawValue, count: 100_000)
+    var c = sampleContent()
+    c.frames = t
+    let h = try HintFormat.decode(try region(c))
+    #expect(h.frames == t)
+    #expect(h.frameEntry(PageFrameNumber(199_999))?.color == .free)
+    #expect(h.frameEntry(PageFrameNumber(200_000))?.color == .userData)
+  }
+
   @Test func partialWhenTheRegionIsTooSmall() throws {
     // 64 Ki frames alternating: neither encoding fits 4 KiB, so the table is cut.
     var c = sampleContent(files: 50)

@@ -47,64 +47,97 @@ extension HintFormat {
     }
     var space = regionSize - needed
 
-    // Frame table.
+    // Frame table. On disk a run holds at most 65536 frames, so long runs are split here.
     var frames = content.frames
     var framesEncoding = FrameTableEncoding.runs
-    if var table = frames {
-      let rawBytes = framesHeaderSize + align8(2 * Int(table.frameCount))
-      let runBytes = framesHeaderSize + align8(4 * table.runCount)
+    var diskRuns: [(entry: UInt16, length: UInt32)] = []
+    if let table = frames {
       if table.totalFrames > maxFrames || table.frameCount > table.totalFrames {
         notes.append("partial.frames: table of \(table.totalFrames) frames not published (over the limit)")
         frames = nil
-      } else if min(rawBytes, runBytes) <= space {
-        framesEncoding = rawBytes < runBytes ? .raw : .runs
-        space -= min(rawBytes, runBytes)
-      } else if space >= framesHeaderSize + 8 {
-        let keep = (space - framesHeaderSize) / 4 & ~1
-        table.keepRuns(keep)
-        frames = table
-        space -= framesHeaderSize + align8(4 * keep)
-        notes.append(
-          "partial.frames: the region holds \(table.frameCount) of \(table.totalFrames) frames")
       } else {
-        frames = nil
-        notes.append("partial.frames: no room for the frame table")
-      }
-      if let t = frames, t.truncated, notes.isEmpty {
-        notes.append("partial.frames: the agent saw \(t.frameCount) of \(t.totalFrames) frames")
+        table.forEachRun { _, n, e in
+          var left = n
+          while left > 0 {
+            let k = min(left, 1 << 16)
+            diskRuns.append((e.rawValue, UInt32(k)))
+            left -= k
+          }
+        }
+        let rawBytes = framesHeaderSize + align8(2 * Int(table.frameCount))
+        let runBytes = framesHeaderSize + align8(4 * diskRuns.count)
+        if min(rawBytes, runBytes) <= space {
+          framesEncoding = rawBytes < runBytes ? .raw : .runs
+          space -= min(rawBytes, runBytes)
+          if table.truncated {
+            notes.append("partial.frames: the agent saw \(table.frameCount) of \(table.totalFrames) frames")
+          }
+        } else if space >= framesHeaderSize + 8 {
+          let keep = (space - framesHeaderSize) / 4 & ~1
+          diskRuns.removeLast(diskRuns.count - keep)
+          var cut = FrameClassTable(totalFrames: table.totalFrames)
+          for r in diskRuns { cut.append(r.entry, count: r.length) }
+          frames = cut
+          space -= framesHeaderSize + align8(4 * keep)
+          notes.append(
+            "partial.frames: the region holds \(cut.frameCount) of \(table.totalFrames) frames")
+        } else {
+          frames = nil
+          notes.append("partial.frames: no room for the frame table")
+        }
       }
     }
 
-    // Files: most resident first; the last one that fits only in part keeps its first extents.
+    // Files, most resident first, in two passes: first every file that fits with its coarse
+    // extents (runs of resident file pages, no frames), because names and residency of many
+    // files are worth more than the frames of a few; then, with what space is left, files get
+    // their frame-level extents back (scattered frames can mean one extent per page).
     let candidates = content.files.filter {
       !$0.path.isEmpty && $0.path.utf8.count <= maxPathLength && !$0.extents.isEmpty
     }.sorted {
       $0.residentPages != $1.residentPages ? $0.residentPages > $1.residentPages : $0.path < $1.path
     }
     var files: [CachedFile] = []
+    var fine: [CachedFile] = []
     var seenFiles = Set<HintSet.FileKey>()
     for f in candidates {
       guard seenFiles.insert(HintSet.FileKey(device: f.device, inode: f.inode)).inserted else { continue }
+      let coarse = coarsened(f)
       let head = fileRecordHeaderSize + align8(f.path.utf8.count)
-      let full = head + extentSize * f.extents.count
+      let full = head + extentSize * coarse.extents.count
       if full <= space {
-        files.append(f)
+        files.append(coarse)
+        fine.append(f)
         space -= full
       } else {
         if head + extentSize <= space {
-          var cut = f
-          cut.extents = Array(f.extents.prefix((space - head) / extentSize))
+          var cut = coarse
+          cut.extents = Array(coarse.extents.prefix((space - head) / extentSize))
           cut.extentsTruncated = true
           files.append(cut)
+          fine.append(cut)
           space -= head + extentSize * cut.extents.count
         }
         break
+      }
+    }
+    var withoutFrames = 0
+    for i in files.indices where fine[i].framesKnown && !files[i].extentsTruncated {
+      let extra = extentSize * (fine[i].extents.count - files[i].extents.count)
+      if extra <= space {
+        files[i] = fine[i]
+        space -= extra
+      } else {
+        withoutFrames += 1
       }
     }
     if files.count < candidates.count || files.last?.extentsTruncated == true {
       notes.append(
         "partial.files: the region holds \(files.count) of \(candidates.count) cached files"
           + (files.last?.extentsTruncated == true ? ", the last one cut" : ""))
+    }
+    if withoutFrames > 0 {
+      notes.append("partial.file_frames: \(withoutFrames) files are published without their frames")
     }
     files = sanitizeFrames(files, totalFrames: frames?.totalFrames)
 
@@ -138,13 +171,13 @@ extension HintFormat {
           for _ in 0..<n { w.u16(e.rawValue) }
         }
       } else {
-        t.forEachRun { _, n, e in
-          w.u16(e.rawValue)
-          w.u16(UInt16(n - 1))
+        for r in diskRuns {
+          w.u16(r.entry)
+          w.u16(UInt16(r.length - 1))
         }
       }
       w.align(8)
-      let items = framesEncoding == .raw ? t.frameCount : UInt64(t.runCount)
+      let items = framesEncoding == .raw ? t.frameCount : UInt64(diskRuns.count)
       directory.append((.frames, t.truncated ? sectionTruncated : 0, at, w.count - at, items))
     }
 
@@ -254,6 +287,23 @@ extension HintFormat {
       let b = Array(String(c).utf8)
       if out.count + b.count > n { break }
       out += b
+    }
+    return out
+  }
+
+  /// A file's extents without frames, merged into runs of consecutive file pages.
+  static func coarsened(_ f: CachedFile) -> CachedFile {
+    var out = f
+    out.framesKnown = false
+    out.extents = []
+    for e in f.extents {
+      if let last = out.extents.last, last.filePage + UInt64(last.pages) == e.filePage,
+        UInt64(last.pages) + UInt64(e.pages) <= UInt64(UInt32.max)
+      {
+        out.extents[out.extents.count - 1].pages += e.pages
+      } else {
+        out.extents.append(FileExtent(filePage: e.filePage, pages: e.pages))
+      }
     }
     return out
   }

@@ -87,13 +87,6 @@ public struct FrameClassTable: Sendable, Equatable {
     }
   }
 
-  /// Keeps only the first `runs` runs (the encoder's cut when the region is too small).
-  mutating func keepRuns(_ runs: Int) {
-    makeRuns()
-    runEntries.removeLast(max(0, runEntries.count - runs))
-    runEnds.removeLast(max(0, runEnds.count - runs))
-  }
-
   private mutating func makeRuns() {
     guard let r = raw else { return }
     raw = nil

@@ -1,0 +1,234 @@
+import KscopeCore
+import KscopeOS
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// The guest agent's engine: gathers hints (kernel symbols once, then the frame table and the
+/// page cache on every refresh), fits them into the region and publishes them.
+public struct AgentOptions: Sendable {
+  /// A file to write instead of the ivshmem BAR (created with `regionSize` bytes if missing).
+  public var out: String?
+  public var regionSize = 4 << 20
+  public var intervalNanoseconds: UInt64 = 1_000_000_000
+  public var once = false
+  /// Page-cache roots; nil for the defaults (/ and every block-device mount).
+  public var roots: [String]?
+  public var frames = true
+  public var files = true
+  public var fileFrames = true
+  public var maxFiles = 100_000
+  /// The share of one CPU the agent may use on average (refreshes are spaced out to stay
+  /// under it); 0 disables the limit.
+  public var cpuBudget = 0.01
+  /// Write damaged regions instead of hints (the host's robustness test), from this seed.
+  public var garbageSeed: UInt64?
+  public var verbose = false
+  public init() {}
+}
+
+/// What one refresh cost and produced (for the log and the measurements).
+public struct RefreshReport: Sendable {
+  public var generation: UInt64
+  public var cpuNanoseconds: UInt64
+  public var wallNanoseconds: UInt64
+  public var usedBytes: Int
+  public var frames: UInt64
+  public var files: Int
+  public var partial: Bool
+  public var notes: [String]
+}
+
+public final class Agent {
+  public let options: AgentOptions
+  let region: SharedRegion
+  let pageSize: Int
+  var kernel: KernelSymbolProbe
+  let release: String
+  let buildID: [UInt8]
+  var generation: UInt64
+  var lastNotes: [String] = []
+  var garbage: SplitMix64?
+  var garbageRound = 0
+  var lastRefreshCPU: UInt64 = 0
+
+  /// Opens the region (the ivshmem BAR, or `options.out`) and learns the kernel symbols.
+  public init(options: AgentOptions) throws(AgentError) {
+    self.options = options
+    if let out = options.out {
+      region = try SharedRegion(path: out, createSize: options.regionSize)
+    } else {
+      guard let dev = IvshmemDevice.find() else {
+        throw AgentError(
+          "no ivshmem device (PCI 1af4:1110) under /sys/bus/pci/devices; give --out FILE to write a file instead")
+      }
+      try IvshmemDevice.enable(dev)
+      region = try SharedRegion(path: dev + "/resource2")
+    }
+    pageSize = Int(getpagesize())
+    kernel = KernelSymbolProbe()
+    release = Posix.kernelRelease()
+    buildID = Self.buildID()
+    // Continue after whatever generation is in the region (a restarted agent must not make
+    // the host think nothing changed), always even.
+    let g = region.generation
+    generation = g < UInt64.max - 4 ? (g + 1) & ~1 : 0
+    garbage = options.garbageSeed.map { SplitMix64(seed: $0) }
+  }
+
+  public var regionPath: String { region.path }
+  public var regionSize: Int { region.size }
+  public var kernelProblems: [String] { kernel.problems }
+
+  static func buildID() -> [UInt8] {
+    guard let notes = try? Files.read("/sys/kernel/notes", limit: 1 << 16),
+      let hex = gnuBuildID(inNotes: notes)
+    else { return [] }
+    var out: [UInt8] = []
+    var it = hex.utf8.makeIterator()
+    while let a = it.next(), let b = it.next() {
+      guard let v = UInt8(String(decoding: [a, b], as: UTF8.self), radix: 16) else { return [] }
+      out.append(v)
+    }
+    return out
+  }
+
+  /// Gathers everything and publishes one generation.
+  public func refresh() throws(AgentError) -> RefreshReport {
+    let cpu0 = Posix.processCPUNanoseconds()
+    let wall0 = Posix.monotonicNanoseconds()
+    generation &+= 2
+    if garbage != nil { return try refreshGarbage(cpu0, wall0) }
+    let content = gather()
+    let encoded: EncodedHints
+    do {
+      encoded = try HintFormat.encode(content, regionSize: region.size, generation: generation)
+    } catch { throw AgentError("cannot fit hints into \(region.size) bytes: \(error)") }
+    region.publish(encoded.bytes)
+    let cpu = Posix.processCPUNanoseconds() - cpu0
+    lastRefreshCPU = cpu
+    return RefreshReport(
+      generation: generation, cpuNanoseconds: cpu, wallNanoseconds: Posix.monotonicNanoseconds() - wall0,
+      usedBytes: encoded.bytes.count, frames: content.frames?.frameCount ?? 0,
+      files: content.files.count, partial: encoded.partial, notes: encoded.notes + problems(content))
+  }
+
+  private func problems(_ c: HintContent) -> [String] {
+    c.metadata.filter { $0.key.hasPrefix("problem.") }.map { "\($0.key): \($0.value)" }
+  }
+
+  /// The hint content of this moment. The frame table is read before the page cache is
+  /// scanned, so the agent's own short-lived file mappings do not show in it.
+  func gather() -> HintContent {
+    var meta: [(key: String, value: String)] = [("agent.version", "1")]
+    var incomplete = false
+    for (k, v) in kernel.sources { meta.append(("source.\(k)", v)) }
+    for (i, p) in kernel.problems.enumerated() { meta.append(("problem.kernel.\(i)", p)) }
+    if !kernel.problems.isEmpty { incomplete = true }
+
+    var frames: FrameClassTable? = nil
+    if options.frames {
+      do {
+        let r = try FrameTableScanner().scan(pageSize: UInt64(pageSize))
+        frames = r.table
+        meta.append(("source.frames", "kpageflags" + (r.usedCounts ? "+kpagecount" : "") + (r.usedResourceMap ? "+iomem" : "")))
+      } catch {
+        meta.append(("problem.frames", error.description))
+        incomplete = true
+      }
+    }
+    var files: [CachedFile] = []
+    if options.files {
+      let roots = options.roots ?? PageCacheScanner.defaultRoots()
+      let r = PageCacheScanner(roots: roots, wantFrames: options.fileFrames, maxFiles: options.maxFiles)
+        .scan(pageSize: pageSize)
+      files = r.files
+      meta.append(("files.roots", roots.joined(separator: ",")))
+      meta.append(("files.visited", String(r.filesVisited)))
+      if r.hitFileLimit {
+        meta.append(("problem.files", "stopped after \(options.maxFiles) files (--max-files)"))
+        incomplete = true
+      }
+    }
+    meta.append(("refresh.previous_cpu_us", String(lastRefreshCPU / 1000)))
+    return HintContent(
+      kernelRelease: release, buildID: buildID, published: Posix.unixTime(),
+      pageSize: UInt32(pageSize), kernel: kernel.hints, frames: frames, files: files,
+      metadata: meta, incomplete: incomplete)
+  }
+
+  /// The garbage mode: a different kind of damage each round, so the host meets all of them.
+  private func refreshGarbage(_ cpu0: UInt64, _ wall0: UInt64) throws(AgentError) -> RefreshReport {
+    var g = garbage!
+    defer { garbage = g }
+    let size = region.size
+    let kind = garbageRound % 4
+    garbageRound += 1
+    var note = ""
+    switch kind {
+    case 0:
+      var b = [UInt8](repeating: 0, count: size)
+      for i in stride(from: 0, to: size, by: 8) {
+        let v = g.next()
+        for j in 0..<8 { b[i + j] = UInt8(truncatingIfNeeded: v >> (8 * UInt64(j))) }
+      }
+      region.writeRaw(b)
+      note = "random bytes over the whole region"
+    case 1, 2:
+      let good = try? HintFormat.encode(gather(), regionSize: size, generation: generation)
+      var b = HintDamage.mutate(good?.bytes ?? [], using: &g)
+      if kind == 2 { b = HintDamage.reseal(b) }
+      region.writeRaw(Array(b.prefix(size)))
+      note = kind == 1 ? "mutated hints" : "mutated hints behind a valid checksum"
+    default:
+      let good = try? HintFormat.encode(gather(), regionSize: size, generation: generation)
+      if let good { region.writeRaw(good.bytes) }
+      region.writeRaw((0..<8).map { UInt8(truncatingIfNeeded: (generation | 1) >> (8 * UInt64($0))) }, at: HintFormat.generationOffset)
+      note = "a writer stuck mid-publication (odd generation)"
+    }
+    return RefreshReport(
+      generation: generation, cpuNanoseconds: Posix.processCPUNanoseconds() - cpu0,
+      wallNanoseconds: Posix.monotonicNanoseconds() - wall0, usedBytes: size, frames: 0, files: 0,
+      partial: true, notes: ["garbage: " + note])
+  }
+
+  /// Refreshes on the interval and on SIGUSR1 until SIGTERM/SIGINT/SIGHUP. Refreshes are
+  /// spaced so that the agent's average CPU stays under the budget: after a refresh that cost
+  /// C seconds of CPU, the next one waits at least C / budget (a 40 ms refresh at 1% waits 4 s).
+  /// A SIGUSR1 refreshes at once regardless.
+  public func run(log: (String) -> Void) {
+    while true {
+      let report: RefreshReport
+      do { report = try refresh() } catch {
+        log("refresh failed: \(error)")
+        if options.once { return }
+        if SignalWait.wait(nanoseconds: options.intervalNanoseconds) == .stop { return }
+        continue
+      }
+      if options.verbose || report.notes != lastNotes {
+        log(Self.describe(report))
+        lastNotes = report.notes
+      }
+      if options.once { return }
+      var wait = options.intervalNanoseconds
+      if options.cpuBudget > 0 {
+        let spaced = UInt64(Double(report.cpuNanoseconds) / options.cpuBudget)
+        if spaced > report.wallNanoseconds { wait = max(wait, spaced - report.wallNanoseconds) }
+      }
+      switch SignalWait.wait(nanoseconds: wait) {
+      case .stop: return
+      case .refresh, .timeout: continue
+      }
+    }
+  }
+
+  public static func describe(_ r: RefreshReport) -> String {
+    var s = "generation \(r.generation): \(r.frames) frames, \(r.files) files, \(r.usedBytes) bytes"
+    s += ", cpu \(r.cpuNanoseconds / 1000) us, wall \(r.wallNanoseconds / 1000) us"
+    s += ", rss \(Posix.currentRSSKiB() ?? 0) KiB (peak \(Posix.peakRSSKiB()) KiB)"
+    if r.partial { s += ", partial" }
+    for n in r.notes { s += "; " + n }
+    return s
+  }
+}

@@ -1,1 +1,0 @@
-// KscopeAgent: placeholder until the guest agent lands.

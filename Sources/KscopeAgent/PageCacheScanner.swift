@@ -1,0 +1,120 @@
+import KscopeCore
+import KscopeOS
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// Finds the guest's cached files from userspace: walks directory trees under chosen roots
+/// (never crossing into another filesystem from a root, like `find -xdev`) and asks, per
+/// regular file, which of its pages are resident (see FileResidency). Without a kernel module
+/// this sees only files reachable by path: deleted-but-open files, anonymous shmem and the
+/// metadata caches of filesystems are invisible here.
+public struct PageCacheScanner {
+  public var roots: [String]
+  public var wantFrames: Bool
+  /// At most this many files are opened per scan (bounds the agent's CPU on huge trees).
+  public var maxFiles: Int
+
+  public init(roots: [String], wantFrames: Bool = true, maxFiles: Int = 100_000) {
+    self.roots = roots
+    self.wantFrames = wantFrames
+    self.maxFiles = maxFiles
+  }
+
+  /// The default roots: "/" and the mount point of every block-device filesystem
+  /// (/proc/self/mounts sources under /dev/), which is where workloads keep their files.
+  public static func defaultRoots(mounts: String = "/proc/self/mounts") -> [String] {
+    var roots = ["/"]
+    Posix.forEachLine(mounts) { line in
+      let f = line.split(separator: 0x20)
+      if f.count >= 2, f[0].starts(with: Array("/dev/".utf8)),
+        let dir = decodeUTF8(f[1]), !dir.contains("\\"), !roots.contains(dir)
+      {
+        roots.append(dir)
+      }
+      return true
+    }
+    return roots
+  }
+
+  public struct Result {
+    public var files: [CachedFile]
+    public var filesVisited: Int
+    public var hitFileLimit: Bool
+    public var unreadable: Int
+  }
+
+  public func scan(pageSize: Int) -> Result {
+    let residency = FileResidency(pageSize: pageSize, wantFrames: wantFrames)
+    var files: [CachedFile] = []
+    var seen = Set<FileID>()  // hard links are listed once
+    var visited = 0
+    var unreadable = 0
+    var hitLimit = false
+    outer: for root in roots {
+      var rootStat = stat()
+      guard lstat(root, &rootStat) == 0, rootStat.st_mode & S_IFMT == S_IFDIR else { continue }
+      var stack = [root]
+      while let dir = stack.popLast() {
+        for e in Posix.listDirectory(dir) {
+          let path = dir == "/" ? "/" + e.name : dir + "/" + e.name
+          var type = e.type
+          var st = stat()
+          if type == UInt8(DT_UNKNOWN) || type == UInt8(DT_DIR) {
+            guard lstat(path, &st) == 0 else { continue }
+            type = st.st_mode & S_IFMT == S_IFDIR ? UInt8(DT_DIR) : st.st_mode & S_IFMT == S_IFREG ? UInt8(DT_REG) : 0
+          }
+          if type == UInt8(DT_DIR) {
+            // Stay on the root's filesystem (another mount is its own root, or not scanned).
+            if st.st_dev == rootStat.st_dev { stack.append(path) }
+            continue
+          }
+          guard type == UInt8(DT_REG) else { continue }
+          if visited >= maxFiles {
+            hitLimit = true
+            break outer
+          }
+          visited += 1
+          guard let fd = Posix.openRead(path, extraFlags: Self.noATime | O_NONBLOCK | O_NOFOLLOW)
+            ?? Posix.openRead(path, extraFlags: O_NONBLOCK | O_NOFOLLOW)
+          else {
+            unreadable += 1
+            continue
+          }
+          defer { close(fd) }
+          guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG, st.st_size > 0,
+            st.st_dev == rootStat.st_dev
+          else { continue }
+          let key = FileID(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
+          guard !seen.contains(key) else { continue }
+          guard let r = residency.scan(fd: fd, size: UInt64(st.st_size)), r.resident > 0 else { continue }
+          seen.insert(key)
+          files.append(
+            CachedFile(
+              path: path, device: Self.kernelDevice(UInt64(st.st_dev)), inode: UInt64(st.st_ino),
+              size: UInt64(st.st_size), residentPages: r.resident, extents: r.extents,
+              framesKnown: r.framesKnown))
+        }
+      }
+    }
+    return Result(files: files, filesVisited: visited, hitFileLimit: hitLimit, unreadable: unreadable)
+  }
+
+  /// O_NOATIME (not exported by Swift's Glibc module): reading for the scan must not look
+  /// like use of the file. Root only (or the owner); the open is retried without it.
+  static let noATime: Int32 = 0o1_000_000
+
+  struct FileID: Hashable {
+    var device: UInt64
+    var inode: UInt64
+  }
+
+  /// glibc's dev_t (major in bits 8-19 and 32-43, minor in 0-7 and 12-31 and 44-63) as the
+  /// kernel's internal encoding, major << 20 | minor, which the host sees in struct inode.
+  static func kernelDevice(_ dev: UInt64) -> UInt32 {
+    let major = ((dev >> 8) & 0xFFF) | ((dev >> 32) & ~0xFFF)
+    let minor = (dev & 0xFF) | ((dev >> 12) & ~0xFF)
+    return UInt32(truncatingIfNeeded: (major << 20) | (minor & 0xF_FFFF))
+  }
+}

@@ -1,0 +1,97 @@
+import KscopeCore
+import Synchronization
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// The shared region, mapped MAP_SHARED: the ivshmem BAR2 (sysfs `resource2`) or a plain
+/// file (`--out`). Owns the mapping and its descriptor; unmaps and closes on deinit.
+///
+/// Publishing follows a seqlock: the generation word (8 aligned bytes at offset 16) is made odd,
+/// everything else is written, then the generation becomes the next even value. The host reads
+/// the generation, copies, reads it again, and keeps the copy only if both are the same even
+/// value (and the copy's checksum, which covers the final generation, matches).
+public struct SharedRegion: ~Copyable {
+  let base: UnsafeMutableRawPointer
+  public let size: Int
+  let fd: Int32
+  public let path: String
+
+  /// Maps an existing file or device resource of its current size. With `createSize`, a
+  /// missing or empty file is created (or grown) to that size first.
+  public init(path: String, createSize: Int? = nil) throws(AgentError) {
+    let flags = O_RDWR | O_CLOEXEC | (createSize != nil ? O_CREAT : 0)
+    let fd = Posix.retrying { open(path, flags, 0o644) }
+    guard fd >= 0 else { throw AgentError("\(path): cannot open: \(Posix.errorText())") }
+    var st = stat()
+    guard fstat(fd, &st) == 0 else {
+      let e = errno
+      close(fd)
+      throw AgentError("\(path): cannot stat: \(Posix.errorText(e))")
+    }
+    var size = Int(st.st_size)
+    if let want = createSize, size == 0 {
+      guard ftruncate(fd, off_t(want)) == 0 else {
+        let e = errno
+        close(fd)
+        throw AgentError("\(path): cannot size to \(want) bytes: \(Posix.errorText(e))")
+      }
+      size = want
+    }
+    guard size >= HintFormat.minRegionSize, size <= HintFormat.maxRegionSize else {
+      close(fd)
+      throw AgentError("\(path): \(size) bytes is not a usable region size (\(HintFormat.minRegionSize)...\(HintFormat.maxRegionSize))")
+    }
+    guard let p = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), p != MAP_FAILED else {
+      let e = errno
+      close(fd)
+      throw AgentError("\(path): cannot map \(size) bytes shared: \(Posix.errorText(e))")
+    }
+    self.base = p
+    self.size = size
+    self.fd = fd
+    self.path = path
+  }
+
+  deinit {
+    munmap(base, size)
+    close(fd)
+  }
+
+  /// The generation word as it is now.
+  public var generation: UInt64 {
+    UInt64(littleEndian: base.load(fromByteOffset: HintFormat.generationOffset, as: UInt64.self))
+  }
+
+  private func storeGeneration(_ g: UInt64) {
+    // An aligned 8-byte store: the host never sees half of it. The fences keep the compiler and
+    // the CPU from moving the content writes across the generation writes.
+    atomicMemoryFence(ordering: .sequentiallyConsistent)
+    base.storeBytes(of: g.littleEndian, toByteOffset: HintFormat.generationOffset, as: UInt64.self)
+    atomicMemoryFence(ordering: .sequentiallyConsistent)
+  }
+
+  /// Publishes an encoding whose generation field holds `bytes`' final (even) generation.
+  public func publish(_ bytes: [UInt8]) {
+    precondition(bytes.count <= size && bytes.count >= HintFormat.headerSize)
+    let final = UInt64(bytes[16]) | UInt64(bytes[17]) << 8 | UInt64(bytes[18]) << 16
+      | UInt64(bytes[19]) << 24 | UInt64(bytes[20]) << 32 | UInt64(bytes[21]) << 40
+      | UInt64(bytes[22]) << 48 | UInt64(bytes[23]) << 56
+    storeGeneration(final &- 1)
+    bytes.withUnsafeBytes { src in
+      let g = HintFormat.generationOffset
+      (base).copyMemory(from: src.baseAddress!, byteCount: g)
+      (base + g + 8).copyMemory(from: src.baseAddress! + g + 8, byteCount: src.count - g - 8)
+    }
+    storeGeneration(final)
+  }
+
+  /// Writes bytes as they are, generation included (the garbage mode: no protocol at all).
+  public func writeRaw(_ bytes: [UInt8], at offset: Int = 0) {
+    let n = min(bytes.count, size - offset)
+    guard n > 0 else { return }
+    bytes.withUnsafeBytes { src in (base + offset).copyMemory(from: src.baseAddress!, byteCount: n) }
+    atomicMemoryFence(ordering: .sequentiallyConsistent)
+  }
+}

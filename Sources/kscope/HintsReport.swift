@@ -1,0 +1,128 @@
+import Foundation
+import KscopeCore
+
+/// Locating the hint region of a path given on the command line.
+enum HintsFiles {
+  /// The region file: PATH itself, or for a directory the file its manifest.json names.
+  static func regionPath(_ path: String) throws -> String {
+    var isDir: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
+      throw CommandFailure("\(path): no such file or directory")
+    }
+    guard isDir.boolValue else { return path }
+    let manifest = path + "/manifest.json"
+    guard let data = FileManager.default.contents(atPath: manifest) else {
+      throw CommandFailure("\(path): a directory without a readable manifest.json (not a snapshot?)")
+    }
+    guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+      let hints = object["hints"] as? String
+    else { throw CommandFailure("\(manifest): no \"hints\" entry") }
+    guard !hints.isEmpty, !hints.hasPrefix("/"), !hints.split(separator: "/").contains("..") else {
+      throw CommandFailure("\(manifest): \"hints\" must be a file inside the snapshot, not \(hints)")
+    }
+    return path + "/" + hints
+  }
+}
+
+/// Text and JSON views of a validated hint set.
+enum HintsReport {
+  static func hex(_ v: UInt64) -> String { "0x" + String(v, radix: 16) }
+
+  static func json(_ h: HintSet) -> [String: Any] {
+    func num(_ v: UInt64?) -> Any { v.map { NSNumber(value: $0) } ?? NSNull() }
+    let k = h.kernel
+    var o: [String: Any] = [
+      "generation": NSNumber(value: h.generation),
+      "region_size": NSNumber(value: h.regionSize),
+      "used_size": NSNumber(value: h.usedSize),
+      "published": NSNumber(value: h.published),
+      "partial": h.partial,
+      "page_size": NSNumber(value: h.pageSize),
+      "kernel_release": h.kernelRelease,
+      "build_id": h.buildIDHex,
+      "kaslr_offset": num(k.kaslrOffset),
+      "text": num(k.text?.rawValue),
+      "phys_base": num(k.physBase),
+      "page_offset_base": num(k.pageOffsetBase?.rawValue),
+      "vmemmap_base": num(k.vmemmapBase?.rawValue),
+      "vmalloc_base": num(k.vmallocBase?.rawValue),
+      "paging_levels": num(k.pagingLevels.map { UInt64($0) }),
+      "vmcoreinfo": k.vmcoreinfo.map {
+        ["address": NSNumber(value: $0.address.rawValue), "size": NSNumber(value: $0.size)] as [String: Any]
+      } ?? NSNull(),
+    ]
+    if let f = h.frames {
+      var colors: [String: Any] = [:]
+      for (code, n) in f.colorTotals().enumerated() where n > 0 {
+        colors[Color(rawValue: UInt8(code))?.name ?? "code-\(code)"] = NSNumber(value: n)
+      }
+      o["frames"] = [
+        "total": NSNumber(value: f.totalFrames), "covered": NSNumber(value: f.frameCount),
+        "runs": f.runCount, "colors": colors,
+      ] as [String: Any]
+    } else {
+      o["frames"] = NSNull()
+    }
+    o["files"] = h.files.map { f -> [String: Any] in
+      [
+        "path": f.path, "inode": NSNumber(value: f.inode), "device": NSNumber(value: f.device),
+        "size": NSNumber(value: f.size), "pages": NSNumber(value: f.residentPages),
+        "frames_known": f.framesKnown, "truncated": f.extentsTruncated,
+        "extents": f.extents.map { e -> [String: Any] in
+          ["page": NSNumber(value: e.filePage), "pages": NSNumber(value: e.pages), "frame": num(e.frame?.rawValue)]
+        },
+      ]
+    }
+    var meta: [String: Any] = [:]
+    for (key, value) in h.metadata { meta[key] = value }
+    o["metadata"] = meta
+    return o
+  }
+
+  static func text(_ h: HintSet, path: String) -> String {
+    var s = "\(path): hint region, generation \(h.generation), \(h.regionSize) bytes (\(h.usedSize) used)"
+    s += h.partial ? ", PARTIAL\n" : ", complete\n"
+    let when = Date(timeIntervalSince1970: TimeInterval(h.published))
+    s += "published:        \(ISO8601DateFormatter().string(from: when)) (guest clock)\n"
+    s += "kernel:           \(h.kernelRelease.isEmpty ? "?" : h.kernelRelease), build id \(h.buildIDHex.isEmpty ? "?" : h.buildIDHex)\n"
+    let k = h.kernel
+    func line(_ name: String, _ v: UInt64?) {
+      s += name.padding(toLength: 18, withPad: " ", startingAt: 0) + (v.map(hex) ?? "unknown") + "\n"
+    }
+    line("kaslr_offset:", k.kaslrOffset)
+    line("_text:", k.text?.rawValue)
+    line("phys_base:", k.physBase)
+    line("page_offset_base:", k.pageOffsetBase?.rawValue)
+    line("vmemmap_base:", k.vmemmapBase?.rawValue)
+    line("vmalloc_base:", k.vmallocBase?.rawValue)
+    s += "vmcoreinfo:       " + (k.vmcoreinfo.map { "\($0.address), \($0.size) bytes" } ?? "unknown") + "\n"
+    s += "paging levels:    " + (k.pagingLevels.map { String($0) } ?? "unknown") + "\n"
+    if let f = h.frames {
+      s += "frames:           \(f.frameCount) of \(f.totalFrames) in \(f.runCount) runs\n"
+      let totals = f.colorTotals()
+      for c in Color.allCases where totals[Int(c.rawValue)] > 0 {
+        let n = totals[Int(c.rawValue)]
+        let mib = Double(n) * Double(h.pageSize) / 1048576
+        s += "  " + c.name.padding(toLength: 14, withPad: " ", startingAt: 0)
+          + String(n).leftPad(10) + " frames " + String(format: "%10.1f MiB", mib) + "\n"
+      }
+    } else {
+      s += "frames:           none\n"
+    }
+    let withFrames = h.files.filter(\.framesKnown).count
+    let pages = h.files.reduce(UInt64(0)) { $0 + $1.residentPages }
+    s += "files:            \(h.files.count) cached (\(pages) pages), \(withFrames) with frames\n"
+    for f in h.files.prefix(15) {
+      s += "  " + String(f.residentPages).leftPad(9) + " pages  " + f.path + "\n"
+    }
+    if h.files.count > 15 { s += "  ... \(h.files.count - 15) more (--json lists them all)\n" }
+    for (key, value) in h.metadata where key.hasPrefix("partial.") || key.hasPrefix("problem.") {
+      s += "note: \(key): \(value)\n"
+    }
+    return s
+  }
+}
+
+extension String {
+  func leftPad(_ n: Int) -> String { count >= n ? self : String(repeating: " ", count: n - count) + self }
+}
