@@ -1,8 +1,44 @@
 import ArgumentParser
+import Foundation
+import KscopeVM
 
-// Placeholder: replaced by the VM issue (kscope workload web|olap).
+/// `kscope workload web|olap --vm NAME`: bounded, reproducible load from the host.
 struct WorkloadCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
-    commandName: "workload", abstract: "Workload drivers for parent VMs (not yet built).")
-  func run() throws { throw CommandFailure("kscope workload is not built yet") }
+    commandName: "workload", abstract: "Run a workload against a VM and report speed and a digest.",
+    discussion: """
+      web: --requests GETs of files picked by a seeded PRNG from the guest's /files.txt;
+      prints requests/s, latency p50/p99 and a SHA-256 digest of everything served.
+      olap: runs every query the guest lists (--requests rounds); prints per-query time and a
+      digest of the results. Equal digests mean two VMs answered identically.
+      """)
+  @Argument(help: "web or olap.") var workload: String
+  @Option(name: .long, help: "VM name.") var vm: String
+  @Option(name: .long, help: "web: number of requests (default 200); olap: rounds of all queries (default 1).")
+  var requests: Int?
+  @Option(name: .long, help: "web: PRNG seed of the request sequence.") var seed: UInt64 = 1
+  @OptionGroup var state: StateOptions
+  @OptionGroup var output: OutputOptions
+
+  func run() throws {
+    let w = try vmCall { try Workload.parse(workload) }
+    switch w {
+    case .web:
+      let r = try vmCall { try state.manager.runWeb(name: vm, requests: requests ?? 200, seed: seed) }
+      if output.json { try printJSON(r.json) } else {
+        let j = r.json
+        print(String(format: "web on %@: %d requests, %.1f MiB in %.2f s: %.1f req/s, p50 %.2f ms, p99 %.2f ms", vm, r.requests, Double(r.bytes) / 1048576, r.seconds, r.requestsPerSecond, j["latency_p50_ms"] as! Double, j["latency_p99_ms"] as! Double))
+        print("digest \(r.digest)")
+      }
+    case .olap:
+      let r = try vmCall { try state.manager.runOlap(name: vm, rounds: requests ?? 1) }
+      if output.json { try printJSON(r.json) } else {
+        for q in r.queries {
+          print(String(format: "%-20@ %8.3f s  %d rows", q.name, percentile(q.seconds, 50), q.rows))
+        }
+        print(String(format: "olap on %@: %.2f s in total", vm, r.seconds))
+        print("digest \(r.digest)")
+      }
+    }
+  }
 }

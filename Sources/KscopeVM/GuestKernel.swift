@@ -1,0 +1,158 @@
+import Foundation
+
+/// A Debian cloud kernel unpacked by `host/fetch-kernels.sh` into
+/// `$KSCOPE_CACHE/kernels/<version>/` (default cache /var/cache/kscope), with a symlink per series
+/// (`kernels/6.1`, `kernels/6.12`) to the exact version resolved at install time.
+public struct GuestKernel: Codable, Equatable, Sendable {
+  /// "6.1" or "6.12".
+  public var series: String
+  /// `uname -r` of the guest, e.g. "6.1.0-56-cloud-amd64".
+  public var release: String
+  /// `uname -v` of the guest, e.g. "#1 SMP PREEMPT_DYNAMIC Debian 6.1.192-2 (2026-11-16)".
+  public var version: String
+  /// GNU build-id of the vmlinux, lowercase hex (what the analyzer matches a RAM image against).
+  public var buildID: String
+  /// The unpacked directory: vmlinuz, vmlinux, modules/.
+  public var directory: String
+
+  public static let supportedSeries = ["6.1", "6.12"]
+
+  public static func cacheRoot() -> String {
+    let env = ProcessInfo.processInfo.environment["KSCOPE_CACHE"]
+    return (env?.isEmpty == false ? env! : "/var/cache/kscope") + "/kernels"
+  }
+
+  public var vmlinuz: String { directory + "/vmlinuz" }
+  public var vmlinux: String { directory + "/vmlinux" }
+  public var modules: String { directory + "/modules" }
+
+  /// Resolves a series through the cache's symlink and reads release, version and build-id.
+  public static func resolve(series: String) throws -> GuestKernel {
+    guard supportedSeries.contains(series) else {
+      throw VMError.invalidArgument(
+        "unknown kernel series '\(series)' (expected \(supportedSeries.joined(separator: " or ")))")
+    }
+    let link = cacheRoot() + "/" + series
+    let fm = FileManager.default
+    guard let target = try? fm.destinationOfSymbolicLink(atPath: link) else {
+      throw VMError.missingPrerequisite(
+        "kernel \(series) is not in \(cacheRoot()) (run host/setup.sh or host/fetch-kernels.sh \(series))")
+    }
+    let dir = target.hasPrefix("/") ? target : cacheRoot() + "/" + target
+    for f in ["vmlinuz", "vmlinux", "modules", ".complete"] where !fm.fileExists(atPath: dir + "/" + f) {
+      throw VMError.missingPrerequisite(
+        "kernel \(series) in \(dir) is incomplete: no \(f) (rerun host/fetch-kernels.sh \(series))")
+    }
+    let release =
+      (try? String(contentsOfFile: dir + "/version", encoding: .utf8))?
+      .trimmingCharacters(in: .whitespacesAndNewlines) ?? target
+    let banner = try bzImageVersionString(dir + "/vmlinuz")
+    // The banner is "<release> (<builder>) <uname -v>": uname -v starts at the first '#'.
+    let version = banner.firstIndex(of: "#").map { String(banner[$0...]) } ?? banner
+    let buildID = try ELFNotes.gnuBuildID(path: dir + "/vmlinux")
+    return GuestKernel(
+      series: series, release: release, version: version, buildID: buildID, directory: dir)
+  }
+}
+
+/// The kernel version string of an x86 bzImage: the setup header ("HdrS" at 0x202) holds at
+/// 0x20e a 16-bit pointer to it, relative to 0x200 (Linux boot protocol, `kernel_version`).
+func bzImageVersionString(_ path: String) throws -> String {
+  guard let fh = FileHandle(forReadingAtPath: path) else {
+    throw VMError.missingPrerequisite("cannot read \(path)")
+  }
+  defer { try? fh.close() }
+  let head = fh.readData(ofLength: 0x8000)
+  guard head.count > 0x210, head[0x202..<0x206] == Data("HdrS".utf8) else {
+    throw VMError.invalidArgument("\(path) is not a bzImage")
+  }
+  let ptr = Int(head[0x20e]) | Int(head[0x20f]) << 8
+  let start = ptr + 0x200
+  guard start < head.count else { throw VMError.invalidArgument("\(path): bad kernel_version") }
+  let bytes = head[start...].prefix(while: { $0 != 0 }).prefix(512)
+  return String(decoding: bytes, as: UTF8.self)
+}
+
+/// Reads ELF notes without loading the file: only the ELF header, the section headers and the
+/// SHT_NOTE sections are read (a debug vmlinux is ~600 MB).
+public enum ELFNotes {
+  public struct Note: Equatable {
+    public var name: String
+    public var type: UInt32
+    public var descriptor: [UInt8]
+  }
+
+  /// The NT_GNU_BUILD_ID (type 3, owner "GNU") descriptor as lowercase hex.
+  public static func gnuBuildID(path: String) throws -> String {
+    guard let note = try notes(path: path).first(where: { $0.name == "GNU" && $0.type == 3 }) else {
+      throw VMError.invalidArgument("\(path) has no GNU build-id note")
+    }
+    return note.descriptor.map { String(format: "%02x", $0) }.joined()
+  }
+
+  public static func notes(path: String) throws -> [Note] {
+    guard let fh = FileHandle(forReadingAtPath: path) else {
+      throw VMError.invalidArgument("cannot read \(path)")
+    }
+    defer { try? fh.close() }
+    func read(_ offset: UInt64, _ count: Int) throws -> [UInt8] {
+      try fh.seek(toOffset: offset)
+      let d = fh.readData(ofLength: count)
+      guard d.count == count else { throw VMError.invalidArgument("\(path): truncated ELF") }
+      return [UInt8](d)
+    }
+    let header = try read(0, 64)
+    let shoff = le64(header, 0x28)
+    let shentsize = Int(le16(header, 0x3a))
+    let shnum = Int(le16(header, 0x3c))
+    guard shnum > 0, shnum < 65536, shentsize >= 64 else { return [] }
+    let table = try read(shoff, shentsize * shnum)
+    return try sectionNotes(elfHeader: header, sectionTable: table) { try read($0, $1) }
+  }
+
+  /// The pure part: given the 64-byte header and the section header table, reads each SHT_NOTE
+  /// section through `read` and parses its notes. ELF64 little-endian only (x86_64 guests).
+  static func sectionNotes(
+    elfHeader h: [UInt8], sectionTable: [UInt8], read: (UInt64, Int) throws -> [UInt8]
+  ) throws -> [Note] {
+    guard h.count >= 64, h[0..<4] == [0x7f, 0x45, 0x4c, 0x46] else {
+      throw VMError.invalidArgument("not an ELF file")
+    }
+    guard h[4] == 2, h[5] == 1 else { throw VMError.invalidArgument("not ELF64 little-endian") }
+    let entsize = Int(le16(h, 0x3a))
+    var result: [Note] = []
+    for i in 0..<(sectionTable.count / entsize) {
+      let s = Array(sectionTable[(i * entsize)..<(i * entsize + 64)])
+      guard le32(s, 4) == 7 else { continue }  // SHT_NOTE
+      let size = le64(s, 0x20)
+      guard size > 0, size < 1 << 20 else { continue }
+      result += parseNotes(try read(le64(s, 0x18), Int(size)))
+    }
+    return result
+  }
+
+  /// Parses a note area: namesz, descsz, type, then name and descriptor each padded to 4 bytes.
+  static func parseNotes(_ b: [UInt8]) -> [Note] {
+    var notes: [Note] = []
+    var off = 0
+    while off + 12 <= b.count {
+      let namesz = Int(le32(b, off)), descsz = Int(le32(b, off + 4)), type = le32(b, off + 8)
+      let nameStart = off + 12
+      let descStart = nameStart + (namesz + 3) / 4 * 4
+      let end = descStart + (descsz + 3) / 4 * 4
+      guard namesz < 4096, descsz < 1 << 16, descStart + descsz <= b.count else { break }
+      let name = String(decoding: b[nameStart..<(nameStart + namesz)].prefix(while: { $0 != 0 }), as: UTF8.self)
+      notes.append(Note(name: name, type: type, descriptor: Array(b[descStart..<(descStart + descsz)])))
+      off = end
+    }
+    return notes
+  }
+
+  static func le16(_ b: [UInt8], _ o: Int) -> UInt16 { UInt16(b[o]) | UInt16(b[o + 1]) << 8 }
+  static func le32(_ b: [UInt8], _ o: Int) -> UInt32 {
+    (0..<4).reduce(UInt32(0)) { $0 | UInt32(b[o + $1]) << (8 * UInt32($1)) }
+  }
+  static func le64(_ b: [UInt8], _ o: Int) -> UInt64 {
+    (0..<8).reduce(UInt64(0)) { $0 | UInt64(b[o + $1]) << (8 * UInt64($1)) }
+  }
+}

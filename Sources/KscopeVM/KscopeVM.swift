@@ -1,1 +1,0 @@
-// KscopeVM: placeholder until its issue lands.

@@ -1,0 +1,122 @@
+import Foundation
+
+/// Where guest-physical memory lives in the RAM file. QEMU's q35 machine (7.2, `pc_q35_init`)
+/// puts RAM below 4 GiB up to `lowmem` and the rest above 4 GiB: lowmem is 0xb0000000
+/// (2.75 GiB) for guests smaller than that, and 2 GiB once RAM is at least 0xb0000000, so the
+/// PCI hole starts at a round boundary. The file holds the low part first, then the high part.
+/// (We never set `max-ram-below-4g`, and guests here are far below the 1 TiB where AMD hosts
+/// relocate high RAM.)
+public struct GuestMemoryRegion: Codable, Equatable, Sendable {
+  public var guestPhysicalStart: UInt64
+  public var size: UInt64
+  public var fileOffset: UInt64
+
+  enum CodingKeys: String, CodingKey {
+    case guestPhysicalStart = "guest_physical_start"
+    case size
+    case fileOffset = "file_offset"
+  }
+
+  public static func q35Layout(ramSize: UInt64) -> [GuestMemoryRegion] {
+    let lowmem: UInt64 = ramSize >= 0xb000_0000 ? 0x8000_0000 : 0xb000_0000
+    if ramSize < lowmem {
+      return [GuestMemoryRegion(guestPhysicalStart: 0, size: ramSize, fileOffset: 0)]
+    }
+    return [
+      GuestMemoryRegion(guestPhysicalStart: 0, size: lowmem, fileOffset: 0),
+      GuestMemoryRegion(guestPhysicalStart: 1 << 32, size: ramSize - lowmem, fileOffset: lowmem),
+    ]
+  }
+}
+
+/// Parses "512M", "1G", "768m", "2048" (MiB) into bytes. Guests need at least 128 MiB (the
+/// cloud kernel plus the initramfs) and we cap at 64 GiB.
+public func parseMemorySize(_ s: String) throws -> UInt64 {
+  let t = s.trimmingCharacters(in: .whitespaces).uppercased()
+  var digits = t
+  var unit: UInt64 = 1 << 20
+  if let last = t.last, last.isLetter {
+    digits = String(t.dropLast())
+    switch last {
+    case "M": unit = 1 << 20
+    case "G": unit = 1 << 30
+    default: throw VMError.invalidArgument("bad memory size '\(s)' (use e.g. 512M or 1G)")
+    }
+  }
+  guard let n = UInt64(digits), n > 0 else {
+    throw VMError.invalidArgument("bad memory size '\(s)' (use e.g. 512M or 1G)")
+  }
+  let bytes = n * unit
+  guard bytes >= 128 << 20, bytes <= 64 << 30 else {
+    throw VMError.invalidArgument("memory size '\(s)' out of range (128M..64G)")
+  }
+  return bytes
+}
+
+/// Everything that fixes a VM's QEMU command line. A clone reuses its parent's config with its
+/// own name, paths and host port; all devices must match for the device state to load.
+public struct VMConfig: Codable, Equatable, Sendable {
+  public var name: String
+  public var directory: String
+  public var memoryBytes: UInt64
+  public var cpus: Int
+  public var kernel: GuestKernel
+  public var image: GuestImage
+  public var hostPort: UInt16
+  /// The size of the ivshmem hint region.
+  public var hintBytes: UInt64 = 4 << 20
+  /// Parents map the hint file shared, so the host reads what the guest agent writes. Clones map
+  /// their copy private: QEMU 7.2's x-ignore-shared requires every shared RAM block to sit at the
+  /// same guest-physical address on both sides *before* the device state loads, and a PCI BAR is
+  /// only mapped once it has loaded ("Mismatched GPAs for block .../hints"). A private block is
+  /// not ignored, so it loads; its content is the copied file, as the parent left it.
+  public var hintsShared = true
+
+  public var ramPath: String { directory + "/ram" }
+  public var hintsPath: String { directory + "/hints" }
+  public var qmpPath: String { directory + "/qmp.sock" }
+  public var controlPath: String { directory + "/control.sock" }
+  public var consolePath: String { directory + "/console.log" }
+  public var pidPath: String { directory + "/qemu.pid" }
+  public var qemuLogPath: String { directory + "/qemu.log" }
+
+  /// The kernel command line. `panic=-1` plus `-no-reboot` make a panicking guest exit QEMU, so
+  /// a failed boot is seen at once instead of at the timeout.
+  public var kernelCommandLine: String {
+    "console=ttyS0 panic=-1 loglevel=4 kscope.workload=\(image.workload.rawValue)"
+  }
+
+  /// The QEMU argv. `incoming` adds `-incoming defer` (the clone waits for `migrate-incoming`).
+  public func qemuArguments(incoming: Bool = false) -> [String] {
+    let mib = memoryBytes >> 20
+    var a = [
+      "qemu-system-x86_64", "-name", name,
+      // TCG: nested KVM hangs on these machines (see environment.md).
+      "-machine", "q35,memory-backend=ram", "-accel", "tcg", "-cpu", "max",
+      "-smp", String(cpus), "-m", "\(mib)M",
+      "-object", "memory-backend-file,id=ram,size=\(mib)M,mem-path=\(ramPath),share=on",
+      "-object",
+      "memory-backend-file,id=hints,size=\(hintBytes >> 20)M,mem-path=\(hintsPath),share=\(hintsShared ? "on" : "off")",
+      // master=on: without it ivshmem is in "peer mode", which blocks migration (snapshots).
+      "-device", "ivshmem-plain,memdev=hints,master=on",
+      "-device", "vmcoreinfo",
+      // The kvmvapic option ROM makes QEMU read guest RAM during an incoming migration; off on
+      // parents and clones alike so lazy clones can serve RAM from a fault handler later.
+      "-global", "apic-common.vapic=off",
+      "-kernel", kernel.vmlinuz, "-initrd", image.initramfs, "-append", kernelCommandLine,
+      "-drive", "file=\(image.dataDisk),format=raw,if=none,id=data,readonly=on",
+      "-device", "virtio-blk-pci,drive=data",
+      // restrict=on: the guest reaches neither the host nor the outside; the explicit
+      // loopback forward still works.
+      "-netdev", "user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:\(hostPort)-:80",
+      "-device", "virtio-net-pci,netdev=net0,mac=52:54:00:6b:73:01",
+      "-chardev", "socket,id=control,path=\(controlPath),server=on,wait=off",
+      "-serial", "file:\(consolePath)", "-serial", "chardev:control",
+      "-qmp", "unix:\(qmpPath),server=on,wait=off",
+      "-display", "none", "-vga", "none", "-no-reboot",
+      "-daemonize", "-pidfile", pidPath,
+    ]
+    if incoming { a += ["-incoming", "defer"] }
+    return a
+  }
+}

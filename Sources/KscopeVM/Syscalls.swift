@@ -1,0 +1,271 @@
+// Every libc entry point KscopeVM uses lives in this file: sockets (unix and loopback TCP),
+// poll-based timed reads, process signals, and sparse file copies. EINTR is retried here.
+import Foundation
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+func strerrorText(_ e: Int32) -> UnsafeMutablePointer<CChar> { strerror(e) }
+
+private func closeDescriptor(_ fd: Int32) { _ = Glibc.close(fd) }
+
+// lseek whence values for sparse files (Linux <unistd.h>; Glibc's module does not export them).
+private let SEEK_DATA_: Int32 = 3
+private let SEEK_HOLE_: Int32 = 4
+
+/// glibc's makedev(3) (a macro in C).
+private func deviceNumber(_ major: UInt32, _ minor: UInt32) -> dev_t {
+  let ma = UInt64(major), mi = UInt64(minor)
+  return dev_t(((ma & 0xfff) << 8) | ((ma & ~0xfff) << 32) | (mi & 0xff) | ((mi & ~0xff) << 12))
+}
+
+private func fail(_ op: String, _ detail: String) -> VMError {
+  .system(operation: op, detail: detail, errno: errno)
+}
+
+/// A connected stream socket (unix or TCP) with deadline-bounded reads and writes.
+/// It owns its descriptor: `deinit` closes it.
+final class StreamSocket {
+  private(set) var fd: Int32
+
+  private init(fd: Int32) { self.fd = fd }
+  deinit { if fd >= 0 { closeDescriptor(fd) } }
+
+  func close() {
+    if fd >= 0 { closeDescriptor(fd) }
+    fd = -1
+  }
+
+  /// Connects to a unix-domain socket at `path`.
+  static func unix(path: String) throws -> StreamSocket {
+    var addr = sockaddr_un()
+    addr.sun_family = sa_family_t(AF_UNIX)
+    let bytes = Array(path.utf8)
+    guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else {
+      throw VMError.invalidArgument("socket path too long: \(path)")
+    }
+    withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+      raw.copyBytes(from: bytes)
+      raw[bytes.count] = 0
+    }
+    let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    guard fd >= 0 else { throw fail("socket", path) }
+    let s = StreamSocket(fd: fd)
+    let rc = withUnsafePointer(to: &addr) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+        connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+      }
+    }
+    guard rc == 0 else { throw fail("connect", path) }
+    return s
+  }
+
+  /// Connects to 127.0.0.1:`port`. Only loopback: the tool never talks to another address.
+  static func loopback(port: UInt16, timeout: Double) throws -> StreamSocket {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    guard fd >= 0 else { throw fail("socket", "127.0.0.1:\(port)") }
+    let s = StreamSocket(fd: fd)
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_port = port.bigEndian
+    addr.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+    var tv = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - Double(Int(timeout))) * 1e6))
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    let rc = withUnsafePointer(to: &addr) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+        connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+      }
+    }
+    guard rc == 0 else { throw fail("connect", "127.0.0.1:\(port)") }
+    return s
+  }
+
+  /// Writes all of `data` or throws.
+  func write(_ data: Data) throws {
+    try data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
+      var off = 0
+      while off < raw.count {
+        let n = send(fd, raw.baseAddress! + off, raw.count - off, Int32(MSG_NOSIGNAL))
+        if n < 0 {
+          if errno == EINTR { continue }
+          throw fail("send", "socket")
+        }
+        off += n
+      }
+    }
+  }
+
+  /// Reads what is available (at most `max` bytes), waiting until `deadline`. Returns an empty
+  /// Data at end of stream; throws `.timeout` when the deadline passes first.
+  func read(max: Int, deadline: Date) throws -> Data {
+    while true {
+      let left = deadline.timeIntervalSinceNow
+      if left <= 0 { throw VMError.timeout("no data from socket") }
+      var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+      let rc = poll(&p, 1, Int32(min(left * 1000, 60_000)) + 1)
+      if rc < 0 {
+        if errno == EINTR { continue }
+        throw fail("poll", "socket")
+      }
+      if rc == 0 { continue }
+      var buf = [UInt8](repeating: 0, count: max)
+      let n = recv(fd, &buf, max, 0)
+      if n < 0 {
+        if errno == EINTR || errno == EAGAIN { continue }
+        throw fail("recv", "socket")
+      }
+      return Data(buf[0..<n])
+    }
+  }
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (the kernel picks it). QEMU binds it soon
+/// after; a lost race makes QEMU fail to start, which is reported, never silently ignored.
+func freeLoopbackPort() throws -> UInt16 {
+  let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+  guard fd >= 0 else { throw fail("socket", "free port") }
+  defer { close(fd) }
+  var addr = sockaddr_in()
+  addr.sin_family = sa_family_t(AF_INET)
+  addr.sin_port = 0
+  addr.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+  var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+  let ok = withUnsafeMutablePointer(to: &addr) {
+    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+      bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0
+    }
+  }
+  guard ok else { throw fail("bind", "127.0.0.1:0") }
+  return UInt16(bigEndian: addr.sin_port)
+}
+
+/// True if a process with this pid exists (signal 0 probes without sending anything).
+func processExists(_ pid: Int32) -> Bool {
+  kill(pid, 0) == 0 || errno == EPERM
+}
+
+func sendSignal(_ pid: Int32, _ signal: Int32) { _ = kill(pid, signal) }
+
+let SIGNAL_TERM = SIGTERM
+let SIGNAL_KILL = SIGKILL
+
+/// Copies `source` to `destination` (created or truncated) keeping holes: only the data extents
+/// that SEEK_DATA/SEEK_HOLE report are read, and within them all-zero 64 KiB blocks are skipped
+/// too, so a mostly-empty guest RAM file stays mostly empty. Returns the bytes written.
+@discardableResult
+func sparseCopy(from source: String, to destination: String) throws -> UInt64 {
+  let src = open(source, O_RDONLY | O_CLOEXEC)
+  guard src >= 0 else { throw fail("open", source) }
+  defer { close(src) }
+  let dst = open(destination, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+  guard dst >= 0 else { throw fail("open", destination) }
+  defer { close(dst) }
+  var st = stat()
+  guard fstat(src, &st) == 0 else { throw fail("stat", source) }
+  let size = off_t(st.st_size)
+  guard ftruncate(dst, size) == 0 else { throw fail("ftruncate", destination) }
+
+  let block = 1 << 16
+  let buf = UnsafeMutableRawPointer.allocate(byteCount: block, alignment: 4096)
+  defer { buf.deallocate() }
+  var written: UInt64 = 0
+  var pos: off_t = 0
+  while pos < size {
+    let data = lseek(src, pos, SEEK_DATA_)
+    if data < 0 {
+      if errno == ENXIO { break }  // no data after pos: the rest is a hole
+      throw fail("lseek(SEEK_DATA)", source)
+    }
+    var hole = lseek(src, data, SEEK_HOLE_)
+    if hole < 0 { hole = size }
+    var off = data
+    while off < hole {
+      let want = Int(min(off_t(block), hole - off))
+      let n = pread(src, buf, want, off)
+      if n < 0 {
+        if errno == EINTR { continue }
+        throw fail("pread", source)
+      }
+      if n == 0 { break }
+      if !isZero(buf, n) {
+        var done = 0
+        while done < n {
+          let w = pwrite(dst, buf + done, n - done, off + off_t(done))
+          if w < 0 {
+            if errno == EINTR { continue }
+            throw fail("pwrite", destination)
+          }
+          done += w
+        }
+        written += UInt64(n)
+      }
+      off += off_t(n)
+    }
+    pos = hole
+  }
+  return written
+}
+
+private func isZero(_ p: UnsafeMutableRawPointer, _ n: Int) -> Bool {
+  let words = p.bindMemory(to: UInt64.self, capacity: n / 8)
+  for i in 0..<(n / 8) where words[i] != 0 { return false }
+  let bytes = p.assumingMemoryBound(to: UInt8.self)
+  for i in (n / 8 * 8)..<n where bytes[i] != 0 { return false }
+  return true
+}
+
+/// Creates an empty file of `size` bytes (a hole; tmpfs allocates pages on first touch).
+func createSparseFile(_ path: String, size: UInt64) throws {
+  let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+  guard fd >= 0 else { throw fail("open", path) }
+  defer { close(fd) }
+  guard ftruncate(fd, off_t(size)) == 0 else { throw fail("ftruncate", path) }
+}
+
+/// The number of bytes a file actually occupies (allocated blocks), for reporting.
+func allocatedBytes(_ path: String) -> UInt64 {
+  var st = stat()
+  guard stat(path, &st) == 0 else { return 0 }
+  return UInt64(st.st_blocks) * 512
+}
+
+/// Creates a character device node (for /dev/console in the initramfs staging tree).
+func makeCharDevice(_ path: String, major: UInt32, minor: UInt32) throws {
+  unlink(path)
+  guard mknod(path, S_IFCHR | 0o600, deviceNumber(major, minor)) == 0 else { throw fail("mknod", path) }
+}
+
+/// rename(2): atomic replacement within one file system.
+func renameFile(_ from: String, _ to: String) throws {
+  guard rename(from, to) == 0 else {
+    let e = fail("rename", "\(from) -> \(to)")
+    unlink(from)
+    throw e
+  }
+}
+
+/// posix_spawn + waitpid: runs `argv` (argv[0] an absolute path) with stdin from /dev/null and
+/// stdout and stderr appended to `logPath`, and returns its exit status (128+signal if killed).
+/// Used for QEMU: with -daemonize its first process exits once the VM is set up, and Foundation's
+/// Process did not always reap it here (the call hung on a zombie), so we wait ourselves.
+func spawnAndWait(_ argv: [String], logPath: String) throws -> Int32 {
+  var actions = posix_spawn_file_actions_t()
+  posix_spawn_file_actions_init(&actions)
+  defer { posix_spawn_file_actions_destroy(&actions) }
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+  posix_spawn_file_actions_addopen(&actions, 1, logPath, O_WRONLY | O_CREAT | O_APPEND, 0o600)
+  posix_spawn_file_actions_adddup2(&actions, 1, 2)
+  var cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
+  defer { for p in cargs { free(p) } }
+  var pid: pid_t = 0
+  let rc = posix_spawn(&pid, argv[0], &actions, nil, &cargs, environ)
+  guard rc == 0 else { throw VMError.system(operation: "posix_spawn", detail: argv[0], errno: rc) }
+  var status: Int32 = 0
+  while waitpid(pid, &status, 0) < 0 {
+    if errno != EINTR { throw fail("waitpid", argv[0]) }
+  }
+  // WIFEXITED / WEXITSTATUS / WTERMSIG are C macros: decode the wait status by hand.
+  if status & 0x7f == 0 { return (status >> 8) & 0xff }
+  return 128 + (status & 0x7f)
+}
