@@ -55,13 +55,16 @@ public enum KernelLocator {
   /// `page_offset_base` sit at their link-time physical addresses plus the physical KASLR
   /// offset, a multiple of 2 MiB (CONFIG_PHYSICAL_ALIGN is). Probing those few places for a
   /// consistent pair finds the kernel's own note without reading all of RAM.
-  static func probeAligned(in memory: any PhysicalMemory, layout: KernelLayout) -> KernelLocation? {
+  static func probeAligned(
+    in memory: any PhysicalMemory, layout: KernelLayout
+  ) throws(AnalyzerError) -> KernelLocation? {
     guard let noteVar = layout.symbol("vmcoreinfo_note")?.rawValue, noteVar >= startKernelMap,
       let pobVar = layout.symbol("page_offset_base")?.rawValue, pobVar >= startKernelMap
     else { return nil }
     let step: UInt64 = 2 << 20
     var delta: UInt64 = 0
     var probes = 0
+    var mismatch: String? = nil
     while noteVar - startKernelMap &+ delta < memory.end, probes < 1 << 20 {
       probes += 1
       defer { delta += step }
@@ -71,13 +74,19 @@ public enum KernelLocator {
       else { continue }
       let at = pointer - pob
       guard let info = note(at: at, in: memory) else { continue }
-      if let want = layout.buildID, let have = info.buildID, want != have { continue }
+      // A note found through the kernel's own pointer that names another build: the layout
+      // is for a different kernel (unless a later probe finds a consistent one).
+      if let want = layout.buildID, let have = info.buildID, want != have {
+        mismatch = mismatch ?? have
+        continue
+      }
       if let location = try? locate(info, at: at, in: memory, layout: layout),
         location.pageOffsetBase == pob
       {
         return location
       }
     }
+    if let mismatch { throw .kernelMismatch(image: mismatch, layout: layout.buildID ?? "unknown") }
     return nil
   }
 
@@ -85,7 +94,7 @@ public enum KernelLocator {
   public static func locate(
     in memory: any PhysicalMemory, layout: KernelLayout
   ) throws(AnalyzerError) -> KernelLocation {
-    if let found = probeAligned(in: memory, layout: layout) { return found }
+    if let found = try probeAligned(in: memory, layout: layout) { return found }
     let candidates = notes(in: memory)
     guard !candidates.isEmpty else { throw .noVMCoreInfo }
     var mismatch: String? = nil
