@@ -75,6 +75,8 @@ public final class Agent {
     let g = region.generation
     generation = g < UInt64.max - 4 ? (g + 1) & ~1 : 0
     garbage = options.garbageSeed.map { SplitMix64(seed: $0) }
+    // The seed also picks the first kind of damage, so one-shot runs cover every kind.
+    garbageRound = Int((options.garbageSeed ?? 0) % 4)
   }
 
   public var regionPath: String { region.path }
@@ -141,8 +143,9 @@ public final class Agent {
     var files: [CachedFile] = []
     if options.files {
       let roots = options.roots ?? PageCacheScanner.defaultRoots()
-      let r = PageCacheScanner(roots: roots, wantFrames: options.fileFrames, maxFiles: options.maxFiles)
-        .scan(pageSize: pageSize)
+      var scanner = PageCacheScanner(roots: roots, wantFrames: options.fileFrames, maxFiles: options.maxFiles)
+      scanner.excluded = region.identity
+      let r = scanner.scan(pageSize: pageSize)
       files = r.files
       meta.append(("files.roots", roots.joined(separator: ",")))
       meta.append(("files.visited", String(r.filesVisited)))
@@ -177,9 +180,15 @@ public final class Agent {
       note = "random bytes over the whole region"
     case 1, 2:
       let good = try? HintFormat.encode(gather(), regionSize: size, generation: generation)
-      var b = HintDamage.mutate(good?.bytes ?? [], using: &g)
+      var b = Array(HintDamage.mutate(good?.bytes ?? [], using: &g).prefix(size))
       if kind == 2 { b = HintDamage.reseal(b) }
-      region.writeRaw(Array(b.prefix(size)))
+      // A mutation that missed everything the reader checks (e.g. bytes past the used size)
+      // would still be valid hints: break the checksum so this round is garbage for sure.
+      var whole = b + [UInt8](repeating: 0, count: size - b.count)
+      if (try? HintFormat.decode(whole)) != nil {
+        whole[HintFormat.checksumOffset] ^= 0xFF
+      }
+      region.writeRaw(whole)
       note = kind == 1 ? "mutated hints" : "mutated hints behind a valid checksum"
     default:
       let good = try? HintFormat.encode(gather(), regionSize: size, generation: generation)

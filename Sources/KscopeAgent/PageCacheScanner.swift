@@ -15,6 +15,8 @@ public struct PageCacheScanner {
   public var wantFrames: Bool
   /// At most this many files are opened per scan (bounds the agent's CPU on huge trees).
   public var maxFiles: Int
+  /// A file never listed: the agent's own region file (st_dev, st_ino).
+  public var excluded: (device: UInt64, inode: UInt64)?
 
   public init(roots: [String], wantFrames: Bool = true, maxFiles: Int = 100_000) {
     self.roots = roots
@@ -87,7 +89,8 @@ public struct PageCacheScanner {
             st.st_dev == rootStat.st_dev
           else { continue }
           let key = FileID(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
-          guard !seen.contains(key) else { continue }
+          guard !seen.contains(key), excluded?.device != key.device || excluded?.inode != key.inode
+          else { continue }
           guard let r = residency.scan(fd: fd, size: UInt64(st.st_size)), r.resident > 0 else { continue }
           seen.insert(key)
           files.append(

@@ -17,6 +17,8 @@ public struct SharedRegion: ~Copyable {
   public let size: Int
   let fd: Int32
   public let path: String
+  /// The region file's device and inode (st_dev, st_ino), so the page-cache scan can skip it.
+  public let identity: (device: UInt64, inode: UInt64)
 
   /// Maps an existing file or device resource of its current size. With `createSize`, a
   /// missing or empty file is created (or grown) to that size first.
@@ -52,6 +54,7 @@ public struct SharedRegion: ~Copyable {
     self.size = size
     self.fd = fd
     self.path = path
+    self.identity = (UInt64(st.st_dev), UInt64(st.st_ino))
   }
 
   deinit {

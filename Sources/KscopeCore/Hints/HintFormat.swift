@@ -19,7 +19,7 @@ public enum HintFormat {
   public static let generationOffset = 16
   static let regionSizeOffset = 24
   static let usedSizeOffset = 32
-  static let checksumOffset = 40
+  public static let checksumOffset = 40
   static let publishedOffset = 48
   static let sectionCountOffset = 56
   static let pageSizeOffset = 60
