@@ -44,6 +44,9 @@ public struct MapPicture: Sendable {
   public let reduction: CellReduction
   /// The integer scale of the bitmap font.
   public let textScale: Int
+  /// The side of the unknown checkerboard's squares: it grows with the text so the pattern
+  /// still reads as a checkerboard when a big picture is viewed shrunk.
+  public var checkerSide: Int { 2 * textScale }
 
   /// Frames per pixel: 1 when a frame is a block of pixels.
   public var framesPerPixel: UInt64 { curve.framesPerCell }
@@ -74,7 +77,7 @@ public struct MapPicture: Sendable {
     let titleScale = ts + 1
     let title = h.kernelRelease.map { "Linux \($0)" } ?? "kernel unknown"
     let subtitle =
-      "\(NumberText.grouped(map.frameCount)) frames x \(NumberText.bytes(UInt64(h.pageSize)))"
+      "\(NumberText.grouped(map.frameCount)) frames of \(NumberText.bytes(UInt64(h.pageSize)))"
       + " = \(NumberText.mib(map.frameCount, pageSize: h.pageSize)) MiB"
     let table = legendTable(map)
     let notes = legendNotes(curve, pageSize: h.pageSize, reduction: reduction)
@@ -105,7 +108,7 @@ public struct MapPicture: Sendable {
     canvas.outline(
       x: curveArea.x, y: curveArea.y, width: curveArea.width, height: curveArea.height,
       thickness: outline, Palette.outline)
-    drawCurve(map, curve, reduction, at: curveArea, on: &canvas)
+    drawCurve(map, curve, reduction, at: curveArea, checker: 2 * ts, on: &canvas)
 
     // The table: a swatch, then the columns; the header and the total row have no swatch.
     var legend: [LegendEntry] = []
@@ -118,7 +121,9 @@ public struct MapPicture: Sendable {
         let swatch = Rect(x: legendX, y: y, width: swatchSide, height: swatchSide)
         for yy in 0..<swatchSide {
           for xx in 0..<swatchSide {
-            canvas.set(x: swatch.x + xx, y: swatch.y + yy, Palette.pixel(color, x: xx, y: yy))
+            canvas.set(
+              x: swatch.x + xx, y: swatch.y + yy,
+              Palette.pixel(color, x: xx, y: yy, checker: 2 * ts))
           }
         }
         canvas.outline(
@@ -218,7 +223,7 @@ public struct MapPicture: Sendable {
   /// Paints every cell in curve order; the frames of a cell are consecutive in the map.
   static func drawCurve(
     _ map: ColorMap, _ curve: CurveLayout, _ reduction: CellReduction, at area: Rect,
-    on canvas: inout Canvas
+    checker: Int, on canvas: inout Canvas
   ) {
     var reducer = CellReducer(entries: map.entries, totals: map.totals, mode: reduction)
     let cells = UInt64(curve.cellsPerSide) * UInt64(curve.cellsPerSide)
@@ -237,7 +242,9 @@ public struct MapPicture: Sendable {
         canvas.fill(x: x0, y: y0, width: px, height: px, Palette.rgb(color))
       case .color(let color):
         for y in y0..<(y0 + px) {
-          for x in x0..<(x0 + px) { canvas.set(x: x, y: y, Palette.pixel(color, x: x, y: y)) }
+          for x in x0..<(x0 + px) {
+            canvas.set(x: x, y: y, Palette.pixel(color, x: x, y: y, checker: checker))
+          }
         }
       }
     }

@@ -38,10 +38,9 @@ public enum Palette {
   public static let text = RGB(0xE8, 0xEA, 0xEE)
   public static let dimText = RGB(0x9A, 0xA1, 0xAD)
 
-  /// The two squares of the unknown checkerboard, and its side in pixels.
+  /// The two squares of the unknown checkerboard.
   public static let unknownDark = RGB(0x3A, 0x3A, 0x3E)
   public static let unknownLight = RGB(0x62, 0x62, 0x68)
-  public static let checkerSide = 4
 
   /// The flat color of a frame color (for `unknown`: the mean of its checkerboard, which is
   /// what a blended pixel uses).
@@ -62,11 +61,12 @@ public enum Palette {
     }
   }
 
-  /// The pixel at (x, y) of a region painted in `color`: flat, except the unknown checkerboard,
-  /// which is anchored to the image so neighbouring unknown cells join into one pattern.
+  /// The pixel at (x, y) of a region painted in `color`: flat, except the unknown checkerboard
+  /// of `checker`-pixel squares, anchored to the image so neighbouring unknown cells join into
+  /// one pattern.
   @inline(__always)
-  public static func pixel(_ color: Color, x: Int, y: Int) -> RGB {
+  public static func pixel(_ color: Color, x: Int, y: Int, checker: Int) -> RGB {
     guard color == .unknown else { return rgb(color) }
-    return (x / checkerSide + y / checkerSide) & 1 == 0 ? unknownDark : unknownLight
+    return (x / checker + y / checker) & 1 == 0 ? unknownDark : unknownLight
   }
 }

@@ -30,7 +30,9 @@ func cyclic(_ i: Int) -> Color { Color(rawValue: UInt8((i * 5 + i / 12) % 12))! 
       for dx in 0..<16 {
         let x = area.x + cx * 16 + dx
         let y = area.y + cy * 16 + dy
-        let want = i < 200 ? Palette.pixel(cyclic(i), x: x, y: y) : Palette.background
+        let want =
+          i < 200
+          ? Palette.pixel(cyclic(i), x: x, y: y, checker: picture.checkerSide) : Palette.background
         if d.pixel(x: x, y: y) != want {
           Issue.record("frame \(i) at (\(x), \(y)): \(d.pixel(x: x, y: y)), want \(want)")
           return
@@ -88,7 +90,9 @@ func cyclic(_ i: Int) -> Color { Color(rawValue: UInt8((i * 5 + i / 12) % 12))! 
     // The swatch's inside is the color's drawing, pixel for pixel (relative to the swatch).
     for y in 0..<s.height {
       for x in 0..<s.width {
-        #expect(d.pixel(x: s.x + x, y: s.y + y) == Palette.pixel(entry.color, x: x, y: y))
+        #expect(
+          d.pixel(x: s.x + x, y: s.y + y)
+            == Palette.pixel(entry.color, x: x, y: y, checker: picture.checkerSide))
       }
     }
   }

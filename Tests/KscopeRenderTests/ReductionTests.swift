@@ -49,11 +49,13 @@ func totals(_ colors: [Color]) -> [UInt64] {
   let hues = Color.allCases.map(Palette.rgb)
   #expect(Set(hues).count == Color.allCases.count)
   #expect(!hues.contains(Palette.background))
-  // Unknown is a checkerboard: its two squares alternate every checkerSide pixels.
-  let s = Palette.checkerSide
-  #expect(Palette.pixel(.unknown, x: 0, y: 0) != Palette.pixel(.unknown, x: s, y: 0))
-  #expect(Palette.pixel(.unknown, x: 0, y: 0) == Palette.pixel(.unknown, x: s, y: s))
-  #expect(Palette.pixel(.free, x: 0, y: 0) == Palette.pixel(.free, x: s, y: 0))
+  // Unknown is a checkerboard: its two squares alternate every `s` pixels.
+  let s = 4
+  func at(_ c: Color, _ x: Int, _ y: Int) -> RGB { Palette.pixel(c, x: x, y: y, checker: s) }
+  #expect(at(.unknown, 0, 0) != at(.unknown, s, 0))
+  #expect(at(.unknown, 0, 0) == at(.unknown, s - 1, s - 1))
+  #expect(at(.unknown, 0, 0) == at(.unknown, s, s))
+  #expect(at(.free, 0, 0) == at(.free, s, 0))
   // Every pair of hues is clearly apart (sum of channel differences).
   for (i, a) in hues.enumerated() {
     for b in hues[(i + 1)...] {
