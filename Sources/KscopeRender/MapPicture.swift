@@ -42,6 +42,8 @@ public struct MapPicture: Sendable {
   public let curveArea: Rect
   public let legend: [LegendEntry]
   public let reduction: CellReduction
+  /// The address grid, when asked for and the curve is big enough.
+  public let grid: AddressGrid?
   /// The integer scale of the bitmap font.
   public let textScale: Int
   /// The side of the unknown checkerboard's squares: it grows with the text so the pattern
@@ -57,7 +59,7 @@ public struct MapPicture: Sendable {
   /// Draws `map`. Complexity: O(frames + pixels).
   public static func render(
     _ map: ColorMap, sizing: Sizing = .fit(side: CurveLayout.defaultSide),
-    reduction: CellReduction = .dominant
+    reduction: CellReduction = .dominant, grid wantsGrid: Bool = false
   ) throws(RenderError) -> MapPicture {
     let curve: CurveLayout
     switch sizing {
@@ -71,6 +73,8 @@ public struct MapPicture: Sendable {
     let lineHeight = BitmapFont.lineHeight * ts
     let rowHeight = lineHeight + 2 * ts
     let outline = max(1, ts / 2)
+    // Squares big enough that their labels cover little of them.
+    let grid = wantsGrid ? AddressGrid.choose(for: curve, minPixels: 64 * ts) : nil
 
     // The words, first: their sizes decide the layout.
     let h = map.header
@@ -80,7 +84,11 @@ public struct MapPicture: Sendable {
       "\(NumberText.grouped(map.frameCount)) frames of \(NumberText.bytes(UInt64(h.pageSize)))"
       + " = \(NumberText.mib(map.frameCount, pageSize: h.pageSize)) MiB"
     let table = legendTable(map)
-    let notes = legendNotes(curve, pageSize: h.pageSize, reduction: reduction)
+    var notes = legendNotes(curve, pageSize: h.pageSize, reduction: reduction)
+    if let grid {
+      let bytes = NumberText.bytes(grid.framesPerSquare * UInt64(h.pageSize))
+      notes += ["grid: squares of \(bytes), each", "labelled with its first address"]
+    }
 
     let titleY = margin
     let subtitleY = titleY + BitmapFont.lineHeight * titleScale
@@ -109,6 +117,7 @@ public struct MapPicture: Sendable {
       x: curveArea.x, y: curveArea.y, width: curveArea.width, height: curveArea.height,
       thickness: outline, Palette.outline)
     drawCurve(map, curve, reduction, at: curveArea, checker: 2 * ts, on: &canvas)
+    grid?.draw(curve: curve, pageSize: h.pageSize, at: curveArea, textScale: ts, on: &canvas)
 
     // The table: a swatch, then the columns; the header and the total row have no swatch.
     var legend: [LegendEntry] = []
@@ -143,7 +152,7 @@ public struct MapPicture: Sendable {
 
     return MapPicture(
       canvas: canvas, curve: curve, curveArea: curveArea, legend: legend, reduction: reduction,
-      textScale: ts)
+      grid: grid, textScale: ts)
   }
 
   /// Character columns taken by the swatch and the gap after it.

@@ -47,4 +47,17 @@ public enum NumberText {
     }
     return "\(grouped(v)) \(units[u])"
   }
+
+  /// A grid label: a size in the largest binary unit that divides it, one letter: "0", "64K",
+  /// "512M", "3G", "1T".
+  public static func compactBytes(_ n: UInt64) -> String {
+    let units = ["", "K", "M", "G", "T", "P"]
+    var v = n
+    var u = 0
+    while v > 0 && v % 1024 == 0 && u < units.count - 1 {
+      v /= 1024
+      u += 1
+    }
+    return "\(v)\(units[u])"
+  }
 }

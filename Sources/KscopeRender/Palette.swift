@@ -36,6 +36,8 @@ public enum Palette {
   /// The outline of the curve square and of legend swatches.
   public static let outline = RGB(0x5C, 0x63, 0x70)
   public static let text = RGB(0xE8, 0xEA, 0xEE)
+  /// The address grid's lines (`--grid`).
+  public static let grid = RGB(0xD0, 0xD4, 0xDC)
   public static let dimText = RGB(0x9A, 0xA1, 0xAD)
 
   /// The two squares of the unknown checkerboard.

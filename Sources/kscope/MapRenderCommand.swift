@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import KscopeCore
 import KscopeHost
 import KscopeOS
@@ -22,7 +23,7 @@ struct MapRender: ParsableCommand {
 
       Examples:
         kscope map render host.kcm -o host.png
-        kscope map render guest.kcm -o guest.png --scale 1
+        kscope map render guest.kcm -o guest.png --scale 1 --grid
         kscope map render guest.kcm -o guest.png --size 512 --reduce blend --json
       """)
 
@@ -33,6 +34,8 @@ struct MapRender: ParsableCommand {
   @Option(help: "Pixels per frame side (1: one pixel per frame).") var scale: Int?
   @Option(help: "What a pixel holding several frames shows: dominant or blend.")
   var reduce = "dominant"
+  @Flag(help: "Outline aligned squares of memory and label each with its first address.")
+  var grid = false
   @OptionGroup var out: OutputOptions
 
   func run() throws {
@@ -53,18 +56,22 @@ struct MapRender: ParsableCommand {
     }
 
     let map = try ColorMapFile.open(file)
-    let picture = try MapPicture.render(map, sizing: sizing, reduction: reduction)
+    let picture = try MapPicture.render(
+      map, sizing: sizing, reduction: reduction, grid: grid)
     let png = try PNG.encode(picture.canvas)
     try Files.writeAtomically(png, to: output)
 
     let c = picture.canvas
     if out.json {
+      let gridBytes: Any =
+        picture.grid.map { $0.framesPerSquare * UInt64(map.header.pageSize) } ?? NSNull()
       try printJSON([
         "output": output, "width": c.width, "height": c.height,
         "frames": map.frameCount, "frames_per_pixel": picture.framesPerPixel,
         "pixels_per_frame": picture.curve.cellPixels, "curve_side": picture.curve.side,
         "curve_width": picture.curve.width,
         "reduce": reduction.rawValue, "bytes": png.count,
+        "grid_bytes": gridBytes,
         "colors": Describe.colorCounts(map),
       ])
       return

@@ -88,6 +88,11 @@ func expectOneLineError(
       try JSONSerialization.jsonObject(with: Data(scaled.stdout.utf8)) as? [String: Any])
     #expect(so["curve_side"] as? Int == 64)
     #expect(so["pixels_per_frame"] as? Int == 2)
+    #expect(so["grid_bytes"] is NSNull)
+    let gridded = try kscope(["map", "render", map, "-o", png, "--scale", "8", "--grid", "--json"])
+    let go = try #require(
+      try JSONSerialization.jsonObject(with: Data(gridded.stdout.utf8)) as? [String: Any])
+    #expect(go["grid_bytes"] as? Int == 4096 * 256)  // 16 x 16 frames of 8 pixels
   }
 }
 
