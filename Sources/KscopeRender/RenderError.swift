@@ -15,8 +15,8 @@ public enum RenderError: Error, Sendable, Equatable, CustomStringConvertible {
     case .invalidScale(let n): "--scale \(n): a frame needs at least 1 pixel"
     case .tooLarge(let side, let limit):
       side == Int.max
-        ? "the picture would be wider than \(limit) pixels; use a smaller --scale or --size"
-        : "the picture would be \(side) pixels wide, more than \(limit); use a smaller --scale or --size"
+        ? "the curve would be wider than \(limit) pixels; use a smaller --scale or --size"
+        : "the curve would be \(side) pixels wide, more than \(limit); use a smaller --scale or --size"
     case .zlib(let op, let code): "zlib \(op) failed (code \(code))"
     }
   }

@@ -10,16 +10,17 @@ struct MapRender: ParsableCommand {
     commandName: "render",
     abstract: "Draw a color map as a PNG picture: frames along a Hilbert curve, with a legend.",
     discussion: """
-      Every frame is drawn in its color's hue along a Hilbert curve (frame 0 at the top left), so
-      frames that are neighbours in memory stay neighbours in the picture. The legend lists each
-      present color with its pages, MiB and share. Unknown frames are a grey checkerboard; the
-      dark area of the square beyond the last frame is empty.
+      Every frame is drawn in its color's hue along a Hilbert curve (frame 0 at the top left), \
+      so frames that are neighbours in memory stay neighbours in the picture. The legend lists \
+      each present color with its pages, MiB and share. Unknown frames are a grey \
+      checkerboard; dark cells of the square are beyond the last frame.
 
-      Size: by default the curve is at most 1024 pixels wide. A small map gets a block of
-      pixels per frame; a big one gets 4, 16, 64, ... consecutive frames per pixel, and the
-      pixel shows their most common color (--reduce blend: their mean color instead).
-      --size N sets the widest curve; --scale N draws every frame as N x N pixels (--scale 1:
-      one pixel per frame, full detail).
+      By default the curve is at most 1024 pixels wide. A small map gets a block of pixels per \
+      frame; a big one gets 4, 16, 64, ... consecutive frames per pixel, and the pixel shows \
+      their most common color (--reduce blend: their mean color). --size N sets the widest \
+      curve; --scale N draws every frame as N x N pixels (--scale 1: one pixel per frame, full \
+      detail). --grid outlines aligned squares of memory (1 GiB on a big map) and labels each \
+      with its first physical address.
 
       Examples:
         kscope map render host.kcm -o host.png
