@@ -252,7 +252,7 @@ public struct GuestImage: Codable, Equatable, Sendable {
     let out = String(decoding: try ProcessRunner.run(["ldd", binary]), as: UTF8.self)
     for line in out.split(separator: "\n") {
       // "libz.so.1 => /lib/x86_64-linux-gnu/libz.so.1 (0x...)" or "/lib64/ld-linux-x86-64.so.2 (0x...)"
-      for word in line.split(separator: " ") where word.hasPrefix("/") {
+      for word in line.split(whereSeparator: { $0 == " " || $0 == "\t" }) where word.hasPrefix("/") {
         let path = String(word)
         if !FileManager.default.fileExists(atPath: root + path) {
           // Resolve symlinks on the host; store the real bytes under the name ldd printed.

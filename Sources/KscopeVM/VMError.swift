@@ -35,7 +35,10 @@ public enum VMError: Error, CustomStringConvertible, Equatable {
     case .qmp(let m): return "QMP: \(m)"
     case .timeout(let m): return "timed out: \(m)"
     case .bootFailed(let reason, let tail):
-      let flat = tail.split(separator: "\n").suffix(8).joined(separator: " | ")
+      // Console lines end in CRLF; "\r\n" is one Character, so split on scalars.
+      let lines = tail.unicodeScalars.split(whereSeparator: { $0 == "\n" || $0 == "\r" })
+        .map { String(String.UnicodeScalarView($0)) }.filter { !$0.isEmpty }
+      let flat = lines.suffix(8).joined(separator: " | ")
       return "\(reason); console tail: \(flat.isEmpty ? "(empty)" : flat)"
     case .noSuchVM(let n): return "no VM named '\(n)'"
     case .vmExists(let n): return "a VM named '\(n)' is already running"

@@ -158,7 +158,8 @@ public struct VMManager: Sendable {
         throw VMError.bootFailed(
           reason: "QEMU for '\(config.name)' exited while booting", consoleTail: consoleTail(config))
       }
-      if let r = try? HTTPClient.get(port: config.hostPort, path: path, timeout: 5), r.status == 200 {
+      let probe = min(3, max(0.2, deadline.timeIntervalSinceNow))
+      if let r = try? HTTPClient.get(port: config.hostPort, path: path, timeout: probe), r.status == 200 {
         return
       }
       Thread.sleep(forTimeInterval: 0.2)
@@ -174,7 +175,8 @@ public struct VMManager: Sendable {
     let size = (try? fh.seekToEnd()) ?? 0
     try? fh.seek(toOffset: size > 4096 ? size - 4096 : 0)
     let text = String(decoding: fh.readDataToEndOfFile(), as: UTF8.self)
-    return text.split(separator: "\n").suffix(12).joined(separator: "\n")
+    let lines = text.unicodeScalars.split(whereSeparator: { $0 == "\n" || $0 == "\r" })
+    return lines.suffix(12).map { String(String.UnicodeScalarView($0)) }.joined(separator: "\n")
   }
 
   // MARK: records and processes
