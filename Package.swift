@@ -66,6 +66,7 @@ let package = Package(
       name: "kscope-bench",
       dependencies: [
         "KscopeCore", "KscopeOS", "KscopeHost", "KscopeLayout", "KscopeDebugInfo", "KscopeAnalyzer",
+        "KscopeVM",
       ],
       swiftSettings: strict),
     .testTarget(name: "KscopeCoreTests", dependencies: ["KscopeCore"], swiftSettings: strict),

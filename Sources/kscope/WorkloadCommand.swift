@@ -34,7 +34,7 @@ struct WorkloadCommand: ParsableCommand {
       let r = try vmCall { try state.manager.runOlap(name: vm, rounds: requests ?? 1) }
       if output.json { try printJSON(r.json) } else {
         for q in r.queries {
-          print(String(format: "%-20@ %8.3f s  %d rows", q.name, percentile(q.seconds, 50), q.rows))
+          print(q.name.padding(toLength: 20, withPad: " ", startingAt: 0) + String(format: " %8.3f s  %d rows", percentile(q.seconds, 50), q.rows))
         }
         print(String(format: "olap on %@: %.2f s in total", vm, r.seconds))
         print("digest \(r.digest)")

@@ -17,6 +17,13 @@ if [ ! -f "$f" ]; then
   printf 'Status: 404 Not Found\r\nContent-Type: text/plain\r\n\r\nno such query\n'
   exit 0
 fi
-printf 'Content-Type: text/plain\r\n\r\n'
-# immutable=1: the disk is read-only, so sqlite must not try to lock or journal.
-exec /usr/bin/sqlite3 -batch 'file:/data/olap.db?immutable=1' < "$f" 2>&1
+# immutable=1: the disk is read-only, so sqlite must not try to lock or journal. The result is
+# collected first so that a failing query can still be answered with a 500 status.
+out=/tmp/query.$$
+if /usr/bin/sqlite3 -batch -bail 'file:/data/olap.db?immutable=1' < "$f" > $out 2>&1; then
+  printf 'Content-Type: text/plain\r\n\r\n'
+else
+  printf 'Status: 500 Internal Server Error\r\nContent-Type: text/plain\r\n\r\n'
+fi
+cat $out
+rm -f $out
