@@ -117,7 +117,7 @@ public struct KernelSymbolProbe {
       sources.append(("paging_levels", "page_offset_base"))
     }
     // Values a reader would refuse are better left out than published.
-    if let p = hints.physBase, p & 0xFFF != 0 || p >= 1 << 52 { hints.physBase = nil }
+    if let p = hints.physBase, p & 0xFFF != 0 { hints.physBase = nil }
     if let k = hints.kaslrOffset, k >= 1 << 30 || k & 0xFFF != 0 { hints.kaslrOffset = nil }
   }
 

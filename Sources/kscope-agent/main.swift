@@ -54,6 +54,9 @@ func parseSize(_ s: String) -> Int? {
 var options = AgentOptions()
 var roots: [String] = []
 var args = CommandLine.arguments.dropFirst()
+// Guest images install this binary as /usr/bin/kscope and start it as `kscope agent` (the
+// issue's name for it): a leading "agent" word is accepted and ignored.
+if args.first == "agent" { args = args.dropFirst() }
 @MainActor func value(_ flag: String) -> String {
   guard let v = args.popFirst() else { fail("\(flag) needs a value\n\(usage)") }
   return v

@@ -200,18 +200,28 @@ struct ProgramRun {
   var stderr: String
 }
 
+/// Runs a program to its exit. Output goes through temporary files, not pipes: `kscope vm start`
+/// leaves a daemonized QEMU behind that would hold a pipe open forever.
 func runProgram(_ path: String, _ args: [String]) throws -> ProgramRun {
+  let dir = NSTemporaryDirectory() + "kscope-agent-run-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+  try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+  defer { try? FileManager.default.removeItem(atPath: dir) }
+  _ = FileManager.default.createFile(atPath: dir + "/out", contents: nil)
+  _ = FileManager.default.createFile(atPath: dir + "/err", contents: nil)
+  let out = try FileHandle(forWritingTo: URL(fileURLWithPath: dir + "/out"))
+  let err = try FileHandle(forWritingTo: URL(fileURLWithPath: dir + "/err"))
   let p = Process()
   p.executableURL = URL(fileURLWithPath: path)
   p.arguments = args
-  let out = Pipe()
-  let err = Pipe()
   p.standardOutput = out
   p.standardError = err
+  p.standardInput = FileHandle.nullDevice
   try p.run()
-  let o = out.fileHandleForReading.readDataToEndOfFile()
-  let e = err.fileHandleForReading.readDataToEndOfFile()
   p.waitUntilExit()
+  try out.close()
+  try err.close()
+  let o = FileManager.default.contents(atPath: dir + "/out") ?? Data()
+  let e = FileManager.default.contents(atPath: dir + "/err") ?? Data()
   return ProgramRun(
     status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
     stderr: String(decoding: e, as: UTF8.self))

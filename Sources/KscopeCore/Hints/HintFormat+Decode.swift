@@ -187,8 +187,10 @@ extension HintFormat {
       k.text = KernelVirtualAddress(v[1])
     }
     if has(2) {
-      guard v[2] & pageMask == 0, v[2] < 1 << 52 else {
-        throw .inconsistent("phys_base \(hex64(v[2])) is not a page-aligned physical address")
+      // phys_base is an offset (physical load address minus the link-time one): with physical
+      // and virtual KASLR independent it is often negative, i.e. wraps around as a u64.
+      guard v[2] & pageMask == 0 else {
+        throw .inconsistent("phys_base \(hex64(v[2])) is not page-aligned")
       }
       k.physBase = v[2]
     }
