@@ -200,30 +200,31 @@ struct ProgramRun {
   var stderr: String
 }
 
-/// Runs a program to its exit. Output goes through temporary files, not pipes: `kscope vm start`
-/// leaves a daemonized QEMU behind that would hold a pipe open forever.
+/// Runs a program to its exit (posix_spawn and waitpid). Output goes through temporary files,
+/// not pipes, and Foundation's Process is not used: `kscope vm start` leaves a daemonized QEMU
+/// behind that inherits descriptors, and either would wait for it forever.
 func runProgram(_ path: String, _ args: [String]) throws -> ProgramRun {
   let dir = NSTemporaryDirectory() + "kscope-agent-run-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
   try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
   defer { try? FileManager.default.removeItem(atPath: dir) }
-  _ = FileManager.default.createFile(atPath: dir + "/out", contents: nil)
-  _ = FileManager.default.createFile(atPath: dir + "/err", contents: nil)
-  let out = try FileHandle(forWritingTo: URL(fileURLWithPath: dir + "/out"))
-  let err = try FileHandle(forWritingTo: URL(fileURLWithPath: dir + "/err"))
-  let p = Process()
-  p.executableURL = URL(fileURLWithPath: path)
-  p.arguments = args
-  p.standardOutput = out
-  p.standardError = err
-  p.standardInput = FileHandle.nullDevice
-  try p.run()
-  p.waitUntilExit()
-  try out.close()
-  try err.close()
+  var actions = posix_spawn_file_actions_t()
+  posix_spawn_file_actions_init(&actions)
+  defer { posix_spawn_file_actions_destroy(&actions) }
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+  posix_spawn_file_actions_addopen(&actions, 1, dir + "/out", O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+  posix_spawn_file_actions_addopen(&actions, 2, dir + "/err", O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+  let argv = ([path] + args).map { strdup($0) } + [nil]
+  defer { for a in argv { free(a) } }
+  var pid: pid_t = 0
+  let rc = posix_spawn(&pid, path, &actions, nil, argv, environ)
+  guard rc == 0 else { throw TestFailure("cannot run \(path): \(String(cString: strerror(rc)))") }
+  var status: Int32 = 0
+  while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+  let exited = status & 0x7F == 0
   let o = FileManager.default.contents(atPath: dir + "/out") ?? Data()
   let e = FileManager.default.contents(atPath: dir + "/err") ?? Data()
   return ProgramRun(
-    status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
+    status: exited ? (status >> 8) & 0xFF : 128 + (status & 0x7F), stdout: String(decoding: o, as: UTF8.self),
     stderr: String(decoding: e, as: UTF8.self))
 }
 

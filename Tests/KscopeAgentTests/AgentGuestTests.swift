@@ -1,0 +1,193 @@
+import Foundation
+import KscopeAgent
+import KscopeCore
+import Testing
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// The agent inside real guests (Debian 6.1 and 6.12 cloud kernels under QEMU, built and booted
+/// by `kscope vm`): the host reads the hints while the guest runs and from a snapshot; the
+/// KASLR hints match the vmcoreinfo note found in guest RAM and what the host analyzer finds;
+/// the page-cache table names the workload's real files; a guest writing garbage is refused
+/// with one line and leaves the analyzer working. Needs root, QEMU and the guest kernels
+/// (host/setup.sh); fails saying what is missing, never skips.
+@Suite(.serialized) struct AgentGuestTests {
+  static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+    .deletingLastPathComponent().deletingLastPathComponent().path
+
+  /// The agent as shipped: release, static Swift stdlib. Built once per run (CI has no other
+  /// step that builds it), or taken from KSCOPE_AGENT_BINARY.
+  static func shippedAgent() throws -> String {
+    if let p = ProcessInfo.processInfo.environment["KSCOPE_AGENT_BINARY"], !p.isEmpty { return p }
+    let scratch = repository + "/.build-agent-e2e"
+    let build = try runProgram(
+      "/usr/bin/env",
+      ["swift", "build", "-c", "release", "--package-path", repository, "--scratch-path", scratch,
+       "--product", "kscope-agent", "--static-swift-stdlib"])
+    guard build.status == 0 else {
+      throw TestFailure("building the static agent failed: \(build.stderr.suffix(2000)) \(build.stdout.suffix(2000))")
+    }
+    return scratch + "/release/kscope-agent"
+  }
+
+  static func requirements() throws {
+    guard getuid() == 0 else { throw TestFailure("the guest tests need root (QEMU, /dev/shm, kpageflags)") }
+    guard FileManager.default.isExecutableFile(atPath: "/usr/bin/qemu-system-x86_64") else {
+      throw TestFailure("qemu-system-x86_64 is missing: run host/setup.sh")
+    }
+  }
+
+  struct VM {
+    let state: String
+    let name: String
+    var hintsPath: String { state + "/vms/" + name + "/hints" }
+
+    func kscope(_ args: [String]) throws -> ProgramRun {
+      try runProgram(kscopeBinary(), args + ["--state-dir", state])
+    }
+
+    /// `kscope hints read` (which takes no state directory).
+    func readHints(_ path: String, json: Bool = false) throws -> ProgramRun {
+      try runProgram(kscopeBinary(), ["hints", "read", path] + (json ? ["--json"] : []))
+    }
+
+    func exec(_ command: String) throws -> String {
+      let r = try kscope(["vm", "exec", name, command])
+      guard r.status == 0 else { throw TestFailure("guest command failed (\(r.status)): \(command): \(r.stderr)") }
+      return r.stdout
+    }
+  }
+
+  @Test(arguments: ["6.1", "6.12"])
+  func agentInAGuest(kernel: String) throws {
+    try Self.requirements()
+    let agent = try Self.shippedAgent()
+    setenv("KSCOPE_GUEST_ASSETS", Self.repository + "/guest-module", 1)
+    let vm = VM(state: "/dev/shm/kscope-agent-e2e-\(getpid())-\(kernel)", name: "agent")
+    try? FileManager.default.removeItem(atPath: vm.state)
+    defer {
+      _ = try? vm.kscope(["vm", "stop", vm.name])
+      try? FileManager.default.removeItem(atPath: vm.state)
+    }
+    let start = try vm.kscope(
+      ["vm", "start", vm.name, "--kernel", kernel, "--workload", "web", "--agent", agent, "--json"])
+    guard start.status == 0 else { throw TestFailure("kscope vm start failed: \(start.stderr)") }
+    let started = try JSONSerialization.jsonObject(with: Data(start.stdout.utf8)) as? [String: Any]
+    let release = started?["kernel"] as? String ?? "?"
+
+    // The agent publishes soon after boot, without being asked.
+    let first = try waitForGeneration(vm.hintsPath, above: 0)
+    #expect(first >= 2)
+
+    // Serve the workload so its files are cached, then ask for a refresh now.
+    let work = try vm.kscope(["workload", "web", "--vm", vm.name, "--requests", "60"])
+    #expect(work.status == 0, "\(work.stderr)")
+    _ = try vm.exec("kill -USR1 $(pidof kscope)")
+    let second = try waitForGeneration(vm.hintsPath, above: first)
+    let live = try HintRegionFile.read(vm.hintsPath)
+    #expect(live.generation >= second)
+
+    // Kernel identity and symbols against the guest's own view.
+    #expect(live.kernelRelease == release)
+    #expect(try vm.exec("uname -r").trimmingCharacters(in: .whitespacesAndNewlines) == release)
+    let textLine = try vm.exec("grep ' _text$' /proc/kallsyms")
+    #expect(live.kernel.text?.rawValue == UInt64(textLine.prefix(16), radix: 16))
+    #expect(live.kernel.pageOffsetBase != nil && live.kernel.vmemmapBase != nil && live.kernel.physBase != nil)
+    #expect(live.kernel.pagingLevels == 5, "QEMU -cpu max guests run with la57")
+    let frames = UInt64(try vm.exec("wc -c < /proc/kpageflags").trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+    #expect(live.frames?.totalFrames == frames / 8 && live.frames?.frameCount == frames / 8)
+    #expect(!live.partial, "\(live.metadata)")
+
+    // The page-cache table names the workload's real files, with their real inodes and sizes.
+    let site = live.files.filter { $0.path.hasPrefix("/data/site/") }
+    #expect(site.count >= 10, "workload files in the table: \(site.count) of \(live.files.count)")
+    for f in site.prefix(8) {
+      let st = try vm.exec("stat -c '%i %s' '\(f.path)'").split(separator: " ")
+      #expect(st.count == 2 && UInt64(st[0]) == f.inode && UInt64(st[1].filter(\.isNumber)) == f.size, "\(f.path)")
+      #expect(f.framesKnown)
+    }
+
+    // The command line's JSON carries the documented keys.
+    let cli = try vm.readHints(vm.hintsPath, json: true)
+    #expect(cli.status == 0, "\(cli.stderr)")
+    let json = try JSONSerialization.jsonObject(with: Data(cli.stdout.utf8)) as? [String: Any] ?? [:]
+    for key in ["generation", "kaslr_offset", "phys_base", "page_offset_base", "vmemmap_base"] {
+      #expect(json[key] is NSNumber, "\(key) is not an integer in \(cli.stdout.prefix(300))")
+    }
+    #expect((json["files"] as? [[String: Any]])?.contains { ($0["path"] as? String)?.hasPrefix("/data/site/") == true } == true)
+
+    // After a snapshot: the same hints, and the KASLR hints match the vmcoreinfo note in RAM
+    // and what the host analyzer finds from outside.
+    let snap = vm.state + "/snap"
+    let s = try vm.kscope(["vm", "snapshot", vm.name, "-o", snap, "--resume"])
+    #expect(s.status == 0, "\(s.stderr)")
+    let saved = try HintRegionFile.read(snap + "/hints")
+    let viaManifest = try vm.readHints(snap, json: true)
+    #expect(viaManifest.status == 0, "\(viaManifest.stderr)")
+    let note = try vmcoreinfoInRAM(snap + "/ram", release: release)
+    #expect(saved.kernel.vmcoreinfo?.address.rawValue == note.address)
+    #expect(saved.kernel.kaslrOffset == note.values["KERNELOFFSET"].flatMap { UInt64($0, radix: 16) })
+    #expect(saved.kernel.physBase == note.values["NUMBER(phys_base)"].flatMap { Int64($0) }.map { UInt64(bitPattern: $0) })
+    let analyzer = try analyze(vm, snapshot: snap, release: release)
+    #expect((analyzer["kaslr_offset"] as? NSNumber)?.uint64Value == saved.kernel.kaslrOffset)
+    #expect((analyzer["phys_base"] as? NSNumber)?.uint64Value == saved.kernel.physBase)
+    #expect((analyzer["page_offset_base"] as? NSNumber)?.uint64Value == saved.kernel.pageOffsetBase?.rawValue)
+
+    // A guest that writes garbage: the host refuses every read with one line, and the analyzer
+    // still colors the guest from host-only introspection.
+    _ = try vm.exec(
+      "kill $(pidof kscope); sleep 1; (/usr/bin/kscope agent --garbage --seed 11 --interval 200ms --cpu-budget 0 > /dev/null 2>&1 &)")
+    sleep(3)
+    for _ in 0..<10 {
+      let r = try vm.readHints(vm.hintsPath)
+      #expect(r.status == 1, "garbage accepted: \(r.stdout.prefix(300))")
+      #expect(r.stderr.split(separator: "\n").count == 1, "\(r.stderr)")
+      usleep(150_000)
+    }
+    let snap2 = vm.state + "/snap-garbage"
+    let s2 = try vm.kscope(["vm", "snapshot", vm.name, "-o", snap2, "--resume"])
+    #expect(s2.status == 0, "\(s2.stderr)")
+    #expect(try vm.readHints(snap2).status == 1)
+    let again = try analyze(vm, snapshot: snap2, release: release)
+    #expect((again["kaslr_offset"] as? NSNumber)?.uint64Value == saved.kernel.kaslrOffset)
+    #expect(((again["frames"] as? NSNumber)?.uint64Value ?? 0) == frames / 8)
+  }
+
+  /// `kscope color SNAPSHOT --vmlinux` (the host analyzer); its JSON.
+  func analyze(_ vm: VM, snapshot: String, release: String) throws -> [String: Any] {
+    let cache = ProcessInfo.processInfo.environment["KSCOPE_CACHE"].flatMap { $0.isEmpty ? nil : $0 } ?? "/var/cache/kscope"
+    let vmlinux = cache + "/kernels/" + release + "/vmlinux"
+    guard FileManager.default.fileExists(atPath: vmlinux) else {
+      throw TestFailure("\(vmlinux) is missing: run host/setup.sh (host/fetch-kernels.sh)")
+    }
+    let r = try runProgram(
+      kscopeBinary(), ["color", snapshot, "--vmlinux", vmlinux, "-o", snapshot + "/map.kcm", "--json"])
+    guard r.status == 0 else { throw TestFailure("the analyzer failed on \(snapshot): \(r.stderr)") }
+    return try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any] ?? [:]
+  }
+}
+
+/// The vmcoreinfo ELF note found by scanning guest RAM (file offset = guest physical address
+/// for guests below the PCI hole): its physical address and KEY=VALUE lines.
+func vmcoreinfoInRAM(_ path: String, release: String) throws -> (address: UInt64, values: [String: String]) {
+  let data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
+  // namesz 11, then descsz and type 0, then "VMCOREINFO\0" padded to 12, then the text.
+  let marker = Data("VMCOREINFO\0\0OSRELEASE=\(release)\n".utf8)
+  var from = data.startIndex
+  while let r = data.range(of: marker, in: from..<data.endIndex) {
+    let header = r.lowerBound - 12
+    if header >= 0, data[header] == 11, data[header + 1] == 0, data[header + 8] == 0 {
+      let descSize = Int(data[header + 4]) | Int(data[header + 5]) << 8 | Int(data[header + 6]) << 16
+      let text = data[(r.lowerBound + 12)..<min(data.endIndex, r.lowerBound + 12 + descSize)]
+      var values: [String: String] = [:]
+      for line in String(decoding: text, as: UTF8.self).split(separator: "\n") {
+        if let eq = line.firstIndex(of: "=") { values[String(line[..<eq])] = String(line[line.index(after: eq)...]) }
+      }
+      return (UInt64(header), values)
+    }
+    from = r.upperBound
+  }
+  throw TestFailure("no vmcoreinfo note for \(release) in \(path)")
+}
