@@ -63,9 +63,11 @@ public struct GuestImage: Codable, Equatable, Sendable {
     "virtio_blk", "failover", "net_failover", "virtio_net",
   ]
   static let moduleConfig = [
-    "virtio": "CONFIG_VIRTIO", "virtio_ring": "CONFIG_VIRTIO", "virtio_pci_legacy_dev": "CONFIG_VIRTIO_PCI_LIB_LEGACY",
+    "virtio": "CONFIG_VIRTIO", "virtio_ring": "CONFIG_VIRTIO",
+    "virtio_pci_legacy_dev": "CONFIG_VIRTIO_PCI_LIB_LEGACY",
     "virtio_pci_modern_dev": "CONFIG_VIRTIO_PCI_LIB", "virtio_pci": "CONFIG_VIRTIO_PCI",
-    "virtio_blk": "CONFIG_VIRTIO_BLK", "failover": "CONFIG_FAILOVER", "net_failover": "CONFIG_NET_FAILOVER",
+    "virtio_blk": "CONFIG_VIRTIO_BLK", "failover": "CONFIG_FAILOVER",
+    "net_failover": "CONFIG_NET_FAILOVER",
     "virtio_net": "CONFIG_VIRTIO_NET",
   ]
 
@@ -212,17 +214,20 @@ public struct GuestImage: Codable, Equatable, Sendable {
       toFile: root + "/etc/kscope/workload", atomically: true, encoding: .utf8)
 
     // The workload's web root: static files come from the data disk (mounted at /data).
-    try fm.createSymbolicLink(atPath: root + "/www/index.html", withDestinationPath: "/etc/kscope/index.html")
+    try fm.createSymbolicLink(
+      atPath: root + "/www/index.html", withDestinationPath: "/etc/kscope/index.html")
     try "<html><body>kscope \(spec.workload.rawValue) guest</body></html>\n".write(
       toFile: root + "/etc/kscope/index.html", atomically: true, encoding: .utf8)
     switch spec.workload {
     case .web:
       try fm.createSymbolicLink(atPath: root + "/www/site", withDestinationPath: "/data/site")
-      try fm.createSymbolicLink(atPath: root + "/www/files.txt", withDestinationPath: "/data/files.txt")
+      try fm.createSymbolicLink(
+        atPath: root + "/www/files.txt", withDestinationPath: "/data/files.txt")
     case .olap:
       try fm.createDirectory(atPath: root + "/www/cgi-bin", withIntermediateDirectories: true)
       try copy(spec.assets + "/olap/query.cgi", root + "/www/cgi-bin/query", mode: 0o755)
-      try fm.createDirectory(atPath: root + "/etc/kscope/queries", withIntermediateDirectories: true)
+      try fm.createDirectory(
+        atPath: root + "/etc/kscope/queries", withIntermediateDirectories: true)
       let qdir = spec.assets + "/olap/queries"
       for q in try fm.contentsOfDirectory(atPath: qdir) where q.hasSuffix(".sql") {
         try copy(qdir + "/" + q, root + "/etc/kscope/queries/" + q)
@@ -252,7 +257,8 @@ public struct GuestImage: Codable, Equatable, Sendable {
     let out = String(decoding: try ProcessRunner.run(["ldd", binary]), as: UTF8.self)
     for line in out.split(separator: "\n") {
       // "libz.so.1 => /lib/x86_64-linux-gnu/libz.so.1 (0x...)" or "/lib64/ld-linux-x86-64.so.2 (0x...)"
-      for word in line.split(whereSeparator: { $0 == " " || $0 == "\t" }) where word.hasPrefix("/") {
+      for word in line.split(whereSeparator: { $0 == " " || $0 == "\t" }) where word.hasPrefix("/")
+      {
         let path = String(word)
         if !FileManager.default.fileExists(atPath: root + path) {
           // Resolve symlinks on the host; store the real bytes under the name ldd printed.

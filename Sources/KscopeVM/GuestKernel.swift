@@ -36,10 +36,12 @@ public struct GuestKernel: Codable, Equatable, Sendable {
     let fm = FileManager.default
     guard let target = try? fm.destinationOfSymbolicLink(atPath: link) else {
       throw VMError.missingPrerequisite(
-        "kernel \(series) is not in \(cacheRoot()) (run host/setup.sh or host/fetch-kernels.sh \(series))")
+        "kernel \(series) is not in \(cacheRoot()) (run host/setup.sh or host/fetch-kernels.sh \(series))"
+      )
     }
     let dir = target.hasPrefix("/") ? target : cacheRoot() + "/" + target
-    for f in ["vmlinuz", "vmlinux", "modules", ".complete"] where !fm.fileExists(atPath: dir + "/" + f) {
+    for f in ["vmlinuz", "vmlinux", "modules", ".complete"]
+    where !fm.fileExists(atPath: dir + "/" + f) {
       throw VMError.missingPrerequisite(
         "kernel \(series) in \(dir) is incomplete: no \(f) (rerun host/fetch-kernels.sh \(series))")
     }
@@ -136,13 +138,17 @@ public enum ELFNotes {
     var notes: [Note] = []
     var off = 0
     while off + 12 <= b.count {
-      let namesz = Int(le32(b, off)), descsz = Int(le32(b, off + 4)), type = le32(b, off + 8)
+      let namesz = Int(le32(b, off))
+      let descsz = Int(le32(b, off + 4))
+      let type = le32(b, off + 8)
       let nameStart = off + 12
       let descStart = nameStart + (namesz + 3) / 4 * 4
       let end = descStart + (descsz + 3) / 4 * 4
       guard namesz < 4096, descsz < 1 << 16, descStart + descsz <= b.count else { break }
-      let name = String(decoding: b[nameStart..<(nameStart + namesz)].prefix(while: { $0 != 0 }), as: UTF8.self)
-      notes.append(Note(name: name, type: type, descriptor: Array(b[descStart..<(descStart + descsz)])))
+      let name = String(
+        decoding: b[nameStart..<(nameStart + namesz)].prefix(while: { $0 != 0 }), as: UTF8.self)
+      notes.append(
+        Note(name: name, type: type, descriptor: Array(b[descStart..<(descStart + descsz)])))
       off = end
     }
     return notes

@@ -21,7 +21,9 @@ public enum HTTPClient {
       let chunk = try s.read(max: 1 << 16, deadline: deadline)
       if chunk.isEmpty { break }
       raw.append(chunk)
-      if raw.count > maxResponse { throw VMError.guest("HTTP response to \(path) over \(maxResponse) bytes") }
+      if raw.count > maxResponse {
+        throw VMError.guest("HTTP response to \(path) over \(maxResponse) bytes")
+      }
     }
     return try parse(raw, path: path)
   }

@@ -55,7 +55,8 @@ enum ProcessRunner {
   /// /usr/sbin, which a non-login PATH may lack).
   static func which(_ tool: String) throws -> String {
     if tool.hasPrefix("/") { return tool }
-    let path = (ProcessInfo.processInfo.environment["PATH"] ?? "") + ":/usr/sbin:/sbin:/usr/bin:/bin"
+    let path =
+      (ProcessInfo.processInfo.environment["PATH"] ?? "") + ":/usr/sbin:/sbin:/usr/bin:/bin"
     for dir in path.split(separator: ":") {
       let candidate = "\(dir)/\(tool)"
       if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }

@@ -13,25 +13,32 @@ public enum QMPMessage: Equatable {
   public static func parse(_ line: Data) throws -> QMPMessage {
     guard let object = try? JSONSerialization.jsonObject(with: line),
       let dict = object as? [String: Any]
-    else { throw VMError.qmp("not a JSON object: \(String(decoding: line.prefix(200), as: UTF8.self))") }
+    else {
+      throw VMError.qmp("not a JSON object: \(String(decoding: line.prefix(200), as: UTF8.self))")
+    }
     let id = dict["id"] as? Int
     if let qmp = dict["QMP"] as? [String: Any] {
       let v = (qmp["version"] as? [String: Any])?["qemu"] as? [String: Any]
-      let version = [v?["major"], v?["minor"], v?["micro"]].compactMap { ($0 as? Int).map(String.init) }
-        .joined(separator: ".")
+      let version = [v?["major"], v?["minor"], v?["micro"]].compactMap {
+        ($0 as? Int).map(String.init)
+      }
+      .joined(separator: ".")
       return .greeting(version: version)
     }
     if let ret = dict["return"] { return .success(id: id, result: QMPValue(ret)) }
     if let err = dict["error"] as? [String: Any] {
       return .failure(
-        id: id, errorClass: err["class"] as? String ?? "?", description: err["desc"] as? String ?? "")
+        id: id, errorClass: err["class"] as? String ?? "?",
+        description: err["desc"] as? String ?? "")
     }
     if let event = dict["event"] as? String { return .event(name: event) }
     throw VMError.qmp("unrecognised message: \(String(decoding: line.prefix(200), as: UTF8.self))")
   }
 
   /// The JSON line for a command, with `id` so the reply can be matched.
-  public static func command(_ name: String, arguments: [String: Any]? = nil, id: Int) throws -> Data {
+  public static func command(_ name: String, arguments: [String: Any]? = nil, id: Int) throws
+    -> Data
+  {
     var object: [String: Any] = ["execute": name, "id": id]
     if let arguments { object["arguments"] = arguments }
     var data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])

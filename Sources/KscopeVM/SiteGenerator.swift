@@ -39,7 +39,8 @@ public enum SiteGenerator {
     // files differ from each other without generating every byte one at a time.
     let words = [
       "elastic", "cloud", "clone", "page", "cache", "kernel", "color", "memory", "frame", "guest",
-      "parent", "lazy", "fetch", "prefetch", "working", "set", "server", "request", "query", "state",
+      "parent", "lazy", "fetch", "prefetch", "working", "set", "server", "request", "query",
+      "state",
     ]
     var rng = SplitMix64(seed: 42)
     var pool = [UInt8]()

@@ -87,8 +87,10 @@ public struct SnapshotManifest: Codable, Equatable, Sendable {
     guard m.format == currentFormat else {
       throw VMError.badSnapshot("manifest format '\(m.format)' (expected \(currentFormat))")
     }
-    for f in [m.ram, m.hints, m.deviceState] where f.isEmpty || f.hasPrefix("/") || f.contains("..") {
-      throw VMError.badSnapshot("manifest file name '\(f)' is not relative to the snapshot directory")
+    for f in [m.ram, m.hints, m.deviceState] where f.isEmpty || f.hasPrefix("/") || f.contains("..")
+    {
+      throw VMError.badSnapshot(
+        "manifest file name '\(f)' is not relative to the snapshot directory")
     }
     let covered = m.memoryLayout.reduce(UInt64(0)) { $0 + $1.size }
     guard m.ramSize > 0, covered == m.ramSize,

@@ -11,12 +11,13 @@ func strerrorText(_ e: Int32) -> UnsafeMutablePointer<CChar> { strerror(e) }
 private func closeDescriptor(_ fd: Int32) { _ = Glibc.close(fd) }
 
 // lseek whence values for sparse files (Linux <unistd.h>; Glibc's module does not export them).
-private let SEEK_DATA_: Int32 = 3
-private let SEEK_HOLE_: Int32 = 4
+private let seekData: Int32 = 3
+private let seekHole: Int32 = 4
 
 /// glibc's makedev(3) (a macro in C).
 private func deviceNumber(_ major: UInt32, _ minor: UInt32) -> dev_t {
-  let ma = UInt64(major), mi = UInt64(minor)
+  let ma = UInt64(major)
+  let mi = UInt64(minor)
   return dev_t(((ma & 0xfff) << 8) | ((ma & ~0xfff) << 32) | (mi & 0xff) | ((mi & ~0xff) << 12))
 }
 
@@ -147,8 +148,8 @@ func processExists(_ pid: Int32) -> Bool {
 
 func sendSignal(_ pid: Int32, _ signal: Int32) { _ = kill(pid, signal) }
 
-let SIGNAL_TERM = SIGTERM
-let SIGNAL_KILL = SIGKILL
+let signalTerminate = SIGTERM
+let signalKill = SIGKILL
 
 /// Copies `source` to `destination` (created or truncated) keeping holes: only the data extents
 /// that SEEK_DATA/SEEK_HOLE report are read, and within them all-zero 64 KiB blocks are skipped
@@ -172,12 +173,12 @@ func sparseCopy(from source: String, to destination: String) throws -> UInt64 {
   var written: UInt64 = 0
   var pos: off_t = 0
   while pos < size {
-    let data = lseek(src, pos, SEEK_DATA_)
+    let data = lseek(src, pos, seekData)
     if data < 0 {
       if errno == ENXIO { break }  // no data after pos: the rest is a hole
       throw fail("lseek(SEEK_DATA)", source)
     }
-    var hole = lseek(src, data, SEEK_HOLE_)
+    var hole = lseek(src, data, seekHole)
     if hole < 0 { hole = size }
     var off = data
     while off < hole {
@@ -233,7 +234,9 @@ func allocatedBytes(_ path: String) -> UInt64 {
 /// Creates a character device node (for /dev/console in the initramfs staging tree).
 func makeCharDevice(_ path: String, major: UInt32, minor: UInt32) throws {
   unlink(path)
-  guard mknod(path, S_IFCHR | 0o600, deviceNumber(major, minor)) == 0 else { throw fail("mknod", path) }
+  guard mknod(path, S_IFCHR | 0o600, deviceNumber(major, minor)) == 0 else {
+    throw fail("mknod", path)
+  }
 }
 
 /// rename(2): atomic replacement within one file system.

@@ -11,7 +11,9 @@ extension VMManager {
   {
     let rec = try record(name)
     let dir = URL(fileURLWithPath: directory).standardizedFileURL.path
-    guard !dir.contains("'") else { throw VMError.invalidArgument("snapshot path contains a quote") }
+    guard !dir.contains("'") else {
+      throw VMError.invalidArgument("snapshot path contains a quote")
+    }
     let fm = FileManager.default
     if let existing = try? fm.contentsOfDirectory(atPath: dir), !existing.isEmpty {
       throw VMError.invalidArgument("\(dir) exists and is not empty")
@@ -100,7 +102,9 @@ extension VMManager {
   {
     try VMManager.validateName(name)
     let snap = URL(fileURLWithPath: directory).standardizedFileURL.path
-    guard !snap.contains("'") else { throw VMError.invalidArgument("snapshot path contains a quote") }
+    guard !snap.contains("'") else {
+      throw VMError.invalidArgument("snapshot path contains a quote")
+    }
     let m = try SnapshotManifest.load(directory: snap)
     guard let workload = Workload(rawValue: m.image.workload) else {
       throw VMError.badSnapshot("unknown workload '\(m.image.workload)' in manifest")
@@ -143,7 +147,7 @@ extension VMManager {
       try q.execute("migrate-incoming", arguments: ["uri": "exec:cat '\(snap)/\(m.deviceState)'"])
       try waitIncoming(q, timeout: timeout)
       try q.execute("cont")
-      try waitForWorkload(config, timeout: timeout)
+      try waitForWorkload(config, timeout: timeout, watchConsole: false)
     } catch {
       let qemuLog = (try? String(contentsOfFile: config.qemuLogPath, encoding: .utf8)) ?? ""
       let tail = qemuLog.isEmpty ? consoleTail(config) : qemuLog

@@ -76,7 +76,9 @@ public struct VMManager: Sendable {
 
   // MARK: images
 
-  public func buildImage(_ options: StartOptions, log: (String) -> Void = { _ in }) throws -> GuestImage {
+  public func buildImage(_ options: StartOptions, log: (String) -> Void = { _ in }) throws
+    -> GuestImage
+  {
     let spec = ImageSpec(
       kernelSeries: options.kernelSeries, workload: options.workload, olapMiB: options.olapMiB,
       agent: options.agent, assets: try options.assets ?? GuestImage.locateAssets())
@@ -116,8 +118,7 @@ public struct VMManager: Sendable {
     let dir = vmDir(name)
     let fm = FileManager.default
     if fm.fileExists(atPath: dir) {
-      if let rec = try? record(name), let pid = livePid(rec.config) {
-        _ = pid
+      if let rec = try? record(name), livePid(rec.config) != nil {
         throw VMError.vmExists(name)
       }
       try fm.removeItem(atPath: dir)
@@ -150,19 +151,40 @@ public struct VMManager: Sendable {
   }
 
   /// Polls the workload's readiness URL until it answers 200; fails early if QEMU dies.
-  func waitForWorkload(_ config: VMConfig, timeout: Double) throws {
+  /// Waits until the workload answers 200; fails early if QEMU dies. A booting parent is first
+  /// watched on its console until init prints "kscope-init: ready" (cheap, 50 ms polls): an HTTP
+  /// probe sent earlier hangs in slirp until its timeout, which would round boot times up.
+  /// A resumed clone prints nothing new, so it is probed over HTTP at once.
+  func waitForWorkload(_ config: VMConfig, timeout: Double, watchConsole: Bool = true) throws {
     let deadline = Date(timeIntervalSinceNow: timeout)
     let path = config.image.workload.readinessPath
-    while Date() < deadline {
+    func alive() throws {
       guard livePid(config) != nil else {
         throw VMError.bootFailed(
-          reason: "QEMU for '\(config.name)' exited while booting", consoleTail: consoleTail(config))
+          reason: "QEMU for '\(config.name)' exited while booting", consoleTail: consoleTail(config)
+        )
       }
-      let probe = min(3, max(0.2, deadline.timeIntervalSinceNow))
-      if let r = try? HTTPClient.get(port: config.hostPort, path: path, timeout: probe), r.status == 200 {
+    }
+    if watchConsole {
+      while Date() < deadline {
+        try alive()
+        if let log = FileManager.default.contents(atPath: config.consolePath),
+          log.range(of: Data("kscope-init: ready".utf8)) != nil
+        {
+          break
+        }
+        Thread.sleep(forTimeInterval: 0.05)
+      }
+    }
+    while Date() < deadline {
+      try alive()
+      let probe = min(5, max(0.2, deadline.timeIntervalSinceNow))
+      if let r = try? HTTPClient.get(port: config.hostPort, path: path, timeout: probe),
+        r.status == 200
+      {
         return
       }
-      Thread.sleep(forTimeInterval: 0.2)
+      Thread.sleep(forTimeInterval: 0.05)
     }
     throw VMError.bootFailed(
       reason: "'\(config.name)' did not answer \(path) within \(Int(timeout)) s",
@@ -253,16 +275,17 @@ public struct VMManager: Sendable {
     let dir = vmDir(name)
     guard FileManager.default.fileExists(atPath: dir) else { throw VMError.noSuchVM(name) }
     // A damaged vm.json must not leave a QEMU behind: the pid file and socket paths are fixed.
-    let pidPath = dir + "/qemu.pid", qmpPath = dir + "/qmp.sock"
+    let pidPath = dir + "/qemu.pid"
+    let qmpPath = dir + "/qmp.sock"
     if let pid = livePid(pidPath: pidPath, directory: dir) {
       if let q = try? QMPClient(path: qmpPath, timeout: 3) {
         _ = try? q.execute("quit", timeout: 3)
         q.close()
       }
       if !waitExit(pid, seconds: 10) {
-        sendSignal(pid, SIGNAL_TERM)
+        sendSignal(pid, signalTerminate)
         if !waitExit(pid, seconds: 5) {
-          sendSignal(pid, SIGNAL_KILL)
+          sendSignal(pid, signalKill)
           _ = waitExit(pid, seconds: 5)
         }
       }

@@ -67,7 +67,9 @@ public enum WorkloadDriver {
       throw VMError.invalidArgument("requests must be 1..1000000")
     }
     let listing = try HTTPClient.get(port: port, path: "/files.txt", timeout: timeout)
-    guard listing.status == 200 else { throw VMError.guest("/files.txt answered \(listing.status)") }
+    guard listing.status == 200 else {
+      throw VMError.guest("/files.txt answered \(listing.status)")
+    }
     let files: [(String, Int)] = String(decoding: listing.body, as: UTF8.self)
       .split(separator: "\n").compactMap { line in
         let parts = line.split(separator: " ")
@@ -87,7 +89,8 @@ public enum WorkloadDriver {
       let r = try HTTPClient.get(port: port, path: path, timeout: timeout)
       latencies.append(Date().timeIntervalSince(t))
       guard r.status == 200, r.body.count == size else {
-        throw VMError.guest("GET \(path): status \(r.status), \(r.body.count) bytes (expected \(size))")
+        throw VMError.guest(
+          "GET \(path): status \(r.status), \(r.body.count) bytes (expected \(size))")
       }
       bytes += r.body.count
       digest.update("\(path) \(r.status) \(r.body.count)\n")
@@ -100,7 +103,9 @@ public enum WorkloadDriver {
 
   /// Runs every query the guest lists, `rounds` times in order.
   public static func olap(port: UInt16, rounds: Int, timeout: Double = 600) throws -> OlapResult {
-    guard rounds >= 1, rounds <= 1000 else { throw VMError.invalidArgument("rounds must be 1..1000") }
+    guard rounds >= 1, rounds <= 1000 else {
+      throw VMError.invalidArgument("rounds must be 1..1000")
+    }
     let list = try HTTPClient.get(port: port, path: "/cgi-bin/query?list", timeout: 30)
     guard list.status == 200 else { throw VMError.guest("query list answered \(list.status)") }
     let names = String(decoding: list.body, as: UTF8.self).split(separator: "\n").map(String.init)
@@ -111,9 +116,12 @@ public enum WorkloadDriver {
     for _ in 0..<rounds {
       for i in queries.indices {
         let t = Date()
-        let r = try HTTPClient.get(port: port, path: "/cgi-bin/query?\(queries[i].name)", timeout: timeout)
+        let r = try HTTPClient.get(
+          port: port, path: "/cgi-bin/query?\(queries[i].name)", timeout: timeout)
         queries[i].seconds.append(Date().timeIntervalSince(t))
-        guard r.status == 200 else { throw VMError.guest("query \(queries[i].name): status \(r.status)") }
+        guard r.status == 200 else {
+          throw VMError.guest("query \(queries[i].name): status \(r.status)")
+        }
         let text = String(decoding: r.body, as: UTF8.self)
         if text.lowercased().contains("error") || text.isEmpty {
           throw VMError.guest("query \(queries[i].name) failed: \(text.prefix(200))")
@@ -124,7 +132,8 @@ public enum WorkloadDriver {
         digest.update(r.body)
       }
     }
-    return OlapResult(queries: queries, seconds: Date().timeIntervalSince(start), digest: digest.hexDigest())
+    return OlapResult(
+      queries: queries, seconds: Date().timeIntervalSince(start), digest: digest.hexDigest())
   }
 }
 
@@ -132,7 +141,8 @@ extension VMManager {
   public func runWeb(name: String, requests: Int, seed: UInt64 = 1) throws -> WebResult {
     let rec = try record(name)
     guard rec.config.image.workload == .web else {
-      throw VMError.invalidArgument("VM '\(name)' runs the \(rec.config.image.workload.rawValue) workload, not web")
+      throw VMError.invalidArgument(
+        "VM '\(name)' runs the \(rec.config.image.workload.rawValue) workload, not web")
     }
     return try WorkloadDriver.web(port: rec.config.hostPort, requests: requests, seed: seed)
   }
@@ -140,7 +150,8 @@ extension VMManager {
   public func runOlap(name: String, rounds: Int) throws -> OlapResult {
     let rec = try record(name)
     guard rec.config.image.workload == .olap else {
-      throw VMError.invalidArgument("VM '\(name)' runs the \(rec.config.image.workload.rawValue) workload, not olap")
+      throw VMError.invalidArgument(
+        "VM '\(name)' runs the \(rec.config.image.workload.rawValue) workload, not olap")
     }
     return try WorkloadDriver.olap(port: rec.config.hostPort, rounds: rounds)
   }

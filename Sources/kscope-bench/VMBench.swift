@@ -26,14 +26,17 @@ enum VMBench {
       case "--kernel": options.kernelSeries = try value()
       case "--workload": options.workload = try Workload.parse(try value())
       case "--olap-size":
-        guard let n = Int(try value()) else { throw VMError.invalidArgument("--olap-size needs MiB") }
+        guard let n = Int(try value()) else {
+          throw VMError.invalidArgument("--olap-size needs MiB")
+        }
         options.olapMiB = n
       case "--memory": options.memory = try parseMemorySize(try value())
       case "--state-dir": stateDir = try value()
       case "--json": json = true
       default:
         throw VMError.invalidArgument(
-          "usage: kscope-bench vm [--runs N] [--kernel 6.1|6.12] [--workload web|olap] [--olap-size MiB] [--memory 512M] [--state-dir DIR] [--json]")
+          "usage: kscope-bench vm [--runs N] [--kernel 6.1|6.12] [--workload web|olap] [--olap-size MiB] [--memory 512M] [--state-dir DIR] [--json]"
+        )
       }
       i += 1
     }
@@ -47,9 +50,14 @@ enum VMBench {
     _ = try manager.buildImage(options)
     let imageSeconds = Date().timeIntervalSince(t0)
 
-    var boot: [Double] = [], snap: [Double] = [], device: [Double] = [], ramCopy: [Double] = []
-    var clone: [Double] = [], ramMiB: [Double] = []
-    var parentRate: [Double] = [], cloneRate: [Double] = []
+    var boot: [Double] = []
+    var snap: [Double] = []
+    var device: [Double] = []
+    var ramCopy: [Double] = []
+    var clone: [Double] = []
+    var ramMiB: [Double] = []
+    var parentRate: [Double] = []
+    var cloneRate: [Double] = []
     for r in 0..<runs {
       var t = Date()
       try manager.start(name: "bench-parent", options: options)
@@ -73,7 +81,10 @@ enum VMBench {
       try manager.stop(name: "bench-parent")
       try? FileManager.default.removeItem(atPath: dir)
       if !json {
-        print(String(format: "run %d: boot %.2f s, snapshot %.3f s, clone %.2f s", r + 1, boot[r], snap[r], clone[r]))
+        print(
+          String(
+            format: "run %d: boot %.2f s, snapshot %.3f s, clone %.2f s", r + 1, boot[r], snap[r],
+            clone[r]))
       }
     }
     let unit = options.workload == .web ? "requests/s" : "s for all queries"
@@ -83,7 +94,10 @@ enum VMBench {
       ("snapshot_device_state_s", percentile(device, 50), "migration stream without RAM"),
       ("snapshot_ram_copy_s", percentile(ramCopy, 50), "sparse copy of the RAM file"),
       ("snapshot_ram_written_mib", percentile(ramMiB, 50), "non-zero RAM written"),
-      ("eager_clone_s", percentile(clone, 50), "RAM copy, incoming, cont, until the workload answers"),
+      (
+        "eager_clone_s", percentile(clone, 50),
+        "RAM copy, incoming, cont, until the workload answers"
+      ),
       ("parent_workload", percentile(parentRate, 50), unit),
       ("clone_workload", percentile(cloneRate, 50), unit),
     ]
@@ -93,12 +107,17 @@ enum VMBench {
         "memory_bytes": options.memory, "image_build_s": imageSeconds,
       ]
       for (k, v, _) in rows { d[k] = (v * 1000).rounded() / 1000 }
-      let data = try JSONSerialization.data(withJSONObject: d, options: [.sortedKeys, .prettyPrinted])
+      let data = try JSONSerialization.data(
+        withJSONObject: d, options: [.sortedKeys, .prettyPrinted])
       print(String(decoding: data, as: UTF8.self))
     } else {
-      print("kscope-bench vm: kernel \(options.kernelSeries), \(options.workload.rawValue), \(options.memory >> 20) MiB, medians of \(runs) runs (image ready in \(String(format: "%.2f", imageSeconds)) s)")
+      print(
+        "kscope-bench vm: kernel \(options.kernelSeries), \(options.workload.rawValue), \(options.memory >> 20) MiB, medians of \(runs) runs (image ready in \(String(format: "%.2f", imageSeconds)) s)"
+      )
       for (k, v, what) in rows {
-        print(k.padding(toLength: 26, withPad: " ", startingAt: 0) + String(format: "%10.3f  ", v) + what)
+        print(
+          k.padding(toLength: 26, withPad: " ", startingAt: 0) + String(format: "%10.3f  ", v)
+            + what)
       }
     }
   }

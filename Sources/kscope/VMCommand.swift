@@ -27,12 +27,15 @@ struct VMCommand: ParsableCommand {
 
 /// `--state-dir`, shared by every vm and workload subcommand.
 struct StateOptions: ParsableArguments {
-  @Option(name: .long, help: "State directory: VMs, RAM files, cached images ($KSCOPE_STATE or /dev/shm/kscope).")
+  @Option(
+    name: .long,
+    help: "State directory: VMs, RAM files, cached images ($KSCOPE_STATE or /dev/shm/kscope).")
   var stateDir: String?
 
   var manager: VMManager {
     let env = ProcessInfo.processInfo.environment["KSCOPE_STATE"]
-    return VMManager(stateDir: stateDir ?? (env?.isEmpty == false ? env! : VMManager.defaultStateDir))
+    return VMManager(
+      stateDir: stateDir ?? (env?.isEmpty == false ? env! : VMManager.defaultStateDir))
   }
 }
 
@@ -40,7 +43,8 @@ struct StateOptions: ParsableArguments {
 struct ImageOptions: ParsableArguments {
   @Option(name: .long, help: "Debian cloud kernel series: 6.1 or 6.12.")
   var kernel = "6.1"
-  @Option(name: .long, help: "Workload: web (static site, busybox httpd) or olap (sqlite3 over CGI).")
+  @Option(
+    name: .long, help: "Workload: web (static site, busybox httpd) or olap (sqlite3 over CGI).")
   var workload = "web"
   @Option(name: .long, help: "Size of the OLAP database in MiB.")
   var olapSize = 200
@@ -59,7 +63,11 @@ struct ImageOptions: ParsableArguments {
 
 /// Runs a library call and turns its errors into one-line command failures.
 func vmCall<T>(_ body: () throws -> T) throws -> T {
-  do { return try body() } catch let e as VMError { throw CommandFailure(e.description) }
+  do { return try body() } catch let e as VMError { throw CommandFailure(e.description) } catch {
+    // Foundation errors (a file that cannot be written...) also become one line.
+    let text = "\(error)".split(whereSeparator: \.isNewline).first.map(String.init) ?? "\(error)"
+    throw CommandFailure(text)
+  }
 }
 
 func logStderr(_ s: String) { FileHandle.standardError.write(Data("kscope: \(s)\n".utf8)) }
@@ -118,7 +126,9 @@ func printStatus(_ st: VMStatus, seconds: Double?, json: Bool) {
     try? printJSON(d)
   } else {
     let took = seconds.map { String(format: " in %.1f s", $0) } ?? ""
-    print("\(st.name) \(st.state)\(took): \(st.workload) at http://127.0.0.1:\(st.hostPort)/ (pid \(st.pid.map(String.init) ?? "-"), kernel \(st.kernelRelease))")
+    print(
+      "\(st.name) \(st.state)\(took): \(st.workload) at http://127.0.0.1:\(st.hostPort)/ (pid \(st.pid.map(String.init) ?? "-"), kernel \(st.kernelRelease))"
+    )
   }
 }
 
@@ -137,7 +147,9 @@ struct VMListCommand: ParsableCommand {
     if vms.isEmpty { print("no VMs in \(state.manager.stateDir)") }
     for v in vms {
       let mib = v.memoryBytes >> 20
-      print("\(v.name)\t\(v.state)\tpid \(v.pid.map(String.init) ?? "-")\t127.0.0.1:\(v.hostPort)\t\(v.workload)\t\(mib)M\t\(v.kernelRelease)\(v.clonedFrom.map { "\tclone of " + $0 } ?? "")")
+      print(
+        "\(v.name)\t\(v.state)\tpid \(v.pid.map(String.init) ?? "-")\t127.0.0.1:\(v.hostPort)\t\(v.workload)\t\(mib)M\t\(v.kernelRelease)\(v.clonedFrom.map { "\tclone of " + $0 } ?? "")"
+      )
     }
   }
 }
@@ -161,7 +173,8 @@ struct VMSnapshotCommand: ParsableCommand {
       --resume is given.
       """)
   @Argument(help: "VM name.") var name: String
-  @Option(name: .shortAndLong, help: "Snapshot directory (created; must be empty).") var output: String
+  @Option(name: .shortAndLong, help: "Snapshot directory (created; must be empty).") var output:
+    String
   @Flag(name: .long, help: "Resume the parent after the snapshot.") var resume = false
   @OptionGroup var state: StateOptions
   @OptionGroup var format: OutputOptions
@@ -173,10 +186,14 @@ struct VMSnapshotCommand: ParsableCommand {
     if format.json {
       try printJSON([
         "directory": output, "seconds": (secs * 1000).rounded() / 1000, "ram_size": m.ramSize,
-        "ram_bytes_copied": m.ramBytesCopied, "kernel": m.kernel.release, "build_id": m.kernel.buildID,
+        "ram_bytes_copied": m.ramBytesCopied, "kernel": m.kernel.release,
+        "build_id": m.kernel.buildID,
       ])
     } else {
-      print(String(format: "snapshot of %@ in %@ in %.2f s (%llu MiB of RAM written)", name, output, secs, m.ramBytesCopied >> 20))
+      print(
+        String(
+          format: "snapshot of %@ in %@ in %.2f s (%llu MiB of RAM written)", name, output, secs,
+          m.ramBytesCopied >> 20))
     }
   }
 }

@@ -14,7 +14,9 @@ struct WorkloadCommand: ParsableCommand {
       """)
   @Argument(help: "web or olap.") var workload: String
   @Option(name: .long, help: "VM name.") var vm: String
-  @Option(name: .long, help: "web: number of requests (default 200); olap: rounds of all queries (default 1).")
+  @Option(
+    name: .long,
+    help: "web: number of requests (default 200); olap: rounds of all queries (default 1).")
   var requests: Int?
   @Option(name: .long, help: "web: PRNG seed of the request sequence.") var seed: UInt64 = 1
   @OptionGroup var state: StateOptions
@@ -24,17 +26,30 @@ struct WorkloadCommand: ParsableCommand {
     let w = try vmCall { try Workload.parse(workload) }
     switch w {
     case .web:
-      let r = try vmCall { try state.manager.runWeb(name: vm, requests: requests ?? 200, seed: seed) }
-      if output.json { try printJSON(r.json) } else {
+      let r = try vmCall {
+        try state.manager.runWeb(name: vm, requests: requests ?? 200, seed: seed)
+      }
+      if output.json {
+        try printJSON(r.json)
+      } else {
         let j = r.json
-        print(String(format: "web on %@: %d requests, %.1f MiB in %.2f s: %.1f req/s, p50 %.2f ms, p99 %.2f ms", vm, r.requests, Double(r.bytes) / 1048576, r.seconds, r.requestsPerSecond, j["latency_p50_ms"] as! Double, j["latency_p99_ms"] as! Double))
+        print(
+          String(
+            format:
+              "web on %@: %d requests, %.1f MiB in %.2f s: %.1f req/s, p50 %.2f ms, p99 %.2f ms",
+            vm, r.requests, Double(r.bytes) / 1_048_576, r.seconds, r.requestsPerSecond,
+            j["latency_p50_ms"] as! Double, j["latency_p99_ms"] as! Double))
         print("digest \(r.digest)")
       }
     case .olap:
       let r = try vmCall { try state.manager.runOlap(name: vm, rounds: requests ?? 1) }
-      if output.json { try printJSON(r.json) } else {
+      if output.json {
+        try printJSON(r.json)
+      } else {
         for q in r.queries {
-          print(q.name.padding(toLength: 20, withPad: " ", startingAt: 0) + String(format: " %8.3f s  %d rows", percentile(q.seconds, 50), q.rows))
+          print(
+            q.name.padding(toLength: 20, withPad: " ", startingAt: 0)
+              + String(format: " %8.3f s  %d rows", percentile(q.seconds, 50), q.rows))
         }
         print(String(format: "olap on %@: %.2f s in total", vm, r.seconds))
         print("digest \(r.digest)")

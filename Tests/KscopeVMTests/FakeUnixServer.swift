@@ -41,7 +41,9 @@ final class FakeUnixServer: @unchecked Sendable {
   final class Connection {
     let fd: Int32
     init(fd: Int32) { self.fd = fd }
-    func send(_ s: String) { _ = s.withCString { Glibc.send(fd, $0, strlen($0), Int32(MSG_NOSIGNAL)) } }
+    func send(_ s: String) {
+      _ = s.withCString { Glibc.send(fd, $0, strlen($0), Int32(MSG_NOSIGNAL)) }
+    }
     /// Reads bytes up to a newline (tests only: tiny messages).
     func receiveLine() -> String {
       var out = [UInt8]()

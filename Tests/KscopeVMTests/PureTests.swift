@@ -18,7 +18,9 @@ import Testing
       #expect(l.count == 2)
       #expect(l[0] == GuestMemoryRegion(guestPhysicalStart: 0, size: 2 << 30, fileOffset: 0))
       #expect(
-        l[1] == GuestMemoryRegion(guestPhysicalStart: 4 << 30, size: ram - (2 << 30), fileOffset: 2 << 30))
+        l[1]
+          == GuestMemoryRegion(
+            guestPhysicalStart: 4 << 30, size: ram - (2 << 30), fileOffset: 2 << 30))
       #expect(l.reduce(0) { $0 + $1.size } == ram)
     }
   }
@@ -37,7 +39,8 @@ import Testing
       series: "6.1", release: "6.1.0-56-cloud-amd64", version: "#1 SMP", buildID: "ab",
       directory: "/k")
     let img = GuestImage(
-      key: "0123", directory: "/s/images/0123", kernel: k, workload: .web, olapMiB: 200, hasAgent: false)
+      key: "0123", directory: "/s/images/0123", kernel: k, workload: .web, olapMiB: 200,
+      hasAgent: false)
     return VMConfig(
       name: "p", directory: "/s/vms/p", memoryBytes: 512 << 20, cpus: 1, kernel: k, image: img,
       hostPort: 40123, hintsShared: hintsShared)
@@ -59,10 +62,13 @@ import Testing
     #expect(
       value(after: "-object", in: a, containing: "id=hints")
         == "memory-backend-file,id=hints,size=4M,mem-path=/s/vms/p/hints,share=on")
-    #expect(value(after: "-device", in: a, containing: "ivshmem") == "ivshmem-plain,memdev=hints,master=on")
+    #expect(
+      value(after: "-device", in: a, containing: "ivshmem")
+        == "ivshmem-plain,memdev=hints,master=on")
     #expect(value(after: "-device", in: a, containing: "vmcoreinfo") == "vmcoreinfo")
     #expect(value(after: "-global", in: a, containing: "vapic") == "apic-common.vapic=off")
-    #expect(value(after: "-qmp", in: a, containing: "") == "unix:/s/vms/p/qmp.sock,server=on,wait=off")
+    #expect(
+      value(after: "-qmp", in: a, containing: "") == "unix:/s/vms/p/qmp.sock,server=on,wait=off")
     #expect(value(after: "-serial", in: a, containing: "file:") == "file:/s/vms/p/console.log")
     #expect(value(after: "-drive", in: a, containing: "data.ext4")?.contains("readonly=on") == true)
     // Loopback only: the one host forward is bound to 127.0.0.1, and the guest is restricted.
@@ -136,13 +142,17 @@ import Testing
     var escaping = Self.manifest()
     escaping.deviceState = "../x"
     var shortLayout = Self.manifest()
-    shortLayout.memoryLayout = [GuestMemoryRegion(guestPhysicalStart: 0, size: 1 << 20, fileOffset: 0)]
+    shortLayout.memoryLayout = [
+      GuestMemoryRegion(guestPhysicalStart: 0, size: 1 << 20, fileOffset: 0)
+    ]
     var wrongFormat = Self.manifest()
     wrongFormat.format = "something-else"
     let good = try Self.manifest().encoded()
     let truncated = good.prefix(good.count / 2)
     let missingKey = Data(
-      String(decoding: good, as: UTF8.self).replacingOccurrences(of: "\"device_state\"", with: "\"x\"").utf8)
+      String(decoding: good, as: UTF8.self).replacingOccurrences(
+        of: "\"device_state\"", with: "\"x\""
+      ).utf8)
     for bad in [
       try absolute.encoded(), try escaping.encoded(), try shortLayout.encoded(),
       try wrongFormat.encoded(), Data(truncated), missingKey, Data("[]".utf8),
@@ -177,8 +187,11 @@ import Testing
 
 @Suite struct HelperTests {
   @Test func sha256KnownVectors() {
-    #expect(SHA256.hex(Data()) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
-    #expect(SHA256.hex(Data("abc".utf8)) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+    #expect(
+      SHA256.hex(Data()) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+    #expect(
+      SHA256.hex(Data("abc".utf8))
+        == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
     #expect(
       SHA256.hex(Data("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8))
         == "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
@@ -205,16 +218,20 @@ import Testing
     let area = note("Linux", 257, [1, 2, 3]) + note("GNU", 3, [0xde, 0xad, 0xbe, 0xef, 0x01])
     let notes = ELFNotes.parseNotes(area)
     #expect(notes.count == 2)
-    #expect(notes[1] == ELFNotes.Note(name: "GNU", type: 3, descriptor: [0xde, 0xad, 0xbe, 0xef, 0x01]))
+    #expect(
+      notes[1] == ELFNotes.Note(name: "GNU", type: 3, descriptor: [0xde, 0xad, 0xbe, 0xef, 0x01]))
     // A truncated area yields what is complete, never a crash.
     #expect(ELFNotes.parseNotes(Array(area.prefix(30))).count == 1)
     #expect(throws: VMError.self) {
-      try ELFNotes.sectionNotes(elfHeader: [UInt8](repeating: 0, count: 64), sectionTable: []) { _, _ in [] }
+      try ELFNotes.sectionNotes(elfHeader: [UInt8](repeating: 0, count: 64), sectionTable: []) {
+        _, _ in []
+      }
     }
   }
 
   @Test func httpResponsesParse() throws {
-    let r = try HTTPClient.parse(Data("HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nhello\r\n\r\n".utf8))
+    let r = try HTTPClient.parse(
+      Data("HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nhello\r\n\r\n".utf8))
     #expect(r.status == 200)
     #expect(r.headers["content-type"] == "text/plain")
     #expect(r.body == Data("hello\r\n\r\n".utf8))
@@ -247,7 +264,8 @@ import Testing
   }
 
   @Test func sitePlanIsDeterministicAndSized() {
-    let a = SiteGenerator.plan(), b = SiteGenerator.plan()
+    let a = SiteGenerator.plan()
+    let b = SiteGenerator.plan()
     #expect(a.map(\.path) == b.map(\.path))
     #expect(a.count == 400)
     let total = a.reduce(0) { $0 + $1.size }
@@ -259,7 +277,8 @@ import Testing
     let dir = NSTemporaryDirectory() + "kscope-sparse-\(getpid())"
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: dir) }
-    let src = dir + "/src", dst = dir + "/dst"
+    let src = dir + "/src"
+    let dst = dir + "/dst"
     try createSparseFile(src, size: 64 << 20)
     let fh = FileHandle(forWritingAtPath: src)!
     let chunk = Data((0..<8192).map { UInt8(truncatingIfNeeded: $0 | 1) })

@@ -5,17 +5,23 @@ import Testing
 
 @Suite struct QMPTests {
   @Test func parsesGreeting() throws {
-    let line = Data(#"{"QMP": {"version": {"qemu": {"micro": 22, "minor": 2, "major": 7}, "package": "Debian"}, "capabilities": ["oob"]}}"#.utf8)
+    let line = Data(
+      #"{"QMP": {"version": {"qemu": {"micro": 22, "minor": 2, "major": 7}, "package": "Debian"}, "capabilities": ["oob"]}}"#
+        .utf8)
     #expect(try QMPMessage.parse(line) == .greeting(version: "7.2.22"))
   }
 
   @Test func parsesReplyErrorAndEvent() throws {
     let ok = try QMPMessage.parse(Data(#"{"return": {"status": "running"}, "id": 7}"#.utf8))
-    guard case .success(let id, let result) = ok else { Issue.record("not a success: \(ok)"); return }
+    guard case .success(let id, let result) = ok else {
+      Issue.record("not a success: \(ok)")
+      return
+    }
     #expect(id == 7)
     #expect(result["status"]?.string == "running")
     #expect(
-      try QMPMessage.parse(Data(#"{"error": {"class": "GenericError", "desc": "no"}, "id": 3}"#.utf8))
+      try QMPMessage.parse(
+        Data(#"{"error": {"class": "GenericError", "desc": "no"}, "id": 3}"#.utf8))
         == .failure(id: 3, errorClass: "GenericError", description: "no"))
     #expect(
       try QMPMessage.parse(Data(#"{"timestamp": {"seconds": 1}, "event": "STOP"}"#.utf8))
@@ -60,7 +66,9 @@ import Testing
     defer { server.close() }
     let t = Thread {
       guard let c = server.accept() else { return }
-      c.send(#"{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}}, "capabilities": []}}"# + "\n")
+      c.send(
+        #"{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}}, "capabilities": []}}"#
+          + "\n")
       _ = c.receiveLine()  // qmp_capabilities, id 1
       c.send(#"{"return": {}, "id": 1}"# + "\n")
       _ = c.receiveLine()  // query-status, id 2
@@ -80,7 +88,9 @@ import Testing
     #expect(q.events == ["RESUME"])
     #expect(throws: VMError.qmp("stop failed: GenericError: nope")) { try q.execute("stop") }
     let start = Date()
-    #expect(throws: VMError.timeout("waiting for a QMP reply")) { try q.execute("cont", timeout: 0.5) }
+    #expect(throws: VMError.timeout("waiting for a QMP reply")) {
+      try q.execute("cont", timeout: 0.5)
+    }
     #expect(Date().timeIntervalSince(start) < 1.5)
     q.close()
   }

@@ -78,7 +78,10 @@ import Testing
       #expect(manifest.kernel.buildID.count == 40)
       #expect(manifest.kernel.version.hasPrefix("#1 SMP"))
       #expect(manifest.ramSize == 512 << 20)
-      #expect(manifest.memoryLayout == [GuestMemoryRegion(guestPhysicalStart: 0, size: 512 << 20, fileOffset: 0)])
+      #expect(
+        manifest.memoryLayout == [
+          GuestMemoryRegion(guestPhysicalStart: 0, size: 512 << 20, fileOffset: 0)
+        ])
       #expect(try SnapshotManifest.load(directory: snap) == manifest)
       // The RAM copy is sparse but holds the booted guest.
       #expect(manifest.ramBytesCopied > 16 << 20)
@@ -94,8 +97,10 @@ import Testing
       #expect(try m.status("parent").state == "running")
       #expect(try digest(m, "parent", workload) == before)
       // The clone continued the parent's guest (same boot), it did not boot again.
-      #expect(try m.exec(name: "clone", command: "cat /proc/sys/kernel/random/boot_id").text == bootID)
-      #expect(try m.exec(name: "parent", command: "cat /proc/sys/kernel/random/boot_id").text == bootID)
+      #expect(
+        try m.exec(name: "clone", command: "cat /proc/sys/kernel/random/boot_id").text == bootID)
+      #expect(
+        try m.exec(name: "parent", command: "cat /proc/sys/kernel/random/boot_id").text == bootID)
 
       try m.stop(name: "clone")
       try m.stop(name: "parent")
@@ -111,7 +116,10 @@ import Testing
         try m.start(name: "slow", options: o)
         Issue.record("a 1.5 s boot bound did not fail")
       } catch let e as VMError {
-        guard case .bootFailed(let reason, _) = e else { Issue.record("wrong error: \(e)"); return }
+        guard case .bootFailed(let reason, _) = e else {
+          Issue.record("wrong error: \(e)")
+          return
+        }
         #expect(reason.contains("did not answer"))
         #expect(!e.description.contains("\n"))
       }
@@ -123,12 +131,16 @@ import Testing
     try withManager("bad") { m in
       var o = options("6.1", .web)
       o.kernelSeries = "5.10"
-      #expect(throws: VMError.invalidArgument("unknown kernel series '5.10' (expected 6.1 or 6.12)")) {
+      #expect(
+        throws: VMError.invalidArgument("unknown kernel series '5.10' (expected 6.1 or 6.12)")
+      ) {
         try m.start(name: "x", options: o)
       }
       #expect(throws: VMError.self) { try m.start(name: "bad/name", options: options("6.1", .web)) }
       #expect(throws: VMError.noSuchVM("ghost")) { try m.stop(name: "ghost") }
-      #expect(throws: VMError.noSuchVM("ghost")) { try m.snapshot(name: "ghost", to: m.stateDir + "/s", resume: true) }
+      #expect(throws: VMError.noSuchVM("ghost")) {
+        try m.snapshot(name: "ghost", to: m.stateDir + "/s", resume: true)
+      }
       // Clone from a directory without a snapshot, and from a damaged manifest.
       let snap = m.stateDir + "/broken"
       try FileManager.default.createDirectory(atPath: snap, withIntermediateDirectories: true)
