@@ -145,10 +145,15 @@ public final class Agent {
       let roots = options.roots ?? PageCacheScanner.defaultRoots()
       var scanner = PageCacheScanner(roots: roots, wantFrames: options.fileFrames, maxFiles: options.maxFiles)
       scanner.excluded = region.identity
+      scanner.keepBytes = region.size
       let r = scanner.scan(pageSize: pageSize)
       files = r.files
       meta.append(("files.roots", roots.joined(separator: ",")))
       meta.append(("files.visited", String(r.filesVisited)))
+      if r.dropped > 0 {
+        meta.append(("partial.files_dropped", "\(r.dropped) less resident files left out: more than the region holds"))
+        incomplete = true
+      }
       if r.hitFileLimit {
         meta.append(("problem.files", "stopped after \(options.maxFiles) files (--max-files)"))
         incomplete = true

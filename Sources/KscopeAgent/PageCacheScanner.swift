@@ -15,6 +15,10 @@ public struct PageCacheScanner {
   public var wantFrames: Bool
   /// At most this many files are opened per scan (bounds the agent's CPU on huge trees).
   public var maxFiles: Int
+  /// About how many bytes of file records to keep (the region's size: more could never be
+  /// published). Beyond twice that, the least resident files are dropped, which bounds the
+  /// agent's memory on guests with huge page caches.
+  public var keepBytes = 4 << 20
   /// A file never listed: the agent's own region file (st_dev, st_ino).
   public var excluded: (device: UInt64, inode: UInt64)?
 
@@ -45,6 +49,8 @@ public struct PageCacheScanner {
     public var filesVisited: Int
     public var hitFileLimit: Bool
     public var unreadable: Int
+    /// Resident files left out because more than `keepBytes` of records were found.
+    public var dropped: Int
   }
 
   public func scan(pageSize: Int) -> Result {
@@ -54,6 +60,9 @@ public struct PageCacheScanner {
     var visited = 0
     var unreadable = 0
     var hitLimit = false
+    var dropped = 0
+    var recordBytes = 0
+    func size(_ f: CachedFile) -> Int { 48 + f.path.utf8.count + 24 * f.extents.count }
     outer: for root in roots {
       var rootStat = stat()
       guard lstat(root, &rootStat) == 0, rootStat.st_mode & S_IFMT == S_IFDIR else { continue }
@@ -93,15 +102,43 @@ public struct PageCacheScanner {
           else { continue }
           guard let r = residency.scan(fd: fd, size: UInt64(st.st_size)), r.resident > 0 else { continue }
           seen.insert(key)
-          files.append(
-            CachedFile(
-              path: path, device: Self.kernelDevice(UInt64(st.st_dev)), inode: UInt64(st.st_ino),
-              size: UInt64(st.st_size), residentPages: r.resident, extents: r.extents,
-              framesKnown: r.framesKnown))
+          let file = CachedFile(
+            path: path, device: Self.kernelDevice(UInt64(st.st_dev)), inode: UInt64(st.st_ino),
+            size: UInt64(st.st_size), residentPages: r.resident, extents: r.extents,
+            framesKnown: r.framesKnown)
+          files.append(file)
+          recordBytes += size(file)
+          if recordBytes > 2 * keepBytes {
+            // Bound memory the way the encoder fills the region: most resident first, coarse
+            // extents (no frames) for every file that fits, frames only while they fit too.
+            files.sort { $0.residentPages > $1.residentPages }
+            var coarseTotal = 0
+            var fineTotal = 0
+            var kept = 0
+            while kept < files.count {
+              let coarse = HintFormat.coarsened(files[kept])
+              let c = size(coarse)
+              guard coarseTotal + c <= keepBytes else { break }
+              coarseTotal += c
+              let fine = size(files[kept])
+              if fineTotal + fine <= keepBytes {
+                fineTotal += fine
+              } else {
+                files[kept] = coarse
+                fineTotal += c
+              }
+              kept += 1
+            }
+            dropped += files.count - kept
+            files.removeLast(files.count - kept)
+            recordBytes = fineTotal
+          }
         }
       }
     }
-    return Result(files: files, filesVisited: visited, hitFileLimit: hitLimit, unreadable: unreadable)
+    return Result(
+      files: files, filesVisited: visited, hitFileLimit: hitLimit, unreadable: unreadable,
+      dropped: dropped)
   }
 
   /// O_NOATIME (not exported by Swift's Glibc module): reading for the scan must not look

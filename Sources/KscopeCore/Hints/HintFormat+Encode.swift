@@ -292,7 +292,7 @@ extension HintFormat {
   }
 
   /// A file's extents without frames, merged into runs of consecutive file pages.
-  static func coarsened(_ f: CachedFile) -> CachedFile {
+  public static func coarsened(_ f: CachedFile) -> CachedFile {
     var out = f
     out.framesKnown = false
     out.extents = []
