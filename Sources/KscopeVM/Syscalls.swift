@@ -141,9 +141,16 @@ func freeLoopbackPort() throws -> UInt16 {
   return UInt16(bigEndian: addr.sin_port)
 }
 
-/// True if a process with this pid exists (signal 0 probes without sending anything).
+/// True if a process with this pid exists and has not exited (signal 0 probes without sending
+/// anything). A zombie counts as exited: a daemonized QEMU is reparented to PID 1, which may
+/// reap it late.
 func processExists(_ pid: Int32) -> Bool {
-  kill(pid, 0) == 0 || errno == EPERM
+  guard kill(pid, 0) == 0 || errno == EPERM else { return false }
+  // /proc/PID/stat is "pid (comm) S ...": the state follows the last ')'.
+  guard let stat = FileManager.default.contents(atPath: "/proc/\(pid)/stat"),
+    let close = stat.lastIndex(of: UInt8(ascii: ")")), close + 2 < stat.endIndex
+  else { return true }
+  return stat[close + 2] != UInt8(ascii: "Z")
 }
 
 func sendSignal(_ pid: Int32, _ signal: Int32) { _ = kill(pid, signal) }

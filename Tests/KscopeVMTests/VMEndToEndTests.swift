@@ -127,6 +127,24 @@ import Testing
     }
   }
 
+  /// `--agent PATH`: the binary (with the libraries ldd names) becomes /usr/bin/kscope and init
+  /// runs `kscope agent`. /bin/echo stands in for the agent: its log then says "agent".
+  @Test func anAgentBinaryIsInstalledAndStartedByInit() throws {
+    try withManager("agent") { m in
+      var o = options("6.1", .web)
+      o.agent = "/bin/echo"
+      try m.start(name: "withagent", options: o)
+      let r = try m.exec(name: "withagent", command: "cat /var/log/kscope-agent.log")
+      #expect(r.status == 0)
+      #expect(r.text == "agent\n")
+      // Without --agent nothing is installed or started.
+      var plain = options("6.1", .web)
+      plain.agent = nil
+      try m.start(name: "plain", options: plain)
+      #expect(try m.exec(name: "plain", command: "test -e /usr/bin/kscope").status == 1)
+    }
+  }
+
   @Test func badInputGetsOneLineErrors() throws {
     try withManager("bad") { m in
       var o = options("6.1", .web)
