@@ -78,7 +78,10 @@ let package = Package(
       resources: [.copy("Recorded")], swiftSettings: strict),
     .testTarget(
       name: "KscopeAnalyzerTests",
-      dependencies: ["KscopeCore", "KscopeOS", "KscopeLayout", "KscopeAnalyzer", "KscopeHost"],
+      dependencies: [
+        "KscopeCore", "KscopeOS", "KscopeLayout", "KscopeAnalyzer", "KscopeHost", "KscopeDebugInfo",
+        "KscopeVM",
+      ],
       swiftSettings: strict),
     .testTarget(
       name: "KscopeRenderTests", dependencies: ["KscopeCore", "KscopeRender"],

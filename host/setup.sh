@@ -13,6 +13,7 @@ packages=(
   elfutils dwarves binutils                    # eu-readelf, pahole, nm (layout checks, benchmark)
   qemu-system-x86 busybox-static cpio zstd e2fsprogs sqlite3
   hyperfine
+  gcc libc6-dev                                # builds the guest-side kpageflags recorder
 )
 
 missing=()

@@ -27,7 +27,7 @@ struct ColorCommand: ParsableCommand {
         kscope color --kpageflags guest/kpageflags -o guest.kcm --json
       """)
 
-  @Argument(help: "A guest RAM file (QEMU memory-backend-file) to color from outside.")
+  @Argument(help: "A snapshot directory (kscope vm snapshot) or a guest RAM file to color from outside.")
   var source: String?
 
   @Option(help: "The guest kernel's layout (from 'kscope layout extract').")
@@ -41,6 +41,9 @@ struct ColorCommand: ParsableCommand {
 
   @Flag(help: "Skip the walk of process page tables (no user-code, mapped or executable flags).")
   var noProcesses = false
+
+  @Flag(help: "A raw RAM file is guest physical memory from 0 (default: QEMU q35's split around the PCI hole).")
+  var flat = false
 
   @Option(help: "A kpageflags file: 8 bytes of page flags per frame.")
   var kpageflags = "/proc/kpageflags"
@@ -57,8 +60,8 @@ struct ColorCommand: ParsableCommand {
   @OptionGroup var out: OutputOptions
 
   func validate() throws {
-    if source == nil && (layout != nil || vmlinux != nil || zeroScan || noProcesses) {
-      throw ValidationError("--layout, --vmlinux, --zero-scan and --no-processes need a guest RAM file")
+    if source == nil && (layout != nil || vmlinux != nil || zeroScan || noProcesses || flat) {
+      throw ValidationError("--layout, --vmlinux, --zero-scan, --no-processes and --flat need a snapshot or RAM file")
     }
     if layout != nil && vmlinux != nil { throw ValidationError("use --layout or --vmlinux, not both") }
   }
@@ -98,18 +101,13 @@ struct ColorCommand: ParsableCommand {
 
 extension ColorCommand {
   /// Host introspection of a guest RAM file.
-  func colorGuest(_ ram: String) throws {
+  func colorGuest(_ source: String) throws {
     let logger = Logger(label: "kscope.color")
     let started = Date()
-    let kernelLayout: KernelLayout
-    if let layout {
-      kernelLayout = try LayoutFile.read(layout)
-    } else if let vmlinux {
-      kernelLayout = try LayoutExtractor.extract(vmlinux: vmlinux)
-    } else {
-      throw CommandFailure("coloring \(ram) needs the guest kernel's layout: --layout FILE or --vmlinux FILE")
-    }
-    let memory = try RAMImage(path: ram)
+    let guest = try GuestSource.resolve(source, layoutPath: layout, vmlinux: vmlinux, flat: flat)
+    let kernelLayout = guest.layout
+    let ram = guest.ramPath
+    let memory = try RAMImage(path: ram, regions: guest.regions)
     let analysis: Analysis
     do {
       analysis = try Analyzer.analyze(
@@ -121,6 +119,7 @@ extension ColorCommand {
     }
     var map = analysis.map
     map.header.metadata.append(("source.ram", ram))
+    map.header.metadata.append(("source.layout", guest.layoutOrigin))
     let bytes = try ColorMapFile.write(map, to: output)
     let seconds = Date().timeIntervalSince(started)
     let loc = analysis.location

@@ -1,0 +1,116 @@
+import Foundation
+import KscopeAnalyzer
+import KscopeDebugInfo
+import KscopeLayout
+import KscopeOS
+import KscopeVM
+
+/// What `kscope color SNAPSHOT_OR_RAM` colors: the guest RAM (with its guest-physical layout)
+/// and the kernel layout to read it with.
+struct GuestSource {
+  var ramPath: String
+  var regions: [GuestRAMRegion]
+  var layout: KernelLayout
+  /// Where the layout came from, for the summary.
+  var layoutOrigin: String
+  /// The snapshot's hint region, when there is one.
+  var hintsPath: String?
+
+  /// A snapshot directory (manifest.json) or a raw RAM file. For a snapshot, the layout is
+  /// found from its manifest's kernel unless given: the layout cache, the cached debug
+  /// package, or a fetch of that exact kernel version (host/fetch-kernels.sh).
+  static func resolve(_ source: String, layoutPath: String?, vmlinux: String?, flat: Bool) throws -> GuestSource {
+    var isDir: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: source, isDirectory: &isDir) else {
+      throw CommandFailure("\(source): no such file or snapshot directory")
+    }
+    if isDir.boolValue {
+      let manifest: SnapshotManifest
+      do { manifest = try SnapshotManifest.load(directory: source) } catch {
+        throw CommandFailure("\(source): not a usable snapshot: \(error)")
+      }
+      let regions = manifest.memoryLayout.map {
+        GuestRAMRegion(start: $0.guestPhysicalStart, size: $0.size, fileOffset: $0.fileOffset)
+      }
+      let (layout, origin) = try loadLayout(layoutPath: layoutPath, vmlinux: vmlinux, kernel: manifest.kernel)
+      let hints = manifest.hints.isEmpty ? nil : source + "/" + manifest.hints
+      return GuestSource(
+        ramPath: source + "/" + manifest.ram, regions: regions, layout: layout, layoutOrigin: origin,
+        hintsPath: hints.flatMap { FileManager.default.fileExists(atPath: $0) ? $0 : nil })
+    }
+    guard layoutPath != nil || vmlinux != nil else {
+      throw CommandFailure("coloring the raw RAM file \(source) needs the guest kernel's layout: --layout FILE or --vmlinux FILE")
+    }
+    let (layout, origin) = try loadLayout(layoutPath: layoutPath, vmlinux: vmlinux, kernel: nil)
+    let size = (try? FileManager.default.attributesOfItem(atPath: source)[.size] as? UInt64) ?? 0
+    // A raw file from `kscope vm` (or any q35 QEMU guest) splits RAM around the PCI hole.
+    let regions =
+      flat
+      ? [GuestRAMRegion(start: 0, size: size, fileOffset: 0)]
+      : GuestMemoryRegion.q35Layout(ramSize: size).map {
+        GuestRAMRegion(start: $0.guestPhysicalStart, size: $0.size, fileOffset: $0.fileOffset)
+      }
+    return GuestSource(ramPath: source, regions: regions, layout: layout, layoutOrigin: origin, hintsPath: nil)
+  }
+
+  static func loadLayout(
+    layoutPath: String?, vmlinux: String?, kernel: SnapshotManifest.Kernel?
+  ) throws -> (KernelLayout, String) {
+    if let layoutPath { return (try LayoutFile.read(layoutPath), layoutPath) }
+    if let vmlinux { return (try LayoutExtractor.extract(vmlinux: vmlinux), vmlinux) }
+    guard let kernel else { throw CommandFailure("no layout given") }
+    let cache = cacheRoot()
+    let cached = "\(cache)/layouts/\(kernel.buildID).json"
+    if let layout = try? LayoutFile.read(cached), layout.buildID == kernel.buildID {
+      return (layout, cached)
+    }
+    var candidates = [kernel.directory + "/vmlinux", "\(cache)/kernels/\(kernel.release)/vmlinux"]
+    if !candidates.contains(where: { FileManager.default.fileExists(atPath: $0) }) {
+      try fetchKernel(kernel.release)
+      candidates = ["\(cache)/kernels/\(kernel.release)/vmlinux"]
+    }
+    for vmlinux in candidates where FileManager.default.fileExists(atPath: vmlinux) {
+      let layout = try LayoutExtractor.extract(vmlinux: vmlinux)
+      guard layout.buildID == kernel.buildID else { continue }
+      try? FileManager.default.createDirectory(atPath: "\(cache)/layouts", withIntermediateDirectories: true)
+      try? Files.writeAtomically(Array(layout.isfText().utf8), to: cached)
+      return (layout, vmlinux)
+    }
+    throw CommandFailure(
+      "no debug info for kernel \(kernel.release) build \(kernel.buildID): give --layout or --vmlinux")
+  }
+
+  static func cacheRoot() -> String {
+    let env = ProcessInfo.processInfo.environment["KSCOPE_CACHE"]
+    return env?.isEmpty == false ? env! : "/var/cache/kscope"
+  }
+
+  /// Runs host/fetch-kernels.sh for an exact version (found beside the executable or the
+  /// current directory, as in a checkout of kscope).
+  static func fetchKernel(_ version: String) throws {
+    let starts = [
+      FileManager.default.currentDirectoryPath,
+      URL(fileURLWithPath: CommandLine.arguments.first ?? "/").resolvingSymlinksInPath().deletingLastPathComponent().path,
+    ]
+    for start in starts {
+      var url = URL(fileURLWithPath: start)
+      while url.path != "/" {
+        let script = url.appendingPathComponent("host/fetch-kernels.sh").path
+        if FileManager.default.isExecutableFile(atPath: script) {
+          let p = Process()
+          p.executableURL = URL(fileURLWithPath: script)
+          p.arguments = [version]
+          p.standardOutput = FileHandle.standardError
+          try p.run()
+          p.waitUntilExit()
+          guard p.terminationStatus == 0 else {
+            throw CommandFailure("fetching kernel \(version) failed (host/fetch-kernels.sh \(version))")
+          }
+          return
+        }
+        url.deleteLastPathComponent()
+      }
+    }
+    throw CommandFailure("kernel \(version) is not cached and host/fetch-kernels.sh was not found: run it, or give --vmlinux")
+  }
+}
