@@ -21,7 +21,10 @@ import Testing
   static let testOlapMiB = 32
 
   /// Runs `body` with a fresh manager; afterwards stops all its VMs and removes its directory.
+  /// First it stops what an earlier test process left behind if it died before its cleanup ran
+  /// (a state directory whose owning pid is gone).
   func withManager(_ tag: String, _ body: (VMManager) throws -> Void) throws {
+    sweepStaleStateDirectories()
     let dir = "/dev/shm/kscope-test-\(tag)-\(getpid())"
     try? FileManager.default.removeItem(atPath: dir)
     let manager = VMManager(stateDir: dir)
@@ -31,6 +34,17 @@ import Testing
       try? FileManager.default.removeItem(atPath: dir)
     }
     try body(manager)
+  }
+
+  func sweepStaleStateDirectories() {
+    let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? []
+    for e in entries where e.hasPrefix("kscope-test-") {
+      guard let owner = e.split(separator: "-").last.flatMap({ Int32($0) }), owner != getpid(),
+        kill(owner, 0) != 0
+      else { continue }
+      _ = VMManager(stateDir: "/dev/shm/" + e).stopAll()
+      try? FileManager.default.removeItem(atPath: "/dev/shm/" + e)
+    }
   }
 
   func options(_ kernel: String, _ workload: Workload) -> StartOptions {
