@@ -38,6 +38,8 @@ public struct RefreshReport: Sendable {
   public var files: Int
   public var partial: Bool
   public var notes: [String]
+  public var framesCPUNanoseconds: UInt64 = 0
+  public var filesCPUNanoseconds: UInt64 = 0
 }
 
 public final class Agent {
@@ -52,6 +54,8 @@ public final class Agent {
   var garbage: SplitMix64?
   var garbageRound = 0
   var lastRefreshCPU: UInt64 = 0
+  /// CPU spent on the frame table and on the page-cache scan in the last refresh.
+  var lastPhases: (frames: UInt64, files: UInt64) = (0, 0)
 
   /// Opens the region (the ivshmem BAR, or `options.out`) and learns the kernel symbols.
   public init(options: AgentOptions) throws(AgentError) {
@@ -113,7 +117,8 @@ public final class Agent {
     return RefreshReport(
       generation: generation, cpuNanoseconds: cpu, wallNanoseconds: Posix.monotonicNanoseconds() - wall0,
       usedBytes: encoded.bytes.count, frames: content.frames?.frameCount ?? 0,
-      files: content.files.count, partial: encoded.partial, notes: encoded.notes + problems(content))
+      files: content.files.count, partial: encoded.partial, notes: encoded.notes + problems(content),
+      framesCPUNanoseconds: lastPhases.frames, filesCPUNanoseconds: lastPhases.files)
   }
 
   private func problems(_ c: HintContent) -> [String] {
@@ -132,7 +137,9 @@ public final class Agent {
     var frames: FrameClassTable? = nil
     if options.frames {
       do {
+        let t0 = Posix.processCPUNanoseconds()
         let r = try FrameTableScanner().scan(pageSize: UInt64(pageSize))
+        lastPhases.frames = Posix.processCPUNanoseconds() - t0
         frames = r.table
         meta.append(("source.frames", "kpageflags" + (r.usedCounts ? "+kpagecount" : "") + (r.usedResourceMap ? "+iomem" : "")))
       } catch {
@@ -146,7 +153,9 @@ public final class Agent {
       var scanner = PageCacheScanner(roots: roots, wantFrames: options.fileFrames, maxFiles: options.maxFiles)
       scanner.excluded = region.identity
       scanner.keepBytes = region.size
+      let t0 = Posix.processCPUNanoseconds()
       let r = scanner.scan(pageSize: pageSize)
+      lastPhases.files = Posix.processCPUNanoseconds() - t0
       files = r.files
       meta.append(("files.roots", roots.joined(separator: ",")))
       meta.append(("files.visited", String(r.filesVisited)))
@@ -239,7 +248,8 @@ public final class Agent {
 
   public static func describe(_ r: RefreshReport) -> String {
     var s = "generation \(r.generation): \(r.frames) frames, \(r.files) files, \(r.usedBytes) bytes"
-    s += ", cpu \(r.cpuNanoseconds / 1000) us, wall \(r.wallNanoseconds / 1000) us"
+    s += ", cpu \(r.cpuNanoseconds / 1000) us (frames \(r.framesCPUNanoseconds / 1000), files \(r.filesCPUNanoseconds / 1000))"
+    s += ", wall \(r.wallNanoseconds / 1000) us"
     s += ", rss \(Posix.currentRSSKiB() ?? 0) KiB (peak \(Posix.peakRSSKiB()) KiB)"
     if r.partial { s += ", partial" }
     for n in r.notes { s += "; " + n }
