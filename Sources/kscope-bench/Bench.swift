@@ -1,15 +1,30 @@
 // kscope-bench: release-build benchmarks. Run: swift run -c release kscope-bench <name> [options]
+#if canImport(Glibc)
+  import Glibc
+#endif
+
 @main
 struct Bench {
-  static func main() throws {
-    let args = Array(CommandLine.arguments.dropFirst())
+  static func main() {
+    do {
+      try dispatch(Array(CommandLine.arguments.dropFirst()))
+    } catch {
+      // One line, like every kscope error.
+      fputs("kscope-bench: \(error)\n", stderr)
+      exit(1)
+    }
+  }
+
+  static func dispatch(_ args: [String]) throws {
     switch args.first {
     case "colormap": try ColorMapBench.run(Array(args.dropFirst()))
     case "color": try ColorBench.run(Array(args.dropFirst()))
     case "layout": try LayoutBench.run(Array(args.dropFirst()))
     case "vm": try VMBench.run(Array(args.dropFirst()))
-    default:
+    case nil:
       print("usage: kscope-bench colormap|color|layout|vm [options]")
+    case let other?:
+      throw BenchError("unknown benchmark '\(other)' (colormap, color, layout, vm)")
     }
   }
 }

@@ -59,29 +59,39 @@ def main():
         write_core(core.name, regions, os.path.join(snap, manifest["ram"]), open(info_path, "rb").read())
         t1 = time.monotonic()
         import drgn
-        from drgn.helpers.linux.mm import PageBuddy, PageSlab, PageTable, PageReserved, PageLRU, for_each_page, page_to_pfn
+        from drgn.helpers.linux.mm import PageReserved, PageSlab, for_each_valid_pfn_and_page
 
         prog = drgn.Program()
         prog.set_core_dump(core.name)
         prog.load_debug_info([vmlinux])
         prog.type("struct page")
+        # drgn 0.3.0 has no PageBuddy/PageTable helpers: decode page_type as the kernel does
+        # (6.1: a cleared bit below 0xf0000000; 6.12: a PGTY_ value in the top byte).
+        release = prog["init_uts_ns"].name.release.string_().decode()
+        major, minor = (int(x) for x in release.split(".")[:2])
+        if (major, minor) >= (6, 12):
+            is_buddy = lambda t: t >> 24 == 0xF0
+            is_table = lambda t: t >> 24 == 0xF2
+        else:
+            is_buddy = lambda t: t & 0xF0000080 == 0xF0000000
+            is_table = lambda t: t & 0xF0000200 == 0xF0000000
         t2 = time.monotonic()
         counts = {}
         skip_until = 0
         anon_bit = 1
-        for page in for_each_page(prog):
+        for pfn, page in for_each_valid_pfn_and_page(prog):
             try:
-                pfn = page_to_pfn(page).value_()
                 if pfn < skip_until:
                     continue
-                if PageBuddy(page):
+                page_type = page.page_type.value_()
+                if is_buddy(page_type):
                     order = page.private.value_()
                     skip_until = pfn + (1 << order)
                     counts["free"] = counts.get("free", 0) + (1 << order)
                     continue
                 if PageSlab(page):
                     c = "kernel-heap"
-                elif PageTable(page):
+                elif is_table(page_type):
                     c = "page-table"
                 else:
                     mapping = page.mapping.value_()
