@@ -89,7 +89,12 @@ import Testing
           metadata: h.metadata, incomplete: h.partial)
         if let again = try? HintFormat.encode(c, regionSize: m.count, generation: h.generation) {
           let h2 = try HintFormat.decode(again.bytes + [UInt8](repeating: 0, count: m.count - again.bytes.count))
-          #expect(h2.kernel == h.kernel && h2.frames == h.frames)
+          #expect(h2.kernel == h.kernel)
+          // Unless the re-encoding had to cut the table (the writer reserves room for its notes,
+          // a forged region need not), the frames come back the same.
+          if !again.notes.contains(where: { $0.hasPrefix("partial.frames") }) {
+            #expect(h2.frames == h.frames, "\(again.notes)")
+          }
         }
       } else if m.count >= HintFormat.headerSize {
         do { _ = try HintFormat.decode(m) } catch {
