@@ -1,7 +1,5 @@
 // kscope-bench: release-build benchmarks. Run: swift run -c release kscope-bench <name> [options]
-#if canImport(Glibc)
-  import Glibc
-#endif
+import Foundation
 
 @main
 struct Bench {
@@ -10,7 +8,7 @@ struct Bench {
       try dispatch(Array(CommandLine.arguments.dropFirst()))
     } catch {
       // One line, like every kscope error.
-      fputs("kscope-bench: \(error)\n", stderr)
+      FileHandle.standardError.write(Data("kscope-bench: \(error)\n".utf8))
       exit(1)
     }
   }
