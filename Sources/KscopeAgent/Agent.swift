@@ -205,9 +205,12 @@ public final class Agent {
       region.writeRaw(whole)
       note = kind == 1 ? "mutated hints" : "mutated hints behind a valid checksum"
     default:
-      let good = try? HintFormat.encode(gather(), regionSize: size, generation: generation)
-      if let good { region.writeRaw(good.bytes) }
-      region.writeRaw((0..<8).map { UInt8(truncatingIfNeeded: (generation | 1) >> (8 * UInt64($0))) }, at: HintFormat.generationOffset)
+      // Valid hints whose generation is odd, written in one go: a reader never sees the valid
+      // region in between.
+      var b = (try? HintFormat.encode(gather(), regionSize: size, generation: generation))?.bytes ?? []
+      b += [UInt8](repeating: 0, count: max(0, size - b.count))
+      for j in 0..<8 { b[HintFormat.generationOffset + j] = UInt8(truncatingIfNeeded: (generation | 1) >> (8 * UInt64(j))) }
+      region.writeRaw(b)
       note = "a writer stuck mid-publication (odd generation)"
     }
     return RefreshReport(

@@ -11,9 +11,12 @@ public struct AnalyzerOptions: Sendable {
   public var zeroScan = false
   /// Walk every process's page tables (user code, mapped/executable flags, owners).
   public var walkProcesses = true
-  public init(zeroScan: Bool = false, walkProcesses: Bool = true) {
+  /// The guest agent's hints, already validated by the hint reader; merged after the walk.
+  public var hints: HintSet? = nil
+  public init(zeroScan: Bool = false, walkProcesses: Bool = true, hints: HintSet? = nil) {
     self.zeroScan = zeroScan
     self.walkProcesses = walkProcesses
+    self.hints = hints
   }
 }
 
@@ -34,6 +37,8 @@ public struct Analysis: Sendable {
   /// Wall seconds per phase.
   public var phases: [(String, Double)]
   public var sectionsWalked: Int
+  /// What merging the agent's hints did, when there were hints.
+  public var hints: HintMergeReport? = nil
 }
 
 /// Colors a guest's physical memory from outside: the host analyzer.
@@ -49,7 +54,8 @@ public enum Analyzer {
       phases.append((name, now - clock))
       clock = now
     }
-    let location = try KernelLocator.locate(in: memory, layout: layout)
+    let location = try KernelLocator.locate(
+      in: memory, layout: layout, hintedNote: options.hints?.kernel.vmcoreinfo?.address.rawValue)
     let space = KernelAddressSpace(memory: memory, location: location)
     let pages: PageStructLayout
     do { pages = try PageStructLayout(layout: layout) } catch { throw .layout(error.description) }
@@ -254,11 +260,18 @@ public enum Analyzer {
       pageSize: UInt32(pageSize), sources: sources, created: created, image: .none,
       kernelRelease: info.release, kernelBuildID: info.buildID,
       metadata: [("generator", "kscope color (host introspection)")])
-    let map = ColorMap(header: header, entries: entries, extents: extents)
+    var map = ColorMap(header: header, entries: entries, extents: extents)
     phase("build map")
+    var hintReport: HintMergeReport? = nil
+    if let hints = options.hints {
+      let (merged, report) = HintMerge.merge(map, hints: hints)
+      map = merged
+      hintReport = report
+      phase("merge hints")
+    }
     return Analysis(
       map: map, location: location, processes: processes, anomalies: anomalies, phases: phases,
-      sectionsWalked: sectionsWalked)
+      sectionsWalked: sectionsWalked, hints: hintReport)
   }
 
   /// Walks the task list from init_task and every process's page tables: marks frames mapped

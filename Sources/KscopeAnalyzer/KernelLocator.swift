@@ -92,8 +92,15 @@ public enum KernelLocator {
 
   /// Finds the kernel, preferring the note at the place the layout says `vmcoreinfo_note` is.
   public static func locate(
-    in memory: any PhysicalMemory, layout: KernelLayout
+    in memory: any PhysicalMemory, layout: KernelLayout, hintedNote: UInt64? = nil
   ) throws(AnalyzerError) -> KernelLocation {
+    // The agent's hint names the note's physical address: checked like any other candidate.
+    if let at = hintedNote, let info = note(at: at, in: memory),
+      layout.buildID == nil || info.buildID == layout.buildID,
+      let location = try? locate(info, at: at, in: memory, layout: layout)
+    {
+      return location
+    }
     if let found = try probeAligned(in: memory, layout: layout) { return found }
     let candidates = notes(in: memory)
     guard !candidates.isEmpty else { throw .noVMCoreInfo }

@@ -5,6 +5,7 @@ import KscopeCore
 import KscopeDebugInfo
 import KscopeHost
 import KscopeLayout
+import KscopeOS
 import Logging
 
 struct ColorCommand: ParsableCommand {
@@ -45,6 +46,12 @@ struct ColorCommand: ParsableCommand {
   @Flag(help: "A raw RAM file is guest physical memory from 0 (default: QEMU q35's split around the PCI hole).")
   var flat = false
 
+  @Option(help: "The guest agent's hint region (default: the snapshot's 'hints' file).")
+  var hints: String?
+
+  @Flag(help: "Ignore the guest agent's hints: host introspection only.")
+  var noHints = false
+
   @Option(help: "A kpageflags file: 8 bytes of page flags per frame.")
   var kpageflags = "/proc/kpageflags"
 
@@ -60,8 +67,8 @@ struct ColorCommand: ParsableCommand {
   @OptionGroup var out: OutputOptions
 
   func validate() throws {
-    if source == nil && (layout != nil || vmlinux != nil || zeroScan || noProcesses || flat) {
-      throw ValidationError("--layout, --vmlinux, --zero-scan, --no-processes and --flat need a snapshot or RAM file")
+    if source == nil && (layout != nil || vmlinux != nil || zeroScan || noProcesses || flat || hints != nil || noHints) {
+      throw ValidationError("--layout, --vmlinux, --zero-scan, --no-processes, --flat and the hint options need a snapshot or RAM file")
     }
     if layout != nil && vmlinux != nil { throw ValidationError("use --layout or --vmlinux, not both") }
   }
@@ -108,11 +115,24 @@ extension ColorCommand {
     let kernelLayout = guest.layout
     let ram = guest.ramPath
     let memory = try RAMImage(path: ram, regions: guest.regions)
+    // The hints are the guest's word: a region that does not pass the reader's checks is set
+    // aside with its reason, and the analysis goes on with host introspection only.
+    var hintSet: HintSet? = nil
+    var hintNote: String? = nil
+    if !noHints, let path = hints ?? guest.hintsPath {
+      do {
+        hintSet = try HintFormat.decode(try Files.read(path, limit: 1 << 30))
+      } catch let e as HintError {
+        hintNote = e == .empty ? "no hints (the guest published none)" : "hints rejected (\(path): \(e)): host introspection only"
+      } catch {
+        hintNote = "hints unreadable (\(error)): host introspection only"
+      }
+    }
     let analysis: Analysis
     do {
       analysis = try Analyzer.analyze(
         memory: memory, layout: kernelLayout,
-        options: AnalyzerOptions(zeroScan: zeroScan, walkProcesses: !noProcesses),
+        options: AnalyzerOptions(zeroScan: zeroScan, walkProcesses: !noProcesses, hints: hintSet),
         created: Int64(started.timeIntervalSince1970), logger: logger)
     } catch {
       throw CommandFailure("\(ram): \(error)")
@@ -133,6 +153,7 @@ extension ColorCommand {
         "anomalies": analysis.anomalies, "processes": analysis.processes.count,
         "phases": Dictionary(analysis.phases.map { ($0.0, $0.1) }, uniquingKeysWith: +),
         "extents": map.extents.count,
+        "hints": hintsJSON(analysis.hints, note: hintNote),
       ])
       return
     }
@@ -147,6 +168,20 @@ extension ColorCommand {
       "sources: \(map.header.sources.names.joined(separator: ", ")); \(analysis.sectionsWalked) memory sections,"
         + " \(analysis.processes.count) processes, \(map.extents.count) page-cache extents")
     print("phases: " + analysis.phases.map { "\($0.0) \(Describe.formatFixed($0.1 * 1000, digits: 1)) ms" }.joined(separator: ", "))
+    if let note = hintNote { print(note) }
+    if let h = analysis.hints {
+      if let why = h.rejected {
+        print("hints set aside: \(why)")
+      } else {
+        let pct = h.compared == 0 ? 100 : Double(h.agreed) * 100 / Double(h.compared)
+        print(
+          "hints (generation \(h.generation)): agree on \(h.agreed) of \(h.compared) frames"
+            + " (\(Describe.formatFixed(pct, digits: 2))%), \(h.decidedByHints) frames decided by hints,"
+            + " \(h.namedExtents) page-cache extents named"
+            + (h.disagreements.isEmpty ? "" : "; disagreements (hint->host): "
+              + h.disagreements.sorted { $0.value > $1.value }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")))
+      }
+    }
     if !analysis.anomalies.isEmpty {
       print("anomalies: " + analysis.anomalies.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", "))
     }
@@ -155,4 +190,19 @@ extension ColorCommand {
   }
 
   func hex(_ v: UInt64) -> String { "0x" + String(v, radix: 16) }
+
+  func hintsJSON(_ h: HintMergeReport?, note: String?) -> [String: Any] {
+    var d: [String: Any] = [:]
+    if let note { d["note"] = note }
+    guard let h else { d["used"] = false; return d }
+    d["used"] = h.rejected == nil
+    if let why = h.rejected { d["rejected"] = why }
+    d["generation"] = h.generation
+    d["compared_frames"] = h.compared
+    d["agreeing_frames"] = h.agreed
+    d["disagreements"] = h.disagreements
+    d["decided_by_hints"] = h.decidedByHints
+    d["named_extents"] = h.namedExtents
+    return d
+  }
 }

@@ -139,7 +139,16 @@ import Testing
     // still colors the guest from host-only introspection.
     _ = try vm.exec(
       "kill $(pidof kscope); sleep 1; (/usr/bin/kscope agent --garbage --seed 11 --interval 200ms --cpu-budget 0 > /dev/null 2>&1 &)")
-    sleep(3)
+    // The garbage agent's first round can take a while under TCG on a busy machine (most
+    // rounds gather real hints before damaging them): wait until the old valid hints are gone.
+    let garbageDeadline = Date(timeIntervalSinceNow: 120)
+    while try vm.readHints(vm.hintsPath).status == 0 {
+      guard Date() < garbageDeadline else {
+        Issue.record("the garbage agent did not overwrite the hints within 120 s")
+        break
+      }
+      usleep(250_000)
+    }
     for _ in 0..<10 {
       let r = try vm.readHints(vm.hintsPath)
       #expect(r.status == 1, "garbage accepted: \(r.stdout.prefix(300))")
