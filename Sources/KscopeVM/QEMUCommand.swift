@@ -29,6 +29,58 @@ public struct GuestMemoryRegion: Codable, Equatable, Sendable {
   }
 }
 
+extension GuestMemoryRegion {
+  /// The RAM backend's regions as QEMU really maps them, from HMP `info mtree -f`: the flat view
+  /// of the "memory" address space, lines `START-END (prio P, ram|rom): <backend>[ @OFFSET]`.
+  /// Pieces contiguous in both guest-physical address and file offset are merged (the BIOS
+  /// shadow areas below 1 MiB show up as rom/ram pieces of the same RAM).
+  public static func parseFlatView(_ text: String, backend: String = "ram") -> [GuestMemoryRegion] {
+    var inMemoryView = false
+    var sawMemoryAS = false
+    var regions: [GuestMemoryRegion] = []
+    // HMP output ends lines with CRLF ("\r\n" is one Character: split on the scalars).
+    for raw in text.components(separatedBy: .newlines) {
+      let line = raw.trimmingCharacters(in: .whitespaces)
+      if line.hasPrefix("FlatView #") {
+        if sawMemoryAS { break }  // the memory view is complete
+        inMemoryView = false
+        continue
+      }
+      if line.hasPrefix("AS \"memory\"") {
+        inMemoryView = true
+        sawMemoryAS = true
+        continue
+      }
+      guard inMemoryView else { continue }
+      // "0000000100000000-000000013fffffff (prio 0, ram): ram @0000000080000000"
+      guard let colon = line.range(of: "): ") else { continue }
+      let head = line[..<colon.lowerBound]
+      let tail = line[colon.upperBound...].split(separator: " ")
+      guard head.contains(", ram") || head.contains(", rom"), tail.first.map(String.init) == backend
+      else { continue }
+      let bounds = head.split(separator: " ").first?.split(separator: "-") ?? []
+      guard bounds.count == 2, let start = UInt64(bounds[0], radix: 16),
+        let end = UInt64(bounds[1], radix: 16), end >= start
+      else { continue }
+      // QEMU prints " @OFFSET" only when the offset into the backend is not zero.
+      var offset: UInt64 = 0
+      if tail.count >= 2, tail[1].hasPrefix("@"), let o = UInt64(tail[1].dropFirst(), radix: 16) {
+        offset = o
+      }
+      let r = GuestMemoryRegion(
+        guestPhysicalStart: start, size: end - start + 1, fileOffset: offset)
+      if let last = regions.last, last.guestPhysicalStart + last.size == r.guestPhysicalStart,
+        last.fileOffset + last.size == r.fileOffset
+      {
+        regions[regions.count - 1].size += r.size
+      } else {
+        regions.append(r)
+      }
+    }
+    return regions
+  }
+}
+
 /// Parses "512M", "1G", "768m", "2048" (MiB) into bytes. Guests need at least 128 MiB (the
 /// cloud kernel plus the initramfs) and we cap at 64 GiB.
 public func parseMemorySize(_ s: String) throws -> UInt64 {

@@ -39,6 +39,7 @@ extension VMManager {
     throws -> SnapshotManifest
   {
     let config = rec.config
+    let layout = try memoryLayout(q, ramSize: config.memoryBytes)
     let pausedAt = Date()
     try q.execute("stop")
     let t0 = Date()
@@ -61,7 +62,7 @@ extension VMManager {
     let manifest = SnapshotManifest(
       format: SnapshotManifest.currentFormat, vmName: config.name, ram: "ram", hints: "hints",
       deviceState: "device.state", ramSize: config.memoryBytes, hintSize: config.hintBytes,
-      cpus: config.cpus, memoryLayout: GuestMemoryRegion.q35Layout(ramSize: config.memoryBytes),
+      cpus: config.cpus, memoryLayout: layout,
       kernel: .init(
         series: k.series, release: k.release, version: k.version, buildID: k.buildID,
         directory: k.directory),
@@ -74,6 +75,22 @@ extension VMManager {
       ramBytesCopied: copied)
     try writeAtomically(try manifest.encoded(), to: dir + "/manifest.json")
     return manifest
+  }
+
+  /// The guest-physical layout of the RAM file as QEMU maps it (HMP `info mtree -f`), which must
+  /// cover the whole file. It is what the q35 rules predict (`q35Layout`, unit-tested); QEMU's
+  /// own answer is recorded so that a different machine version cannot silently mislead readers.
+  func memoryLayout(_ q: QMPClient, ramSize: UInt64) throws -> [GuestMemoryRegion] {
+    let text =
+      try q.execute("human-monitor-command", arguments: ["command-line": "info mtree -f"]).string
+      ?? ""
+    let layout = GuestMemoryRegion.parseFlatView(text)
+    let covered = layout.reduce(UInt64(0)) { $0 + $1.size }
+    guard covered == ramSize, layout.allSatisfy({ $0.fileOffset + $0.size <= ramSize }) else {
+      throw VMError.qmp(
+        "QEMU's memory map covers \(covered) of \(ramSize) RAM bytes (info mtree -f changed?)")
+    }
+    return layout
   }
 
   /// Polls query-migrate until "completed"; "failed"/"cancelled" and the deadline are errors.

@@ -122,6 +122,30 @@ import Testing
     }
   }
 
+  /// A guest of 3 GiB has RAM above 4 GiB: the manifest records QEMU's split, and the clone
+  /// still works.
+  @Test func aGuestAboveThePCIHoleRecordsTheSplitLayout() throws {
+    try withManager("big") { m in
+      var o = options("6.1", .web)
+      o.memory = 3 << 30
+      try m.start(name: "big", options: o)
+      let before = try digest(m, "big", .web)
+      let manifest = try m.snapshot(name: "big", to: m.stateDir + "/snap", resume: false)
+      #expect(manifest.ramSize == 3 << 30)
+      #expect(
+        manifest.memoryLayout == [
+          GuestMemoryRegion(guestPhysicalStart: 0, size: 2 << 30, fileOffset: 0),
+          GuestMemoryRegion(guestPhysicalStart: 4 << 30, size: 1 << 30, fileOffset: 2 << 30),
+        ])
+      // Without --resume the parent stays paused; resume brings it back.
+      #expect(try m.status("big").state == "postmigrate")
+      try m.resume(name: "big")
+      #expect(try m.status("big").state == "running")
+      try m.clone(snapshot: m.stateDir + "/snap", name: "bigclone")
+      #expect(try digest(m, "bigclone", .web) == before)
+    }
+  }
+
   @Test func aGuestThatDoesNotAnswerInTimeFailsWithItsConsoleAndIsStopped() throws {
     try withManager("timeout") { m in
       var o = options("6.1", .web)
