@@ -5,16 +5,10 @@ import KscopeOS
 #endif
 
 /// The few file-level system calls the agent needs beyond KscopeOS.Files: positioned reads,
-/// streaming line reads, directory listings. EINTR is retried here, nowhere else.
+/// streaming line reads, directory listings. EINTR is retried by KscopeOS's one loop.
 enum Posix {
   @inline(__always)
-  static func retrying<T: BinaryInteger>(_ call: () -> T) -> T {
-    while true {
-      let r = call()
-      if r == -1 && errno == EINTR { continue }
-      return r
-    }
-  }
+  static func retrying<T: BinaryInteger>(_ call: () -> T) -> T { Files.retrying(call) }
 
   static func errorText(_ e: Int32 = errno) -> String { String(cString: strerror(e)) }
 

@@ -26,8 +26,9 @@ public struct FileError: Error, Sendable, CustomStringConvertible {
 
 /// File I/O: every syscall on files goes through here, with EINTR retried in one place.
 public enum Files {
+  /// Calls a syscall wrapper until it does not fail with EINTR.
   @inline(__always)
-  static func retrying<T: BinaryInteger>(_ call: () -> T) -> T {
+  public static func retrying<T: BinaryInteger>(_ call: () -> T) -> T {
     while true {
       let r = call()
       if r == -1 && errno == EINTR { continue }

@@ -1,20 +1,5 @@
 import Foundation
-
-/// SplitMix64: a tiny deterministic generator, so generated content and workload request
-/// sequences are the same on every run and every machine.
-public struct SplitMix64 {
-  private var state: UInt64
-  public init(seed: UInt64) { state = seed }
-  public mutating func next() -> UInt64 {
-    state &+= 0x9E37_79B9_7F4A_7C15
-    var z = state
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    return z ^ (z >> 31)
-  }
-  /// Uniform in 0..<n.
-  public mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
-}
+import KscopeCore
 
 /// The web workload's static site: several hundred files in 20 directories, sizes spread
 /// log-uniformly from 1 KiB to 512 KiB (about 30 MiB in total), so the guest's page cache holds

@@ -1,4 +1,5 @@
 import Foundation
+import KscopeCore
 
 /// Nearest-rank percentile of `values` (p in 0...100); 0 for an empty list.
 public func percentile(_ values: [Double], _ p: Double) -> Double {

@@ -82,7 +82,7 @@ enum ColorMapBench {
 
   /// Runs of 1-300 frames of weighted colors, a page-cache extent per page-cache run.
   static func typicalMap(_ frames: Int) -> ColorMap {
-    var g = Xorshift(seed: 42)
+    var g = SplitMix64(seed: 42)
     let palette: [Color] = [.free, .free, .free, .pageCache, .pageCache, .userData, .kernelHeap, .kernelOther, .pageTable, .zero]
     var entries = [UInt16]()
     entries.reserveCapacity(frames)
@@ -146,15 +146,4 @@ enum ColorMapBench {
 struct BenchError: Error, CustomStringConvertible {
   let description: String
   init(_ d: String) { description = d }
-}
-
-struct Xorshift {
-  var s: UInt64
-  init(seed: UInt64) { s = seed | 1 }
-  mutating func next() -> UInt64 {
-    s ^= s << 13
-    s ^= s >> 7
-    s ^= s << 17
-    return s
-  }
 }

@@ -134,6 +134,17 @@ import Testing
     #expect((analyzer["kaslr_offset"] as? NSNumber)?.uint64Value == saved.kernel.kaslrOffset)
     #expect((analyzer["phys_base"] as? NSNumber)?.uint64Value == saved.kernel.physBase)
     #expect((analyzer["page_offset_base"] as? NSNumber)?.uint64Value == saved.kernel.pageOffsetBase?.rawValue)
+    // The combined map: the snapshot's hints were merged, host introspection stayed the
+    // authority, and the workload's cached files got their names.
+    let merged = analyzer["hints"] as? [String: Any] ?? [:]
+    #expect(merged["used"] as? Bool == true, "\(merged)")
+    #expect((analyzer["sources"] as? [String])?.contains("guest-hints") == true)
+    let compared = (merged["compared_frames"] as? NSNumber)?.intValue ?? 0
+    let agreeing = (merged["agreeing_frames"] as? NSNumber)?.intValue ?? 0
+    #expect(compared > 1000 && Double(agreeing) >= 0.9 * Double(compared), "\(merged)")
+    #expect(((merged["named_extents"] as? NSNumber)?.intValue ?? 0) > 0, "\(merged)")
+    let named = try runProgram(kscopeBinary(), ["map", "query", snap + "/map.kcm", "--color", "page-cache", "--limit", "0", "--json"])
+    #expect(named.stdout.contains("/data/"), "no workload file named in the map")
 
     // A guest that writes garbage: the host refuses every read with one line, and the analyzer
     // still colors the guest from host-only introspection.
@@ -161,6 +172,9 @@ import Testing
     #expect(try vm.readHints(snap2).status == 1)
     let again = try analyze(vm, snapshot: snap2, release: release)
     #expect((again["kaslr_offset"] as? NSNumber)?.uint64Value == saved.kernel.kaslrOffset)
+    let setAside = again["hints"] as? [String: Any] ?? [:]
+    #expect(setAside["used"] as? Bool == false, "garbage hints were used: \(setAside)")
+    #expect((setAside["note"] as? String)?.contains("host introspection only") == true, "\(setAside)")
     #expect(((again["frames"] as? NSNumber)?.uint64Value ?? 0) == frames / 8)
   }
 

@@ -5,7 +5,7 @@ import Testing
 /// A map with realistic structure: runs of random colors and lengths, some page-cache extents
 /// with paths and owners.
 func sampleMap(frames: Int, seed: UInt64 = 1) -> ColorMap {
-  var rng = SplitMix(seed: seed)
+  var rng = SplitMix64(seed: seed)
   var entries = [UInt16]()
   entries.reserveCapacity(frames)
   var extents: [AttributeExtent] = []
@@ -279,7 +279,7 @@ func roundTripSmallMaps(frames: Int) throws {
 }
 
 @Test func randomMutationsNeverCrashTheReader() {
-  var rng = SplitMix(seed: 2024)
+  var rng = SplitMix64(seed: 2024)
   let good = ColorMapFormat.encode(sampleMap(frames: 700, seed: 8))
   var accepted = 0
   for round in 0..<3000 {

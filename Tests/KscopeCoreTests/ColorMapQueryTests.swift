@@ -70,7 +70,7 @@ func smallMap() -> ColorMap {
 
 @Test func queriesAgreeWithABruteForceScan() {
   let map = sampleMap(frames: 20_000, seed: 77)
-  var rng = SplitMix(seed: 5)
+  var rng = SplitMix64(seed: 5)
   for _ in 0..<200 {
     let a = rng.next() % 20_000
     let b = min(20_000, a + rng.next() % 3000)

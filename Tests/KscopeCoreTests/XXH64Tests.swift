@@ -20,7 +20,7 @@ import Testing
 }
 
 @Test func xxh64StreamingEqualsOneShot() {
-  var rng = SplitMix(seed: 7)
+  var rng = SplitMix64(seed: 7)
   let data = (0..<10_000).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
   for chunk in [1, 3, 31, 32, 33, 1000] {
     var h = XXH64()
@@ -30,18 +30,5 @@ import Testing
       i += chunk
     }
     #expect(h.finish() == XXH64.hash(data), "chunk \(chunk)")
-  }
-}
-
-/// A small deterministic generator so tests are reproducible.
-struct SplitMix: RandomNumberGenerator {
-  var state: UInt64
-  init(seed: UInt64) { state = seed }
-  mutating func next() -> UInt64 {
-    state &+= 0x9E37_79B9_7F4A_7C15
-    var z = state
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    return z ^ (z >> 31)
   }
 }

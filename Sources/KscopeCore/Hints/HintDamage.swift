@@ -1,17 +1,3 @@
-/// SplitMix64: a small seeded generator, so damage (the fuzz tests, the agent's garbage mode)
-/// is reproducible from its seed.
-public struct SplitMix64: RandomNumberGenerator, Sendable {
-  private var state: UInt64
-  public init(seed: UInt64) { state = seed }
-  public mutating func next() -> UInt64 {
-    state &+= 0x9E37_79B9_7F4A_7C15
-    var z = state
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    return z ^ (z >> 31)
-  }
-}
-
 /// Ways to damage a hint region, for the reader's robustness tests and the agent's
 /// `--garbage` mode (a guest that writes garbage must leave the host working).
 public enum HintDamage {
