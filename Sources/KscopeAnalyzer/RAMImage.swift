@@ -54,4 +54,16 @@ public final class RAMImage: PhysicalMemory, @unchecked Sendable {
     }
     return nil
   }
+
+  /// A content digest of the whole RAM file (`ImageDigest.Algorithm.xxh64NonZeroBlocks`).
+  public func contentDigest() throws -> ImageDigest {
+    var h = XXH64()
+    var offsetBytes = [UInt8](repeating: 0, count: 8)
+    try file.forEachNonZeroBlock { offset, block in
+      for i in 0..<8 { offsetBytes[i] = UInt8(truncatingIfNeeded: UInt64(offset) >> (8 * UInt64(i))) }
+      h.update(offsetBytes)
+      h.update(block)
+    }
+    return .xxh64(h.finish(), size: UInt64(file.size), algorithm: .xxh64NonZeroBlocks)
+  }
 }

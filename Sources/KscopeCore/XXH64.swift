@@ -46,37 +46,39 @@ public struct XXH64: Sendable {
     (acc ^ round(0, v)) &* p1 &+ p4
   }
 
-  public mutating func update(_ bytes: [UInt8]) { update(bytes[...]) }
+  public mutating func update(_ bytes: [UInt8]) { bytes.withUnsafeBytes { update($0) } }
 
-  public mutating func update(_ bytes: ArraySlice<UInt8>) {
-    total &+= UInt64(bytes.count)
-    var rest = bytes
+  public mutating func update(_ bytes: ArraySlice<UInt8>) { bytes.withUnsafeBytes { update($0) } }
+
+  /// Hashes bytes in place (a mapped RAM file need not be copied).
+  public mutating func update(_ raw: UnsafeRawBufferPointer) {
+    total &+= UInt64(raw.count)
+    var at = 0
     if !pending.isEmpty {
-      let take = min(32 - pending.count, rest.count)
-      pending += rest.prefix(take)
-      rest = rest.dropFirst(take)
+      let take = min(32 - pending.count, raw.count)
+      pending += raw[0..<take]
+      at = take
       if pending.count < 32 { return }
       let block = pending
       pending = []
-      consumeStripes(block[...])
+      block.withUnsafeBytes { consumeStripes($0, from: 0, count: 32) }
     }
-    let whole = rest.count & ~31
-    if whole > 0 { consumeStripes(rest.prefix(whole)) }
-    pending = Array(rest.dropFirst(whole))
+    let whole = (raw.count - at) & ~31
+    if whole > 0 { consumeStripes(raw, from: at, count: whole) }
+    pending = Array(raw[(at + whole)...])
   }
 
-  /// Consumes a multiple of 32 bytes.
-  private mutating func consumeStripes(_ bytes: ArraySlice<UInt8>) {
+  /// Consumes `count` bytes (a multiple of 32) starting at `from`.
+  private mutating func consumeStripes(_ raw: UnsafeRawBufferPointer, from: Int, count: Int) {
     var a = v1, b = v2, c = v3, d = v4
-    bytes.withUnsafeBytes { raw in
-      var i = 0
-      while i + 32 <= raw.count {
-        a = XXH64.round(a, UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)))
-        b = XXH64.round(b, UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: i + 8, as: UInt64.self)))
-        c = XXH64.round(c, UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: i + 16, as: UInt64.self)))
-        d = XXH64.round(d, UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: i + 24, as: UInt64.self)))
-        i += 32
-      }
+    var i = from
+    let end = from + count
+    while i + 32 <= end {
+      a = XXH64.round(a, UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)))
+      b = XXH64.round(b, UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: i + 8, as: UInt64.self)))
+      c = XXH64.round(c, UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: i + 16, as: UInt64.self)))
+      d = XXH64.round(d, UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: i + 24, as: UInt64.self)))
+      i += 32
     }
     v1 = a; v2 = b; v3 = c; v4 = d
   }

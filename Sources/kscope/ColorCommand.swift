@@ -52,6 +52,9 @@ struct ColorCommand: ParsableCommand {
   @Flag(help: "Ignore the guest agent's hints: host introspection only.")
   var noHints = false
 
+  @Flag(help: "Skip the content digest of the guest RAM (it reads every non-zero block).")
+  var noDigest = false
+
   @Option(help: "A kpageflags file: 8 bytes of page flags per frame.")
   var kpageflags = "/proc/kpageflags"
 
@@ -67,7 +70,7 @@ struct ColorCommand: ParsableCommand {
   @OptionGroup var out: OutputOptions
 
   func validate() throws {
-    if source == nil && (layout != nil || vmlinux != nil || zeroScan || noProcesses || flat || hints != nil || noHints) {
+    if source == nil && (layout != nil || vmlinux != nil || zeroScan || noProcesses || flat || hints != nil || noHints || noDigest) {
       throw ValidationError("--layout, --vmlinux, --zero-scan, --no-processes, --flat and the hint options need a snapshot or RAM file")
     }
     if layout != nil && vmlinux != nil { throw ValidationError("use --layout or --vmlinux, not both") }
@@ -128,6 +131,8 @@ extension ColorCommand {
         hintNote = "hints unreadable (\(error)): host introspection only"
       }
     }
+    // The image digest reads the whole RAM file: on the other core, while the analysis runs.
+    let digest = DigestJob(memory: memory, enabled: !noDigest)
     let analysis: Analysis
     do {
       analysis = try Analyzer.analyze(
@@ -138,6 +143,7 @@ extension ColorCommand {
       throw CommandFailure("\(ram): \(error)")
     }
     var map = analysis.map
+    map.header.image = try digest.wait()
     map.header.metadata.append(("source.ram", ram))
     map.header.metadata.append(("source.layout", guest.layoutOrigin))
     let bytes = try ColorMapFile.write(map, to: output)
@@ -204,5 +210,25 @@ extension ColorCommand {
     d["decided_by_hints"] = h.decidedByHints
     d["named_extents"] = h.namedExtents
     return d
+  }
+}
+
+/// The content digest of a RAM image, computed on a background thread.
+final class DigestJob: @unchecked Sendable {
+  private let group = DispatchGroup()
+  private var result: Result<ImageDigest, Error> = .success(.none)
+
+  init(memory: RAMImage, enabled: Bool) {
+    guard enabled else { return }
+    group.enter()
+    DispatchQueue.global().async {
+      self.result = Result { try memory.contentDigest() }
+      self.group.leave()
+    }
+  }
+
+  func wait() throws -> ImageDigest {
+    group.wait()
+    return try result.get()
   }
 }

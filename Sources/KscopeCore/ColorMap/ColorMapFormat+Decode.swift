@@ -56,7 +56,7 @@ extension ColorMapFormat {
     guard bytes[52..<56].allSatisfy({ $0 == 0 }), bytes[96..<128].allSatisfy({ $0 == 0 }) else {
       throw .badHeader("reserved bytes are not zero")
     }
-    let digestLength = algorithm == .xxh64 ? 8 : 0
+    let digestLength = algorithm == .none ? 0 : 8
     guard bytes[(64 + digestLength)..<96].allSatisfy({ $0 == 0 }) else {
       throw .badHeader("image digest has bytes past its length")
     }

@@ -32,7 +32,12 @@ public struct ColorSources: OptionSet, Sendable, Hashable {
 public struct ImageDigest: Sendable, Hashable {
   public enum Algorithm: UInt32, Sendable {
     case none = 0
+    /// XXH64 of every byte.
     case xxh64 = 1
+    /// XXH64 over each 64 KiB block that is not all zeros, as its file offset (8 bytes,
+    /// little-endian) then its bytes, in offset order: a content digest of a (sparse) RAM image
+    /// whose cost follows the data it holds, the same for a live RAM file and its sparse copy.
+    case xxh64NonZeroBlocks = 2
   }
   public var algorithm: Algorithm
   /// The digest bytes (8 for xxh64; at most 32).
@@ -48,9 +53,9 @@ public struct ImageDigest: Sendable, Hashable {
 
   public static let none = ImageDigest(algorithm: .none, bytes: [], size: 0)
 
-  public static func xxh64(_ value: UInt64, size: UInt64) -> ImageDigest {
+  public static func xxh64(_ value: UInt64, size: UInt64, algorithm: Algorithm = .xxh64) -> ImageDigest {
     ImageDigest(
-      algorithm: .xxh64, bytes: (0..<8).map { UInt8(truncatingIfNeeded: value >> (8 * $0)) },
+      algorithm: algorithm, bytes: (0..<8).map { UInt8(truncatingIfNeeded: value >> (8 * $0)) },
       size: size)
   }
 
@@ -59,6 +64,7 @@ public struct ImageDigest: Sendable, Hashable {
     switch algorithm {
     case .none: "none"
     case .xxh64: "xxh64:" + hexString(bytes.reversed())
+    case .xxh64NonZeroBlocks: "xxh64-blocks:" + hexString(bytes.reversed())
     }
   }
 }
