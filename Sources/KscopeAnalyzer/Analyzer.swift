@@ -292,6 +292,9 @@ public enum Analyzer {
       return []
     }
     var out: [GuestProcess] = []
+    // Frames marked across all processes: a hostile guest can map the same RAM through any
+    // number of 1 GiB entries, so the walk stops at a budget a real guest never reaches.
+    var budget = max(entries.count * 16, 1 << 24)
     let start = space.running(initTask)
     var task = start
     var seenTasks = Set<UInt64>()
@@ -310,11 +313,13 @@ public enum Analyzer {
       if mm != 0, seenMMs.insert(mm).inserted, let pgdVA = space.u64(mm &+ UInt64(pgdOff)),
         let pgd = space.physical(pgdVA)
       {
+        let ramEnd = UInt64(entries.count) * 4096
         let stats = space.tables.forEachUserLeaf(root: pgd) { leaf in
-          guard leaf.user else { return }
+          guard leaf.user, leaf.pa < ramEnd, budget > 0 else { return }
           var pa = leaf.pa
-          let end = leaf.pa &+ leaf.size
-          while pa < end {
+          let end = min(leaf.pa &+ leaf.size, ramEnd)
+          while pa < end && budget > 0 {
+            budget -= 1
             let f = pa / 4096
             pa += 4096
             guard f < frameCount else { continue }
@@ -332,6 +337,10 @@ public enum Analyzer {
         if stats.anomalies > 0 { anomaly("page table anomalies", stats.anomalies) }
       }
       out.append(GuestProcess(pid: Int32(bitPattern: pidRaw), command: comm, mappedFrames: mapped))
+      if budget <= 0 {
+        anomaly("process mappings beyond any real guest's (walk stopped)", 1)
+        return out
+      }
       guard let next = space.u64(task &+ UInt64(tasksOff)) else {
         anomaly("task list not readable", 1)
         break

@@ -72,3 +72,18 @@ func fourLevelImage() -> ImageBuilder {
   // A table full of entries pointing back at itself is visited once per level.
   #expect(stats.tablesVisited < 20)
 }
+
+/// Every PDPT entry a 1 GiB user page over the same RAM: the leaves are bounded by the walker
+/// and the frames by the process walk's budget, so this finishes quickly.
+@Test func manyHugeLeavesAreBounded() {
+  var m = ImageBuilder(size: 0x10000)
+  m.put64(0x1000, 0x2000 | P | RW | US)
+  for i in 0..<512 { m.put64(0x2000 + UInt64(i) * 8, 0 | P | RW | US | PS) }
+  let w = PageTableWalker(memory: m.memory, fiveLevel: false)
+  var leaves = 0
+  var bytes: UInt64 = 0
+  let stats = w.forEachUserLeaf(root: 0x1000) { leaves += 1; bytes += $0.size }
+  #expect(leaves == 512)
+  #expect(bytes == 512 << 30)
+  #expect(stats.anomalies == 0)
+}
