@@ -26,24 +26,50 @@ public struct GuestKernel: Codable, Equatable, Sendable {
   public var vmlinux: String { directory + "/vmlinux" }
   public var modules: String { directory + "/modules" }
 
-  /// Resolves a series through the cache's symlink and reads release, version and build-id.
-  public static func resolve(series: String) throws -> GuestKernel {
-    guard supportedSeries.contains(series) else {
-      throw VMError.invalidArgument(
-        "unknown kernel series '\(series)' (expected \(supportedSeries.joined(separator: " or ")))")
+  /// What `--kernel` accepts: a series ("6.1", "6.12": the release pinned in
+  /// host/kernels.lock), "<series>-latest" (Debian's newest, after `host/fetch-kernels.sh
+  /// --latest <series>`), or an exact cached release such as "6.1.0-57-cloud-amd64".
+  public static let nameHelp =
+    "6.1 or 6.12 (the release pinned in host/kernels.lock), 6.1-latest or 6.12-latest (Debian's newest, after host/fetch-kernels.sh --latest), or an exact cached release (6.1.0-57-cloud-amd64)"
+
+  /// The series of a kernel name, or nil when it names none of the supported ones.
+  public static func series(of name: String) -> String? {
+    if supportedSeries.contains(name) { return name }
+    for s in supportedSeries where name == s + "-latest" { return s }
+    // An exact release: "6.1.0-57-cloud-amd64" is 6.1, "6.12.117+deb12-cloud-amd64" is 6.12.
+    guard name.hasSuffix("-cloud-amd64"), name.count < 64,
+      name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || ".+-".contains($0)) })
+    else { return nil }
+    let parts = name.split(separator: ".", maxSplits: 2)
+    guard parts.count == 3 else { return nil }
+    let candidate = "\(parts[0]).\(parts[1].prefix { $0.isNumber })"
+    return supportedSeries.contains(candidate) ? candidate : nil
+  }
+
+  /// Resolves a kernel name (see `nameHelp`) through the cache and reads release, version and
+  /// build-id.
+  public static func resolve(series name: String) throws -> GuestKernel {
+    guard let series = series(of: name) else {
+      throw VMError.invalidArgument("unknown kernel '\(name)' (expected \(nameHelp))")
     }
-    let link = cacheRoot() + "/" + series
+    let link = cacheRoot() + "/" + name
     let fm = FileManager.default
-    guard let target = try? fm.destinationOfSymbolicLink(atPath: link) else {
+    let target: String
+    if name.hasSuffix("-cloud-amd64") {
+      target = name
+    } else if let t = try? fm.destinationOfSymbolicLink(atPath: link) {
+      target = t
+    } else {
+      let fetch = name.hasSuffix("-latest") ? "--latest \(series)" : series
       throw VMError.missingPrerequisite(
-        "kernel \(series) is not in \(cacheRoot()) (run host/setup.sh or host/fetch-kernels.sh \(series))"
+        "kernel \(name) is not in \(cacheRoot()) (run host/setup.sh or host/fetch-kernels.sh \(fetch))"
       )
     }
     let dir = target.hasPrefix("/") ? target : cacheRoot() + "/" + target
     for f in ["vmlinuz", "vmlinux", "modules", ".complete"]
     where !fm.fileExists(atPath: dir + "/" + f) {
       throw VMError.missingPrerequisite(
-        "kernel \(series) in \(dir) is incomplete: no \(f) (rerun host/fetch-kernels.sh \(series))")
+        "kernel \(name) in \(dir) is incomplete: no \(f) (rerun host/fetch-kernels.sh \(name))")
     }
     let release =
       (try? String(contentsOfFile: dir + "/version", encoding: .utf8))?

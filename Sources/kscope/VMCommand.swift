@@ -8,7 +8,7 @@ struct VMCommand: ParsableCommand {
     commandName: "vm",
     abstract: "Build guest images, boot parent VMs under QEMU, snapshot them, eager-clone them.",
     discussion: """
-      VMs run Debian's cloud kernel (6.1 or 6.12, from host/fetch-kernels.sh) under QEMU TCG with
+      VMs run Debian's cloud kernel (6.1 or 6.12, as pinned in host/kernels.lock) under QEMU TCG with
       their RAM in a shared file under the state directory (default /dev/shm/kscope), an ivshmem
       hint region, a QMP socket and a loopback-only HTTP forward to the guest's workload.
 
@@ -41,7 +41,7 @@ struct StateOptions: ParsableArguments {
 
 /// Image options shared by `vm image` and `vm start`.
 struct ImageOptions: ParsableArguments {
-  @Option(name: .long, help: "Debian cloud kernel series: 6.1 or 6.12.")
+  @Option(name: .long, help: ArgumentHelp("Debian cloud kernel: \(GuestKernel.nameHelp)."))
   var kernel = "6.1"
   @Option(
     name: .long, help: "Workload: web (static site, busybox httpd) or olap (sqlite3 over CGI).")

@@ -4,17 +4,20 @@ import Testing
 
 @testable import KscopeAnalyzer
 
-/// The layouts recorded from Debian's 6.1 and 6.12 cloud kernels (committed beside the layout
-/// tests), so rules are tested against real offsets and flag numbers.
+/// The layouts recorded from the Debian 6.1 and 6.12 cloud kernels pinned in host/kernels.lock
+/// (committed beside the layout tests), so rules are tested against real offsets and flag numbers.
 func recordedLayout(_ series: String) throws -> KernelLayout {
-  let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .appendingPathComponent("KscopeLayoutTests/Recorded")
-  let files = try FileManager.default.contentsOfDirectory(atPath: dir.path)
-  guard let name = files.first(where: { $0.hasPrefix(series + ".") && $0.hasSuffix(".json") && $0.contains("cloud") }) else {
-    throw AnalyzerTestError("no recorded \(series) layout in \(dir.path)")
+  let tests = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+  let lock = tests.appendingPathComponent("../host/kernels.lock").standardized
+  let text = try String(contentsOf: lock, encoding: .utf8)
+  var release: String?
+  for line in text.split(separator: "\n") where !line.hasPrefix("#") {
+    let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+    if fields.count == 5 && fields[0] == series { release = String(fields[1]) }
   }
-  let bytes = [UInt8](try Data(contentsOf: dir.appendingPathComponent(name)))
-  return try KernelLayout(isfBytes: bytes)
+  guard let release else { throw AnalyzerTestError("no \(series) pin in \(lock.path)") }
+  let file = tests.appendingPathComponent("KscopeLayoutTests/Recorded/\(release).json")
+  return try KernelLayout(isfBytes: [UInt8](try Data(contentsOf: file)))
 }
 
 struct AnalyzerTestError: Error, CustomStringConvertible {

@@ -4,8 +4,9 @@ import KscopeLayout
 
 /// The layouts recorded from Debian's cloud kernels (see Recorded/README.md), by release.
 enum Recorded {
-  static let release61 = "6.1.0-56-cloud-amd64"
-  static let release612 = "6.12.117+deb12-cloud-amd64"
+  /// The releases pinned in host/kernels.lock: the ones the tests run against.
+  static let release61 = KernelLock.release("6.1")
+  static let release612 = KernelLock.release("6.12")
 
   static var directory: String {
     if let url = Bundle.module.url(forResource: "Recorded", withExtension: nil) { return url.path }
@@ -28,6 +29,21 @@ enum Recorded {
 
   static func text(_ release: String) throws -> String {
     try String(contentsOfFile: path(release), encoding: .utf8)
+  }
+}
+
+/// host/kernels.lock, read from the source tree: "series release debian-version sha sha".
+enum KernelLock {
+  static let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+    .appendingPathComponent("../../host/kernels.lock").standardized.path
+
+  static func release(_ series: String) -> String {
+    let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+    for line in text.split(separator: "\n") where !line.hasPrefix("#") {
+      let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+      if fields.count == 5, fields[0] == series { return String(fields[1]) }
+    }
+    return "no \(series) pin in \(path)"
   }
 }
 
