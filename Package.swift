@@ -19,6 +19,7 @@ let package = Package(
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
   ],
   targets: [
     // Pure logic: colors, the color map format, classification rules. No Foundation, no Glibc.
@@ -51,6 +52,20 @@ let package = Package(
     // shared-memory channel. No Foundation: it ships as a small static binary.
     .target(name: "KscopeAgent", dependencies: ["KscopeCore", "KscopeOS"], swiftSettings: strict),
     .executableTarget(name: "kscope-agent", dependencies: ["KscopeAgent"], swiftSettings: strict),
+    // Clone policies over a color map, the access-trace format and the policy simulator: pure
+    // decisions, no syscalls (the engine does the fetching).
+    .target(
+      name: "KscopeClone",
+      dependencies: ["KscopeCore", .product(name: "Histogram", package: "hdrhistogram-swift")],
+      swiftSettings: strict),
+    // Linux interfaces Swift cannot reach directly (userfaultfd ioctls and messages, SCM_RIGHTS,
+    // pagemap), and the clone hand-off ABI (kscope_handoff.h) shared with the QEMU shim.
+    .target(name: "CKscopeLinux"),
+    // The clone engine: the host cache file, page sources, userfaultfd handlers, background
+    // prefetch, and the replay clone.
+    .target(
+      name: "KscopeEngine", dependencies: ["KscopeCore", "KscopeOS", "KscopeClone", "CKscopeLinux"],
+      swiftSettings: strict),
     // Parent VMs under QEMU: images, boot, QMP, snapshots, eager clones, workload drivers.
     .target(
       name: "KscopeVM", dependencies: ["KscopeCore", "KscopeOS", logging], swiftSettings: strict),
@@ -58,7 +73,8 @@ let package = Package(
       name: "kscope",
       dependencies: [
         "KscopeCore", "KscopeOS", "KscopeHost", "KscopeLayout", "KscopeDebugInfo", "KscopeVM",
-        "KscopeRender", "KscopeAgent", "KscopeAnalyzer",
+        "KscopeRender", "KscopeAgent", "KscopeAnalyzer", "KscopeClone",
+        "KscopeEngine",
         .product(name: "ArgumentParser", package: "swift-argument-parser"), logging,
       ],
       swiftSettings: strict),
@@ -88,6 +104,9 @@ let package = Package(
       swiftSettings: strict),
     .testTarget(
       name: "KscopeAgentTests", dependencies: ["KscopeCore", "KscopeOS", "KscopeAgent"],
+      swiftSettings: strict),
+    .testTarget(
+      name: "KscopeCloneTests", dependencies: ["KscopeCore", "KscopeClone", "KscopeEngine"],
       swiftSettings: strict),
     .testTarget(
       name: "KscopeVMTests", dependencies: ["KscopeCore", "KscopeOS", "KscopeVM"],

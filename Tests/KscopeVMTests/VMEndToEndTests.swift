@@ -188,7 +188,7 @@ import Testing
       var o = options("6.1", .web)
       o.kernelSeries = "5.10"
       #expect(
-        throws: VMError.invalidArgument("unknown kernel series '5.10' (expected 6.1 or 6.12)")
+        throws: VMError.invalidArgument("unknown kernel '5.10' (expected \(GuestKernel.nameHelp))")
       ) {
         try m.start(name: "x", options: o)
       }

@@ -1,0 +1,240 @@
+import CKscopeLinux
+import Foundation
+import Glibc
+import KscopeClone
+
+/// The clone engine: serves the userfaultfd misses of clones that map one host cache file
+/// privately. Each clone hands over its uffd on a unix socket (kscope_handoff.h); a handler
+/// thread per clone answers each miss with the policy's batch (fetched into the cache file,
+/// then the faulting thread is woken and the kernel maps the page from page cache), and one
+/// background thread fetches queued work in idle time, holding off after misses.
+public final class Engine: @unchecked Sendable {
+  public let cache: HostCache
+  let policy: any ClonePolicy
+  let layout: RAMLayout
+  let socketPath: String
+  let listenFD: Int32
+  private let lock = NSLock()
+  private var queue: [FrameRange] = []
+  private var backoffUntil: UInt64 = 0
+  private var stopping = false
+  private var threads: [Thread] = []
+  private var clients: [ClientRecord] = []
+  private let done = DispatchGroup()
+  public private(set) var errors: [String] = []
+
+  /// What the engine saw of one clone.
+  public struct ClientRecord: Sendable {
+    public var pid: UInt32
+    /// Frames whose misses it served, with the engine-side service time (ns).
+    public var faults: [(frame: UInt64, nanoseconds: UInt64)] = []
+    public var zeroFilled: UInt64 = 0
+  }
+
+  public init(cache: HostCache, policy: any ClonePolicy, layout: RAMLayout, socketPath: String)
+    throws(EngineError)
+  {
+    self.cache = cache
+    self.policy = policy
+    self.layout = layout
+    self.socketPath = socketPath
+    listenFD = try check("listening on \(socketPath)", kscope_unix_listen(socketPath))
+  }
+
+  deinit {
+    close(listenFD)
+    unlink(socketPath)
+  }
+
+  /// Fetches the policy's resume set (blocking) and queues its background work; returns the
+  /// frames fetched and the seconds it took.
+  public func prepare() throws(EngineError) -> (pages: UInt64, seconds: Double) {
+    let t0 = kscope_now_ns()
+    let pages = try withBuffer { (b) throws(EngineError) in try cache.ensure(policy.beforeResume(), buffer: b) }
+    lock.lock()
+    queue = policy.backgroundAtStart()
+    lock.unlock()
+    return (pages, Double(kscope_now_ns() - t0) / 1e9)
+  }
+
+  /// Starts the accept loop and the background fetcher.
+  public func start() {
+    spawn { self.acceptLoop() }
+    spawn { self.backgroundLoop() }
+  }
+
+  /// Stops every thread (handlers end when their clone's socket closes, or now) and returns
+  /// what the engine saw of each clone.
+  public func stop() -> [ClientRecord] {
+    lock.lock()
+    stopping = true
+    lock.unlock()
+    shutdown(listenFD, Int32(SHUT_RDWR))
+    _ = done.wait(timeout: .now() + 10)
+    lock.lock()
+    defer { lock.unlock() }
+    return clients
+  }
+
+  private func spawn(_ body: @escaping @Sendable () -> Void) {
+    done.enter()
+    let t = Thread {
+      body()
+      self.done.leave()
+    }
+    t.stackSize = 1 << 20
+    t.start()
+  }
+
+  private var isStopping: Bool {
+    lock.lock()
+    defer { lock.unlock() }
+    return stopping
+  }
+
+  private func record(_ message: String) {
+    lock.lock()
+    errors.append(message)
+    lock.unlock()
+  }
+
+  private func acceptLoop() {
+    while !isStopping {
+      let ready = kscope_poll2(listenFD, -1, 100)
+      if ready < 0 || ready & 4 != 0 { break }
+      guard ready & 1 != 0 else { continue }
+      let c = kscope_unix_accept(listenFD)
+      if c < 0 { continue }
+      spawn { self.serve(connection: c) }
+    }
+  }
+
+  /// One clone: receive its uffd and region, acknowledge, serve faults until it hangs up.
+  private func serve(connection sock: Int32) {
+    defer { close(sock) }
+    let headerSize = MemoryLayout<kscope_handoff_header>.size
+    let regionSize = MemoryLayout<kscope_handoff_region>.size
+    var message = [UInt8](repeating: 0, count: headerSize + Int(KSCOPE_HANDOFF_MAX_REGIONS) * regionSize)
+    var uffd: Int32 = -1
+    let n = message.withUnsafeMutableBytes { kscope_recv_fd(sock, $0.baseAddress, $0.count, &uffd) }
+    guard n >= headerSize, uffd >= 0 else {
+      if uffd >= 0 { close(uffd) }
+      record("a clone's hand-off carried no userfaultfd or a short header")
+      return
+    }
+    defer { close(uffd) }
+    let header = message.withUnsafeBytes { $0.loadUnaligned(as: kscope_handoff_header.self) }
+    guard header.magic == KSCOPE_HANDOFF_MAGIC, header.version == KSCOPE_HANDOFF_VERSION,
+      header.region_count >= 1, header.region_count <= KSCOPE_HANDOFF_MAX_REGIONS,
+      Int(n) == headerSize + Int(header.region_count) * regionSize
+    else {
+      record("a clone's hand-off header is malformed")
+      return
+    }
+    let regions = (0..<Int(header.region_count)).map { k in
+      message.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: headerSize + k * regionSize, as: kscope_handoff_region.self) }
+    }
+    var ack = UInt8(KSCOPE_HANDOFF_ACK)
+    guard write(sock, &ack, 1) == 1 else { return }
+    var client = ClientRecord(pid: header.pid)
+    let page = layout.pageSize
+    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 256 * Int(page), alignment: Int(page))
+    defer { buffer.deallocate() }
+    var event = kscope_uffd_event()
+    loop: while true {
+      let ready = kscope_poll2(uffd, sock, 100)
+      if ready < 0 { break }
+      if ready & (2 | 8) != 0 { break }  // the clone hung up (or wrote: it has nothing to say)
+      if ready & 1 == 0 {
+        if isStopping { break }
+        continue
+      }
+      while true {
+        let r = kscope_uffd_read(uffd, &event)
+        if r < 0 {
+          record("reading the userfaultfd of clone \(header.pid): \(String(cString: strerror(-r)))")
+          break loop
+        }
+        if event.kind == 0 { break }
+        if event.kind != 1 { continue }
+        let t0 = kscope_now_ns()
+        let address = event.address & ~(page - 1)
+        guard let region = regions.first(where: { address >= $0.host_address && address - $0.host_address < $0.length }),
+          let frame = layout.frame(fileOffset: region.file_offset + (address - region.host_address))
+        else {
+          // Not ours: wake it so it does not wait forever (it will fault again, and fail loudly).
+          _ = kscope_uffd_wake(uffd, address, page)
+          continue
+        }
+        do {
+          if cache.holes[frame] {
+            // A hole the map proves free or zero: a zero page in this clone only.
+            var z = kscope_uffd_zeropage(uffd, address, page)
+            var tries = 0
+            while z == -EAGAIN && tries < 1000 {
+              tries += 1
+              z = kscope_uffd_zeropage(uffd, address, page)
+            }
+            if z < 0 && z != -EEXIST { try check("zero-filling frame \(frame)", z) }
+            client.zeroFilled += 1
+          } else {
+            let plan = policy.miss(frame: frame)
+            try cache.ensure(plan.now + [FrameRange(start: frame, count: 1)], buffer: buffer)
+            try check("waking clone \(header.pid)", kscope_uffd_wake(uffd, address, page))
+            client.faults.append((frame, kscope_now_ns() - t0))
+            lock.lock()
+            queue.insert(contentsOf: plan.later, at: 0)
+            backoffUntil = kscope_now_ns() + policy.backoffMicros * 1000
+            lock.unlock()
+          }
+        } catch {
+          record("serving frame \(frame) of clone \(header.pid): \(error.description)")
+          break loop
+        }
+      }
+    }
+    lock.lock()
+    clients.append(client)
+    lock.unlock()
+  }
+
+  /// Queued prefetch, 64 frames at a time, whenever no miss arrived within the policy's back-off.
+  private func backgroundLoop() {
+    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * Int(layout.pageSize), alignment: Int(layout.pageSize))
+    defer { buffer.deallocate() }
+    while true {
+      lock.lock()
+      if stopping {
+        lock.unlock()
+        return
+      }
+      let now = kscope_now_ns()
+      var batch: FrameRange?
+      if now >= backoffUntil, !queue.isEmpty {
+        var r = queue.removeFirst()
+        let take = min(r.count, 64)
+        batch = FrameRange(start: r.start, count: take)
+        if take < r.count {
+          r.start += take
+          r.count -= take
+          queue.insert(r, at: 0)
+        }
+      }
+      lock.unlock()
+      guard let batch else {
+        usleep(100)
+        continue
+      }
+      do { try cache.ensure([batch], buffer: buffer) } catch {
+        record("background fetch: \(error.description)")
+        return
+      }
+    }
+  }
+
+  private func withBuffer<T>(_ body: (UnsafeMutableRawBufferPointer) throws(EngineError) -> T) throws(EngineError) -> T {
+    let b = UnsafeMutableRawBufferPointer.allocate(byteCount: 256 * Int(layout.pageSize), alignment: Int(layout.pageSize))
+    defer { b.deallocate() }
+    return try body(b)
+  }
+}

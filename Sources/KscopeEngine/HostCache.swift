@@ -1,0 +1,112 @@
+import Foundation
+import Glibc
+import KscopeClone
+import KscopeOS
+
+/// The host cache file of one (snapshot, host) pair: a sparse tmpfs file laid out like the
+/// snapshot's RAM file. Clones map it privately; a frame written here is served to every clone
+/// by the kernel from page cache, without a fault. Frames never written stay holes (zeros).
+public final class HostCache: @unchecked Sendable {
+  public let path: String
+  let fd: Int32
+  let layout: RAMLayout
+  let source: any PageSource
+  let pageSize: UInt64
+  let frameCount: UInt64
+  private let lock = NSLock()
+  private var present: Bitmap
+  public let holes: Bitmap
+  /// Frames fetched, counted once each.
+  public private(set) var fetched: UInt64 = 0
+
+  /// Creates (replacing) the cache file at `path`, all holes.
+  public init(
+    path: String, layout: RAMLayout, source: any PageSource, frameCount: UInt64, holes: [FrameRange]
+  ) throws(EngineError) {
+    self.path = path
+    self.layout = layout
+    self.source = source
+    self.pageSize = layout.pageSize
+    self.frameCount = frameCount
+    unlink(path)
+    fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
+    guard fd >= 0 else { throw EngineError("cannot create \(path): \(String(cString: strerror(errno)))") }
+    guard ftruncate(fd, off_t(layout.fileSize)) == 0 else {
+      let e = String(cString: strerror(errno))
+      close(fd)
+      unlink(path)
+      throw EngineError("cannot size \(path): \(e)")
+    }
+    present = Bitmap(count: frameCount)
+    var h = Bitmap(count: frameCount)
+    for r in holes { h.set(r, limit: frameCount) }
+    self.holes = h
+  }
+
+  deinit { close(fd) }
+
+  public func remove() { unlink(path) }
+
+  public func isPresent(_ frame: UInt64) -> Bool {
+    lock.lock()
+    defer { lock.unlock() }
+    return present[frame]
+  }
+
+  public var presentBitmap: Bitmap {
+    lock.lock()
+    defer { lock.unlock() }
+    return present
+  }
+
+  /// Fetches the frames of `ranges` that are neither present nor holes into the cache file, in
+  /// reads of up to 256 frames; returns how many frames this call added. Two callers may fetch
+  /// the same frame at once: both write the same bytes, and it is counted once.
+  @discardableResult
+  public func ensure(_ ranges: [FrameRange], buffer: UnsafeMutableRawBufferPointer) throws(EngineError) -> UInt64 {
+    var added: UInt64 = 0
+    let maxFrames = UInt64(buffer.count) / pageSize
+    for r in ranges {
+      let clipped = FrameRange(start: r.start, count: r.start < frameCount ? min(r.count, frameCount - r.start) : 0)
+      for run in layout.fileRuns(clipped) {
+        var k: UInt64 = 0
+        while k < run.count {
+          // The next stretch of missing frames, at most one buffer long.
+          lock.lock()
+          while k < run.count && (present[run.frame + k] || holes[run.frame + k]) { k += 1 }
+          var n: UInt64 = 0
+          while k + n < run.count && n < maxFrames && !present[run.frame + k + n] && !holes[run.frame + k + n] { n += 1 }
+          lock.unlock()
+          if n == 0 { break }
+          let bytes = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<Int(n * pageSize)])
+          let offset = run.fileOffset + k * pageSize
+          try source.read(into: bytes, at: offset)
+          var done = 0
+          while done < bytes.count {
+            let w = Files.retrying { pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done)) }
+            if w <= 0 { throw EngineError("writing \(path): \(String(cString: strerror(errno)))") }
+            done += w
+          }
+          lock.lock()
+          for f in (run.frame + k)..<(run.frame + k + n) where !present[f] {
+            present.insert(f)
+            added += 1
+          }
+          lock.unlock()
+          k += n
+        }
+      }
+    }
+    lock.lock()
+    fetched += added
+    lock.unlock()
+    return added
+  }
+
+  /// Pages of the cache file resident in memory (tmpfs: its written pages).
+  public func residentPages() -> UInt64 {
+    var st = stat()
+    guard fstat(fd, &st) == 0 else { return 0 }
+    return UInt64(st.st_blocks) * 512 / pageSize
+  }
+}

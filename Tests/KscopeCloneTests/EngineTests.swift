@@ -1,0 +1,126 @@
+import Foundation
+import KscopeCore
+import Testing
+
+@testable import KscopeClone
+@testable import KscopeEngine
+
+/// The engine on real userfaultfd, in one process: the clone thread faults, the engine's
+/// handler thread serves. A 32 MiB "parent RAM" with random content everywhere, free frames
+/// included (Linux does not zero freed pages), so a hole served where the map is wrong shows.
+@Suite(.serialized) struct EngineTests {
+  static let frames: UInt64 = 8192
+  static let page = 4096
+
+  /// 0..<64 kernel code, 64..<1088 free (1024 frames: left unregistered), 1088..<2048 page cache
+  /// (one file, reversed), 2048..<2052 free (small: served with zero pages), 2052..<8192 user data.
+  static func map() -> ColorMap {
+    var colors = [Color](repeating: .userData, count: Int(frames))
+    for i in 0..<64 { colors[i] = .kernelCode }
+    for i in 64..<1088 { colors[i] = .free }
+    for i in 1088..<2048 { colors[i] = .pageCache }
+    for i in 2048..<2052 { colors[i] = .free }
+    let extents = (1088..<2048).map { f in
+      AttributeExtent(start: UInt64(f), count: 1, file: FileIdentity(device: 1, inode: 5, index: UInt64(2047 - f)))
+    }
+    return ColorMap(header: ColorMapHeader(), entries: colors.map { FrameEntry($0).rawValue }, extents: extents)
+  }
+
+  final class Fixture {
+    let dir: String
+    let ram: String
+    let layout: RAMLayout
+    init() throws {
+      dir = "/dev/shm/kscope-engine-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+      try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+      ram = dir + "/ram"
+      var g = SystemRandomNumberGenerator()
+      var bytes = [UInt8](repeating: 0, count: Int(EngineTests.frames) * EngineTests.page)
+      bytes.withUnsafeMutableBytes { b in
+        for i in stride(from: 0, to: b.count, by: 8) { b.storeBytes(of: g.next() | 1, toByteOffset: i, as: UInt64.self) }
+      }
+      try Data(bytes).write(to: URL(fileURLWithPath: ram))
+      layout = try RAMLayout(segments: [RAMLayout.Segment(guestPhysicalStart: 0, fileOffset: 0, size: EngineTests.frames * 4096)])
+    }
+    deinit { try? FileManager.default.removeItem(atPath: dir) }
+  }
+
+  /// Runs one clone over `trace` with `policy`; returns the engine's view and the clone's report.
+  func replay(
+    _ f: Fixture, policy: any ClonePolicy, holes: [FrameRange]? = nil, cloneHoles: [FrameRange]? = nil,
+    trace: [Access]
+  ) throws
+    -> (cache: HostCache, records: [Engine.ClientRecord], report: WorkerReport, errors: [String])
+  {
+    let source = try LocalRAMSource(path: f.ram)
+    let cache = try HostCache(
+      path: f.dir + "/cache", layout: f.layout, source: source, frameCount: Self.frames, holes: holes ?? policy.holes())
+    defer { cache.remove() }
+    let engine = try Engine(cache: cache, policy: policy, layout: f.layout, socketPath: f.dir + "/sock")
+    _ = try engine.prepare()
+    engine.start()
+    let report = try ReplayWorker.run(
+      cachePath: cache.path, layout: f.layout, holes: cloneHoles ?? holes ?? policy.holes(), trace: trace, snapshot: source,
+      socketPath: f.dir + "/sock")
+    let records = engine.stop()
+    return (cache, records, report, engine.errors)
+  }
+
+  static func trace() -> [Access] {
+    var g = SplitMix64(seed: 7)
+    return (0..<3000).map { k in Access(frame: g.next() % frames, write: k % 5 == 0) }
+  }
+
+  @Test func onDemandServesEveryPageByteForByte() throws {
+    let f = try Fixture()
+    let t = Self.trace()
+    let r = try replay(f, policy: OnDemandPolicy(), trace: t)
+    let distinct = Set(t.map(\.frame))
+    #expect(r.errors.isEmpty)
+    #expect(r.report.mismatches == 0)
+    #expect(r.report.verifiedPages == UInt64(distinct.count))
+    // Colour-blind: every first touch is a miss, one page each, nothing else fetched.
+    let faults = r.records.flatMap { $0.faults.map(\.frame) }
+    #expect(Set(faults) == distinct)
+    #expect(r.cache.presentBitmap.population == UInt64(distinct.count))
+    // The clone's page table maps exactly what it touched.
+    #expect(Set(r.report.mappedFrames) == distinct)
+  }
+
+  @Test func kaleidoscopeNeverFetchesFreeFramesAndServesThemAsZeros() throws {
+    let f = try Fixture()
+    let t = Self.trace()
+    let policy = KaleidoscopePolicy(map: Self.map(), freeIsHole: true)
+    let r = try replay(f, policy: policy, trace: t)
+    #expect(r.errors.isEmpty)
+    #expect(r.report.mismatches == 0)
+    #expect(r.report.verifiedPages == UInt64(Set(t.map(\.frame)).count))
+    let present = r.cache.presentBitmap
+    for free in Array(64..<1088) + Array(2048..<2052) { #expect(!present[UInt64(free)], "free frame \(free) was fetched") }
+    // Kernel code was there before the clone ran: never a miss.
+    let faults = Set(r.records.flatMap { $0.faults.map(\.frame) })
+    #expect(faults.allSatisfy { $0 >= 64 })
+    // Small free runs are zero-filled by the engine; large ones by the kernel, unregistered.
+    let touchedSmallFree = Set(t.map(\.frame)).filter { (2048..<2052).contains($0) }.count
+    #expect(r.records.reduce(0) { $0 + $1.zeroFilled } == UInt64(touchedSmallFree))
+  }
+
+  @Test func eagerFetchesEverythingBeforeResumeAndNeverFaults() throws {
+    let f = try Fixture()
+    let r = try replay(f, policy: EagerPolicy(frameCount: Self.frames), trace: Self.trace())
+    #expect(r.report.mismatches == 0)
+    #expect(r.records.allSatisfy { $0.faults.isEmpty })
+    #expect(r.cache.presentBitmap.population == Self.frames)
+  }
+
+  @Test func anEngineServingZerosForDataIsCaughtByTheCheck() throws {
+    // A broken engine that treats user-data frames as holes: the clone sees zeros where the
+    // parent had data, and the clone's check (which knows these frames are not free) says so.
+    let f = try Fixture()
+    let wrong = [FrameRange(start: 3000, count: 8)]
+    let trace = (3000..<3008).map { Access(frame: UInt64($0), write: false) }
+    let r = try replay(f, policy: OnDemandPolicy(), holes: wrong, cloneHoles: [], trace: trace)
+    #expect(r.report.mismatches == 8)
+  }
+}
+
