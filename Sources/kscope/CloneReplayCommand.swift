@@ -176,7 +176,9 @@ struct CloneReplay: ParsableCommand {
     var latency = LatencyRecorder()
     for r in reports {
       m.accesses += r.accesses
-      for f in r.mappedFrames { touched.insert(f) }
+      // Touched: what the clone itself accessed. Its page table (mappedFrames) also holds pages
+      // the kernel mapped around a fault (fault-around), which it never touched.
+      for f in r.firstTouchFrames { touched.insert(f) }
       // A clone's fault latency: its own timing of the accesses the engine served as misses.
       let faulted = Set(records.first { $0.pid == r.pid }?.faults.map(\.frame) ?? [])
       for (f, ns) in zip(r.firstTouchFrames, r.firstTouchNanoseconds) where faulted.contains(f) {
