@@ -61,10 +61,12 @@ let package = Package(
     // Linux interfaces Swift cannot reach directly (userfaultfd ioctls and messages, SCM_RIGHTS,
     // pagemap), and the clone hand-off ABI (kscope_handoff.h) shared with the QEMU shim.
     .target(name: "CKscopeLinux"),
+    // A read-only NBD client on libnbd's asynchronous API (the engine's remote page source).
+    .target(name: "CKscopeNBD", linkerSettings: [.linkedLibrary("nbd")]),
     // The clone engine: the host cache file, page sources, userfaultfd handlers, background
     // prefetch, and the replay clone.
     .target(
-      name: "KscopeEngine", dependencies: ["KscopeCore", "KscopeOS", "KscopeClone", "CKscopeLinux"],
+      name: "KscopeEngine", dependencies: ["KscopeCore", "KscopeOS", "KscopeClone", "CKscopeLinux", "CKscopeNBD"],
       swiftSettings: strict),
     // Parent VMs under QEMU: images, boot, QMP, snapshots, eager clones, workload drivers.
     .target(

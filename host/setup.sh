@@ -13,6 +13,7 @@ packages=(
   elfutils dwarves binutils                    # eu-readelf, pahole, nm (layout checks, benchmark)
   qemu-system-x86 busybox-static cpio zstd e2fsprogs sqlite3
   hyperfine
+  nbdkit libnbd-dev                            # remote page source: server, client library
   gcc libc6-dev                                # builds the guest-side kpageflags recorder
 )
 

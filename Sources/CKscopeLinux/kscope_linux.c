@@ -7,7 +7,9 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
@@ -205,4 +207,17 @@ int kscope_unix_accept(int listener) {
   int c;
   do { c = accept4(listener, NULL, NULL, SOCK_CLOEXEC); } while (c < 0 && errno == EINTR);
   return c < 0 ? fail() : c;
+}
+
+int kscope_peer_pid(int sock) {
+  struct ucred cred;
+  socklen_t len = sizeof cred;
+  if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) return fail();
+  return (int)cred.pid;
+}
+
+int kscope_die_with_parent(void) {
+  pid_t parent = getppid();
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) return fail();
+  return getppid() != parent ? -ESRCH : 0;
 }

@@ -134,6 +134,8 @@ public final class Engine: @unchecked Sendable {
     let regions = (0..<Int(header.region_count)).map { k in
       message.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: headerSize + k * regionSize, as: kscope_handoff_region.self) }
     }
+    // Who the clone really is (the kernel says), to stop it if its pages cannot be served.
+    let peer = kscope_peer_pid(sock)
     var ack = UInt8(KSCOPE_HANDOFF_ACK)
     guard write(sock, &ack, 1) == 1 else { return }
     var client = ClientRecord(pid: header.pid)
@@ -188,7 +190,10 @@ public final class Engine: @unchecked Sendable {
             lock.unlock()
           }
         } catch {
+          // The page cannot be had (the source is gone or broken): the clone must not wait
+          // forever, nor run on with a page it never got. Stop it.
           record("serving frame \(frame) of clone \(header.pid): \(error.description)")
+          if peer > 0 && peer != getpid() { kill(peer, SIGKILL) }
           break loop
         }
       }

@@ -1,4 +1,6 @@
 import Glibc
+import CKscopeNBD
+import Foundation
 import KscopeOS
 
 /// Where a clone's pages come from: reads bytes of the parent's RAM file.
@@ -43,4 +45,70 @@ public final class LocalRAMSource: PageSource, @unchecked Sendable {
       (buffer.baseAddress! + done).initializeMemory(as: UInt8.self, repeating: 0, count: buffer.count - done)
     }
   }
+}
+
+/// A snapshot's RAM served over NBD (`kscope serve`, nbdkit): read-only, several requests in
+/// flight per read, a pool of connections so concurrent misses do not queue behind each other.
+public final class NBDSource: PageSource, @unchecked Sendable {
+  public let uri: String
+  public let size: UInt64
+  let timeoutMilliseconds: Int32
+  private let lock = NSLock()
+  private var idle: [OpaquePointer] = []
+
+  /// Connects once (to learn the export's size and fail early); `timeout` bounds every read.
+  public init(uri: String, timeoutSeconds: Double = 5) throws(EngineError) {
+    guard uri.hasPrefix("nbd://"), uri.count < 1024 else {
+      throw EngineError("'\(uri.prefix(64))' is not an nbd:// URI")
+    }
+    self.uri = uri
+    timeoutMilliseconds = Int32(timeoutSeconds * 1000)
+    let c = try Self.connect(uri, timeoutMilliseconds)
+    let s = kscope_nbd_size(c)
+    guard s > 0 else {
+      kscope_nbd_close(c)
+      throw EngineError("\(uri): the export has no size")
+    }
+    size = UInt64(s)
+    idle.append(c)
+  }
+
+  deinit { for c in idle { kscope_nbd_close(c) } }
+
+  static func connect(_ uri: String, _ timeout: Int32) throws(EngineError) -> OpaquePointer {
+    var error = [CChar](repeating: 0, count: 256)
+    guard let c = kscope_nbd_open(uri, timeout, &error, error.count) else {
+      throw EngineError("\(uri): \(cText(error))")
+    }
+    return c
+  }
+
+  public var description: String { uri }
+
+  public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws(EngineError) {
+    lock.lock()
+    let pooled = idle.popLast()
+    lock.unlock()
+    let c: OpaquePointer
+    if let pooled { c = pooled } else { c = try Self.connect(uri, timeoutMilliseconds) }
+    // Past the export's end reads as zeros (as a short file does).
+    let inside = offset < size ? Int(min(UInt64(buffer.count), size - offset)) : 0
+    if inside < buffer.count {
+      (buffer.baseAddress! + inside).initializeMemory(as: UInt8.self, repeating: 0, count: buffer.count - inside)
+    }
+    var error = [CChar](repeating: 0, count: 256)
+    let r = inside == 0 ? 0 : kscope_nbd_pread(c, buffer.baseAddress, inside, offset, 64 << 10, timeoutMilliseconds, &error, error.count)
+    if r != 0 {
+      kscope_nbd_close(c)  // a connection that failed is not reused
+      throw EngineError("\(uri): \(cText(error))")
+    }
+    lock.lock()
+    idle.append(c)
+    lock.unlock()
+  }
+}
+
+/// The text of a NUL-terminated C buffer.
+func cText(_ buffer: [CChar]) -> String {
+  String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }

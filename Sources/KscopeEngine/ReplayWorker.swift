@@ -29,6 +29,7 @@ public enum ReplayWorker {
     cachePath: String, layout: RAMLayout, holes: [FrameRange], trace: [Access],
     snapshot: any PageSource, socketPath: String
   ) throws(EngineError) -> WorkerReport {
+    try check("binding to the replay's lifetime", kscope_die_with_parent())
     let page = Int(layout.pageSize)
     let size = Int(layout.fileSize)
     let fd = open(cachePath, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
@@ -41,7 +42,8 @@ public enum ReplayWorker {
     defer { munmap(base, size) }
     let start = UInt64(UInt(bitPattern: base))
     let uffd = try check("userfaultfd", kscope_uffd_open())
-    defer { close(uffd) }
+    var uffdOpen = true
+    defer { if uffdOpen { close(uffd) } }
     try check("registering the mapping", kscope_uffd_register_missing(uffd, start, UInt64(size)))
     for h in holes where h.count >= unregisteredHoleFrames {
       for run in layout.fileRuns(h) {
@@ -62,6 +64,10 @@ public enum ReplayWorker {
     guard ready & 1 != 0, read(sock, &ack, 1) == 1, ack == UInt8(KSCOPE_HANDOFF_ACK) else {
       throw EngineError("the engine did not acknowledge the hand-off within 10 s")
     }
+    // The engine holds the only reference from now on: if it goes away, the faults it leaves
+    // are released rather than left waiting on a descriptor nobody reads.
+    close(uffd)
+    uffdOpen = false
 
     var holeBits = Bitmap(count: layout.fileSize / UInt64(page))
     for h in holes { holeBits.set(h, limit: holeBits.count) }

@@ -73,6 +73,8 @@ struct CloneReplay: ParsableCommand {
   @Option(help: "The snapshot directory (kscope vm snapshot).") var snapshot: String
   @Option(help: "The parent's color map (needed by the kaleidoscope policies).") var map: String?
   @OptionGroup var policy: PolicyOptions
+  @Option(help: "Take pages from 'kscope serve' (nbd://HOST:PORT/) instead of the local RAM file.")
+  var from: String?
   @Option(help: "Clone processes.") var clones = 1
   @Option(help: "Directory for the host cache file and the engine's socket.") var cacheDir = "/dev/shm"
   @Flag(help: "Skip checking the map's image digest against the snapshot's RAM.") var noDigestCheck = false
@@ -93,7 +95,17 @@ struct CloneReplay: ParsableCommand {
     var resident: UInt64 = 0
     var resumeSeconds = 0.0
     do {
-      let source = try LocalRAMSource(path: inputs.ramPath)
+      let local = try LocalRAMSource(path: inputs.ramPath)
+      let source: any PageSource
+      if let from {
+        let nbd = try NBDSource(uri: from)
+        guard nbd.size == local.size else {
+          throw CommandFailure("\(from) exports \(nbd.size) bytes but the snapshot's RAM has \(local.size): another image")
+        }
+        source = nbd
+      } else {
+        source = local
+      }
       let holes = inputs.policy.holes()
       let cache = try HostCache(
         path: cachePath, layout: inputs.layout, source: source, frameCount: inputs.map.frameCount, holes: holes)
@@ -154,12 +166,12 @@ struct CloneReplay: ParsableCommand {
       var j = metricsJSON(m)
       j["verified_pages"] = verified
       j["clones"] = clones
-      j["source"] = "local"
+      j["source"] = from ?? "local"
       j["resume_seconds"] = resumeSeconds
       j["host"] = ["cache_resident_pages": resident, "private_pages": privatePages]
       try printJSON(j)
     } else {
-      print("replayed \(clones) clone(s) from the local snapshot; \(verified) pages verified byte for byte")
+      print("replayed \(clones) clone(s) from \(from ?? "the local snapshot"); \(verified) pages verified byte for byte")
       print(metricsText(m))
       print("host memory       cache file \(resident) pages resident; clones' private pages \(privatePages)")
     }

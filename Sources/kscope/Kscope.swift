@@ -18,7 +18,7 @@ struct Kscope: ParsableCommand {
       """,
     subcommands: [
       ColorCommand.self, MapCommand.self, ColorsCommand.self, LayoutCommand.self,
-      VMCommand.self, WorkloadCommand.self, HintsCommand.self, CloneCommand.self,
+      VMCommand.self, WorkloadCommand.self, HintsCommand.self, CloneCommand.self, ServeCommand.self,
     ])
 
   static func main() {

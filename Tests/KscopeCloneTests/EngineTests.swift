@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import KscopeCore
 import Testing
 
@@ -124,3 +125,81 @@ import Testing
   }
 }
 
+
+/// nbdkit serving a file read-only on a free loopback port, stopped when the test ends.
+final class NBDServer {
+  let process = Process()
+  let port: Int
+  var uri: String { "nbd://127.0.0.1:\(port)/" }
+
+  init(file: String, delayMilliseconds: Int? = nil) throws {
+    port = 20000 + Int(getpid() % 20000)
+    let nbdkit = ["/usr/sbin/nbdkit", "/usr/bin/nbdkit"].first { FileManager.default.isExecutableFile(atPath: $0) }
+    guard let nbdkit else { throw EngineError("nbdkit is not installed: run host/setup.sh") }
+    process.executableURL = URL(fileURLWithPath: nbdkit)
+    var args = ["--foreground", "--readonly", "--exit-with-parent", "-i", "127.0.0.1", "-p", String(port)]
+    if delayMilliseconds != nil { args.append("--filter=delay") }
+    args += ["file", "file=" + file]
+    if let d = delayMilliseconds { args.append("delay-read=\(d)ms") }
+    process.arguments = args
+    try process.run()
+    for _ in 0..<100 {
+      if (try? NBDSource(uri: uri, timeoutSeconds: 0.2)) != nil { return }
+      usleep(50_000)
+    }
+    process.terminate()
+    throw EngineError("nbdkit did not come up on port \(port)")
+  }
+
+  func kill() {
+    Glibc.kill(process.processIdentifier, SIGKILL)
+    process.waitUntilExit()
+  }
+  deinit { if process.isRunning { kill() } }
+}
+
+@Suite(.serialized) struct NBDEngineTests {
+  @Test func pagesOverNBDAreTheSnapshotsPages() throws {
+    let f = try EngineTests.Fixture()
+    let server = try NBDServer(file: f.ram)
+    let source = try NBDSource(uri: server.uri)
+    #expect(source.size == EngineTests.frames * 4096)
+    let policy = KaleidoscopePolicy(map: EngineTests.map(), freeIsHole: true)
+    let cache = try HostCache(
+      path: f.dir + "/cache", layout: f.layout, source: source, frameCount: EngineTests.frames, holes: policy.holes())
+    defer { cache.remove() }
+    let engine = try Engine(cache: cache, policy: policy, layout: f.layout, socketPath: f.dir + "/sock")
+    _ = try engine.prepare()
+    engine.start()
+    let trace = EngineTests.trace()
+    let report = try ReplayWorker.run(
+      cachePath: cache.path, layout: f.layout, holes: policy.holes(), trace: trace,
+      snapshot: try LocalRAMSource(path: f.ram), socketPath: f.dir + "/sock")
+    _ = engine.stop()
+    #expect(engine.errors.isEmpty)
+    #expect(report.mismatches == 0)
+    #expect(report.verifiedPages == UInt64(Set(trace.map(\.frame)).count))
+  }
+
+  @Test func aDeadServerFailsTheReadWithinFiveSeconds() throws {
+    let f = try EngineTests.Fixture()
+    let server = try NBDServer(file: f.ram)
+    let source = try NBDSource(uri: server.uri)
+    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 4096)
+    defer { buffer.deallocate() }
+    try source.read(into: buffer, at: 0)
+    // Stopped, not closed: the connection stays open and nothing answers (a hung server).
+    Glibc.kill(server.process.processIdentifier, SIGSTOP)
+    let t0 = Date()
+    #expect(throws: EngineError.self) { try source.read(into: buffer, at: 1 << 20) }
+    let waited = Date().timeIntervalSince(t0)
+    #expect(waited < 5.5, "a hung server held a read for \(waited) s")
+    Glibc.kill(server.process.processIdentifier, SIGCONT)
+    // Killed: the next read fails at once, and says where.
+    server.kill()
+    do {
+      try source.read(into: buffer, at: 0)
+      Issue.record("a read from a dead server succeeded")
+    } catch { #expect(error.description.contains(server.uri)) }
+  }
+}

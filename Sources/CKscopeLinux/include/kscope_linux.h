@@ -40,6 +40,8 @@ int kscope_recv_fd(int sock, void *buf, size_t len, int *fd);
  * `path`, so a client never connects to a half-made socket). */
 int kscope_unix_listen(const char *path);
 int kscope_unix_connect(const char *path);
+/* The pid of a unix socket's peer (SO_PEERCRED), or -errno. */
+int kscope_peer_pid(int sock);
 /* accept() with SOCK_CLOEXEC. */
 int kscope_unix_accept(int listener);
 
@@ -48,6 +50,9 @@ int kscope_unix_accept(int listener);
  * `present_bits` (one bit per page). */
 int kscope_pagemap_scan(uint64_t start, uint64_t len, uint64_t *present, uint64_t *private_pages,
                         uint64_t *present_bits);
+
+/* SIGKILL this process when its parent exits (prctl PR_SET_PDEATHSIG); -ESRCH if it already has. */
+int kscope_die_with_parent(void);
 
 /* Monotonic nanoseconds. */
 uint64_t kscope_now_ns(void);

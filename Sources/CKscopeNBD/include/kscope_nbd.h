@@ -1,0 +1,21 @@
+/* A read-only NBD client for the clone engine's remote page source, on libnbd's asynchronous
+ * API: one read is split into chunks that are all in flight at once, and nothing waits past a
+ * deadline (a dead server fails the read, it never hangs a fault). */
+#ifndef KSCOPE_NBD_H
+#define KSCOPE_NBD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct kscope_nbd;
+
+/* Connects to an nbd:// URI (TCP only, no TLS). On failure returns NULL and writes a message. */
+struct kscope_nbd *kscope_nbd_open(const char *uri, int timeout_ms, char *error, size_t error_len);
+void kscope_nbd_close(struct kscope_nbd *c);
+int64_t kscope_nbd_size(struct kscope_nbd *c);
+/* Reads len bytes at offset, in chunks of `chunk` bytes all in flight; 0, or -1 with a message
+ * (server gone, deadline passed). */
+int kscope_nbd_pread(struct kscope_nbd *c, void *buf, size_t len, uint64_t offset, size_t chunk,
+                     int timeout_ms, char *error, size_t error_len);
+
+#endif
