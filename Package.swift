@@ -84,7 +84,7 @@ let package = Package(
       name: "kscope-bench",
       dependencies: [
         "KscopeCore", "KscopeOS", "KscopeHost", "KscopeLayout", "KscopeDebugInfo", "KscopeAnalyzer",
-        "KscopeVM",
+        "KscopeVM", "KscopeClone", "KscopeEngine", "CKscopeLinux",
       ],
       swiftSettings: strict),
     .testTarget(name: "KscopeCoreTests", dependencies: ["KscopeCore"], swiftSettings: strict),

@@ -5,6 +5,8 @@
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <signal.h>
@@ -220,4 +222,16 @@ int kscope_die_with_parent(void) {
   pid_t parent = getppid();
   if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) return fail();
   return getppid() != parent ? -ESRCH : 0;
+}
+
+int kscope_pin_cpu(int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (cpu < 0) {
+    for (int i = 0; i < CPU_SETSIZE; i++) CPU_SET(i, &set);
+  } else {
+    CPU_SET(cpu, &set);
+  }
+  int e = pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+  return e ? -e : 0;
 }

@@ -54,6 +54,9 @@ int kscope_pagemap_scan(uint64_t start, uint64_t len, uint64_t *present, uint64_
 /* SIGKILL this process when its parent exits (prctl PR_SET_PDEATHSIG); -ESRCH if it already has. */
 int kscope_die_with_parent(void);
 
+/* Pins the calling thread to one CPU (cpu < 0: any CPU). */
+int kscope_pin_cpu(int cpu);
+
 /* Monotonic nanoseconds. */
 uint64_t kscope_now_ns(void);
 

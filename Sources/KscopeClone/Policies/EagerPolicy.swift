@@ -2,6 +2,7 @@
 /// are copied too.
 public struct EagerPolicy: ClonePolicy {
   public let frameCount: UInt64
+  public init(frameCount: UInt64) { self.frameCount = frameCount }
   public var name: String { "eager" }
   public func beforeResume() -> [FrameRange] {
     frameCount > 0 ? [FrameRange(start: 0, count: frameCount)] : []

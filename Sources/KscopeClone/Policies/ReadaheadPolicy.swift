@@ -3,6 +3,10 @@
 public struct ReadaheadPolicy: ClonePolicy {
   public let window: UInt64
   public let frameCount: UInt64
+  public init(window: UInt64, frameCount: UInt64) {
+    self.window = max(1, window)
+    self.frameCount = frameCount
+  }
   public var name: String { "readahead-\(window)" }
   public func miss(frame: UInt64) -> PolicyPlan {
     let before = (window - 1) / 2
