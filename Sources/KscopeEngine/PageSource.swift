@@ -26,12 +26,35 @@ public final class LocalRAMSource: PageSource, @unchecked Sendable {
     }
     self.path = path
     size = UInt64(st.st_size)
+    identity = Identity(st)
+  }
+
+  /// What the file was when the engine opened it: a snapshot must not change under clones.
+  struct Identity: Equatable {
+    var device: UInt64, inode: UInt64, size: Int64, mtime: Int, mtimeNanoseconds: Int
+    init(_ st: stat) {
+      device = UInt64(st.st_dev)
+      inode = UInt64(st.st_ino)
+      size = Int64(st.st_size)
+      mtime = st.st_mtim.tv_sec
+      mtimeNanoseconds = st.st_mtim.tv_nsec
+    }
+  }
+  let identity: Identity
+
+  /// Fails if the file was written, truncated or replaced since it was opened.
+  public func checkUnchanged() throws(EngineError) {
+    var st = stat()
+    guard fstat(fd, &st) == 0, Identity(st) == identity else {
+      throw EngineError("\(path) changed under the engine (written or truncated since it was opened): refusing to serve pages from it")
+    }
   }
   deinit { close(fd) }
 
   public var description: String { "local \(path)" }
 
   public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws(EngineError) {
+    try checkUnchanged()
     var done = 0
     while done < buffer.count {
       let n = Files.retrying {

@@ -12,6 +12,8 @@ public struct WorkerReport: Codable, Sendable {
   /// First touches: frame and ns until the access returned (a fault's full round trip).
   public var firstTouchFrames: [UInt64]
   public var firstTouchNanoseconds: [UInt64]
+  /// For each first touch, ns from the clone's first access until it returned.
+  public var firstTouchDoneNanoseconds: [UInt64]
   /// Frames mapped in this clone's page table at the end (pagemap): what it touched.
   public var mappedFrames: [UInt64]
   /// Of its mapped pages, the private ones (copy-on-write copies and zero-filled holes).
@@ -73,10 +75,12 @@ public enum ReplayWorker {
     for h in holes { holeBits.set(h, limit: holeBits.count) }
     var report = WorkerReport(
       pid: UInt32(getpid()), accesses: 0, verifiedPages: 0, mismatches: 0, firstMismatch: nil,
-      firstTouchFrames: [], firstTouchNanoseconds: [], mappedFrames: [], privatePages: 0)
+      firstTouchFrames: [], firstTouchNanoseconds: [], firstTouchDoneNanoseconds: [], mappedFrames: [],
+      privatePages: 0)
     var seen = Bitmap(count: holeBits.count)
     let expected = UnsafeMutableRawBufferPointer.allocate(byteCount: page, alignment: page)
     defer { expected.deallocate() }
+    let began = kscope_now_ns()
     for a in trace {
       guard let offset = layout.fileOffset(frame: a.frame), offset + UInt64(page) <= UInt64(size) else { continue }
       report.accesses += 1
@@ -89,6 +93,7 @@ public enum ReplayWorker {
         seen.insert(a.frame)
         report.firstTouchFrames.append(a.frame)
         report.firstTouchNanoseconds.append(t1 - t0)
+        report.firstTouchDoneNanoseconds.append(t1 - began)
         // Every page touched is checked once, before this clone writes to it.
         if holeBits[a.frame] {
           expected.initializeMemory(as: UInt8.self, repeating: 0)

@@ -197,6 +197,15 @@ struct CloneReplay: ParsableCommand {
         latency.record(nanoseconds: ns)
       }
     }
+    // Time to the 1st, 10th, 100th and 1000th miss served, in the first clone's own clock.
+    if let r = reports.first {
+      let faulted = Set(records.first { $0.pid == r.pid }?.faults.map(\.frame) ?? [])
+      var n: UInt64 = 0
+      for (f, done) in zip(r.firstTouchFrames, r.firstTouchDoneNanoseconds) where faulted.contains(f) {
+        n += 1
+        if [1, 10, 100, 1000].contains(n) { m.timeToMisses.append((n, Double(done) / 1000)) }
+      }
+    }
     let present = cache.presentBitmap
     m.demandFaults = records.reduce(0) { $0 + UInt64($1.faults.count) }
     m.faultLatency = latency.summary

@@ -203,3 +203,20 @@ final class NBDServer {
     } catch { #expect(error.description.contains(server.uri)) }
   }
 }
+
+@Suite struct SnapshotChangeTests {
+  @Test func aSourceWrittenUnderTheEngineIsRefused() throws {
+    let f = try EngineTests.Fixture()
+    let source = try LocalRAMSource(path: f.ram)
+    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 4096)
+    defer { buffer.deallocate() }
+    try source.read(into: buffer, at: 0)
+    usleep(10_000)  // a later mtime, whatever the clock's granularity
+    let h = try FileHandle(forWritingTo: URL(fileURLWithPath: f.ram))
+    try h.seek(toOffset: 4096)
+    h.write(Data([1, 2, 3]))
+    try h.close()
+    #expect(throws: EngineError.self) { try source.read(into: buffer, at: 0) }
+    do { try source.read(into: buffer, at: 0) } catch { #expect(error.description.contains("changed under the engine")) }
+  }
+}
