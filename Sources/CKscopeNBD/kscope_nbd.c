@@ -25,6 +25,11 @@ static int64_t now_ms(void) {
 /* Runs the handle's state machine until `done` says so or the deadline passes. */
 static int wait_until(struct nbd_handle *h, int64_t deadline, int (*done)(struct nbd_handle *, void *),
                       void *arg) {
+  /* Spin briefly first: a reply on loopback comes within tens of µs, and sleeping in poll() costs
+   * an idle-CPU wake-up (~45 µs on these machines, themselves VMs). */
+  for (int spin = 0; spin < 2000 && !done(h, arg); spin++) {
+    if (nbd_poll(h, 0) < 0) return -1;
+  }
   while (!done(h, arg)) {
     int64_t left = deadline - now_ms();
     if (left <= 0) return -2;

@@ -18,6 +18,7 @@ enum EngineBench {
     var pages = 20_000
     var runs = 5
     var sourcePath: String?
+    var nbdOnly = false
     var i = 0
     while i < args.count {
       let value = i + 1 < args.count ? args[i + 1] : ""
@@ -25,6 +26,7 @@ enum EngineBench {
       case "--pages": pages = max(1000, Int(value) ?? pages)
       case "--runs": runs = max(1, Int(value) ?? runs)
       case "--source": sourcePath = value
+      case "--nbd-only": nbdOnly = true; i -= 1
       default: throw BenchError("unknown option \(args[i]) (options: --pages N --runs N --source FILE)")
       }
       i += 2
@@ -41,7 +43,7 @@ enum EngineBench {
     print("engine benchmark: \(pages) misses per run in a seeded random order, median of \(runs) runs; source \(sourcePath ?? "random data in /dev/shm")")
 
     var rows: [(String, [Double], [Double])] = []
-    for placement in ["same", "other", "any"] {
+    for placement in nbdOnly ? [] : ["same", "other", "any"] {
       var cP50: [Double] = [], cP99: [Double] = [], sP50: [Double] = [], sP99: [Double] = []
       for _ in 0..<runs {
         let c = try runProbe(probe, source: source, cache: dir + "/probe-cache", pages: pages, placement: placement)
@@ -56,12 +58,12 @@ enum EngineBench {
     }
     // A page already in the cache: the kernel maps it, no handler.
     var kP50: [Double] = [], kP99: [Double] = []
-    for _ in 0..<runs {
+    for _ in 0..<(nbdOnly ? 0 : runs) {
       let k = try engineRun(dir: dir, layout: layout, source: try LocalRAMSource(path: source), policy: EagerPolicy(frameCount: UInt64(pages)), trace: trace, placement: "any")
       kP50.append(k.p50)
       kP99.append(k.p99)
     }
-    rows.append(("first touch of a page already in the cache", kP50, kP99))
+    rows.append(("first touch of a page already in the cache (kernel path, no handler)", kP50, kP99))
     // Over NBD on loopback (nbdkit, no link emulation).
     let server = try NBDServerProcess(file: source)
     defer { server.stop() }
@@ -76,7 +78,7 @@ enum EngineBench {
     print("")
     print("| what | p50 µs | p99 µs |")
     print("|---|---|---|")
-    for (name, p50, p99) in rows {
+    for (name, p50, p99) in rows where !p50.isEmpty {
       print("| \(name) | \(String(format: "%.1f", median(p50))) | \(String(format: "%.1f", median(p99))) |")
     }
     print("| bulk prefetch over NBD (loopback) | \(String(format: "%.2f", median(bulk))) GB/s | |")

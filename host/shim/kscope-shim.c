@@ -1,0 +1,136 @@
+/* kscope-shim: LD_PRELOAD'ed into a lazy clone's QEMU. It watches QEMU map the guest RAM file
+ * (the host cache file), registers exactly that mapping with userfaultfd (MISSING faults, not
+ * user-mode-only, so the kernel's own accesses to guest RAM reach the engine too), leaves the
+ * large free runs listed by kscope unregistered, and hands the uffd and the region to kscope's
+ * clone engine over a unix socket (SCM_RIGHTS, the ABI of kscope_handoff.h). It waits for the
+ * engine's acknowledgement before QEMU goes on: nothing may read guest RAM before the engine
+ * serves it. Any failure ends QEMU: a clone must never run on pages it never got.
+ *
+ * Environment (set by `kscope vm clone --lazy`):
+ *   KSCOPE_UFFD_RAM     the RAM file whose mapping is registered (matched by device and inode)
+ *   KSCOPE_UFFD_SOCKET  the engine's socket
+ *   KSCOPE_UFFD_HOLES   optional: a file of (file offset, length) u64 pairs to leave unregistered
+ *
+ * Built by host/setup.sh: gcc -shared -fPIC -O2 -I Sources/CKscopeLinux/include.
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "kscope_handoff.h"
+
+#define MAX_HOLES 65536
+
+static int armed;
+static dev_t ram_dev;
+static ino_t ram_ino;
+
+static void die(const char *what) {
+  fprintf(stderr, "kscope-shim: %s: %s\n", what, errno ? strerror(errno) : "failed");
+  _exit(111);
+}
+
+__attribute__((constructor)) static void kscope_shim_init(void) {
+  const char *ram = getenv("KSCOPE_UFFD_RAM");
+  if (!ram || !getenv("KSCOPE_UFFD_SOCKET")) return;
+  struct stat st;
+  if (stat(ram, &st) < 0) die("KSCOPE_UFFD_RAM cannot be read");
+  ram_dev = st.st_dev;
+  ram_ino = st.st_ino;
+  armed = 1;
+}
+
+static void unregister_holes(int uffd, uint64_t base, uint64_t len, uint64_t file_offset) {
+  const char *path = getenv("KSCOPE_UFFD_HOLES");
+  if (!path) return;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) die("KSCOPE_UFFD_HOLES cannot be opened");
+  uint64_t pair[2];
+  long page = sysconf(_SC_PAGESIZE);
+  for (int n = 0; n < MAX_HOLES && read(fd, pair, sizeof pair) == (ssize_t)sizeof pair; n++) {
+    uint64_t off = pair[0], hl = pair[1];
+    /* Only whole pages inside this mapping; anything else in the file is ignored. */
+    if (off % (uint64_t)page || hl % (uint64_t)page || off < file_offset || hl == 0) continue;
+    if (off - file_offset > len || hl > len - (off - file_offset)) continue;
+    struct uffdio_range r = {.start = base + (off - file_offset), .len = hl};
+    if (ioctl(uffd, UFFDIO_UNREGISTER, &r) < 0) die("unregistering a free run");
+  }
+  close(fd);
+}
+
+static void handoff(void *addr, size_t len, off_t offset) {
+  armed = 0; /* one mapping of the RAM file; QEMU does not map it twice */
+  int uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+  if (uffd < 0) die("userfaultfd");
+  struct uffdio_api api = {.api = UFFD_API};
+  if (ioctl(uffd, UFFDIO_API, &api) < 0) die("UFFDIO_API");
+  struct uffdio_register reg = {.range = {.start = (uint64_t)addr, .len = len}, .mode = UFFDIO_REGISTER_MODE_MISSING};
+  if (ioctl(uffd, UFFDIO_REGISTER, &reg) < 0) die("registering guest RAM");
+  unregister_holes(uffd, (uint64_t)addr, len, (uint64_t)offset);
+
+  struct sockaddr_un a = {.sun_family = AF_UNIX};
+  const char *path = getenv("KSCOPE_UFFD_SOCKET");
+  if (strlen(path) >= sizeof a.sun_path) { errno = ENAMETOOLONG; die("KSCOPE_UFFD_SOCKET"); }
+  strcpy(a.sun_path, path);
+  int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (s < 0 || connect(s, (struct sockaddr *)&a, sizeof a) < 0) die("connecting to the engine");
+
+  struct {
+    struct kscope_handoff_header h;
+    struct kscope_handoff_region r;
+  } msg = {{KSCOPE_HANDOFF_MAGIC, KSCOPE_HANDOFF_VERSION, 1, (uint32_t)getpid()},
+           {(uint64_t)addr, (uint64_t)len, (uint64_t)offset}};
+  struct iovec iov = {.iov_base = &msg, .iov_len = sizeof msg};
+  union { char b[CMSG_SPACE(sizeof(int))]; struct cmsghdr align; } control;
+  memset(&control, 0, sizeof control);
+  struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.b, .msg_controllen = sizeof control.b};
+  struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(c), &uffd, sizeof(int));
+  if (sendmsg(s, &m, MSG_NOSIGNAL) != (ssize_t)sizeof msg) die("handing over the userfaultfd");
+
+  struct pollfd p = {.fd = s, .events = POLLIN};
+  unsigned char ack = 0;
+  if (poll(&p, 1, 10000) != 1 || read(s, &ack, 1) != 1 || ack != KSCOPE_HANDOFF_ACK) {
+    errno = ETIMEDOUT;
+    die("the engine did not acknowledge within 10 s");
+  }
+  /* The engine holds the uffd now; the socket stays open (not inherited) for QEMU's lifetime, so
+   * the engine sees this clone go away. */
+  close(uffd);
+}
+
+static void *(*real_mmap)(void *, size_t, int, int, int, off_t);
+
+static void *hooked(void *addr, size_t len, int prot, int flags, int fd, off_t offset) {
+  if (!real_mmap) real_mmap = (void *(*)(void *, size_t, int, int, int, off_t))dlsym(RTLD_NEXT, "mmap");
+  void *p = real_mmap(addr, len, prot, flags, fd, offset);
+  if (p != MAP_FAILED && armed && fd >= 0) {
+    struct stat st;
+    if (fstat(fd, &st) == 0 && st.st_dev == ram_dev && st.st_ino == ram_ino) handoff(p, len, offset);
+  }
+  return p;
+}
+
+void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t offset) {
+  return hooked(addr, len, prot, flags, fd, offset);
+}
+void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t offset) {
+  return hooked(addr, len, prot, flags, fd, offset);
+}
