@@ -53,7 +53,7 @@ public final class Engine: @unchecked Sendable {
   /// frames fetched and the seconds it took.
   public func prepare() throws(EngineError) -> (pages: UInt64, seconds: Double) {
     let t0 = kscope_now_ns()
-    let pages = try withBuffer { (b) throws(EngineError) in try cache.ensure(policy.beforeResume(), buffer: b) }
+    let pages = try cache.ensureInParallel(policy.beforeResume())
     lock.lock()
     queue = policy.backgroundAtStart()
     lock.unlock()

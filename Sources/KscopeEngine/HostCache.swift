@@ -103,6 +103,66 @@ public final class HostCache: @unchecked Sendable {
     return added
   }
 
+  /// Bulk fetch (a resume set, a working set): `ranges` cut into 2 MiB stripes fetched by
+  /// `parallelism` workers at once, each with its own buffer (and, over NBD, its own connection),
+  /// so the source's latency overlaps the cache file's writes.
+  @discardableResult
+  public func ensureInParallel(_ ranges: [FrameRange], parallelism: Int = 4) throws(EngineError) -> UInt64 {
+    let stripe: UInt64 = 512
+    var stripes: [FrameRange] = []
+    for r in ranges {
+      var s = r.start
+      while s < r.end {
+        stripes.append(FrameRange(start: s, count: min(stripe, r.end - s)))
+        s += stripe
+      }
+    }
+    guard stripes.count > 1 else {
+      let b = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(stripe * pageSize), alignment: Int(pageSize))
+      defer { b.deallocate() }
+      return try ensure(stripes, buffer: b)
+    }
+    let all = stripes
+    let workers = max(1, min(parallelism, all.count))
+    let results = Results(count: workers)
+    DispatchQueue.concurrentPerform(iterations: workers) { w in
+      let b = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(stripe * pageSize), alignment: Int(pageSize))
+      defer { b.deallocate() }
+      var k = w
+      while k < all.count {
+        do { results.add(w, try ensure([all[k]], buffer: b)) } catch let e as EngineError {
+          results.fail(e)
+          return
+        } catch {
+          results.fail(EngineError("\(error)"))
+          return
+        }
+        k += workers
+      }
+    }
+    if let e = results.error { throw e }
+    return results.total
+  }
+
+  /// Per-worker totals and the first error of a parallel fetch.
+  final class Results: @unchecked Sendable {
+    private let lock = NSLock()
+    private var totals: [UInt64]
+    private(set) var error: EngineError?
+    init(count: Int) { totals = [UInt64](repeating: 0, count: count) }
+    func add(_ w: Int, _ n: UInt64) {
+      lock.lock()
+      totals[w] += n
+      lock.unlock()
+    }
+    func fail(_ e: EngineError) {
+      lock.lock()
+      if error == nil { error = e }
+      lock.unlock()
+    }
+    var total: UInt64 { totals.reduce(0, +) }
+  }
+
   /// Pages of the cache file resident in memory (tmpfs: its written pages).
   public func residentPages() -> UInt64 {
     var st = stat()

@@ -181,10 +181,8 @@ enum EngineBench {
   static func bulkPrefetch(dir: String, layout: RAMLayout, source: any PageSource, pages: UInt64) throws -> Double {
     let cache = try HostCache(path: dir + "/bulk", layout: layout, source: source, frameCount: pages, holes: [])
     defer { cache.remove() }
-    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 2 << 20, alignment: 4096)
-    defer { buffer.deallocate() }
     let t0 = kscope_now_ns()
-    try cache.ensure([FrameRange(start: 0, count: pages)], buffer: buffer)
+    try cache.ensureInParallel([FrameRange(start: 0, count: pages)])
     let seconds = Double(kscope_now_ns() - t0) / 1e9
     return Double(pages * 4096) / seconds / 1e9
   }
