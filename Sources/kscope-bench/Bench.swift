@@ -19,10 +19,11 @@ struct Bench {
     case "color": try ColorBench.run(Array(args.dropFirst()))
     case "layout": try LayoutBench.run(Array(args.dropFirst()))
     case "vm": try VMBench.run(Array(args.dropFirst()))
+    case "host": try HostBench.run(Array(args.dropFirst()))
     case nil:
-      print("usage: kscope-bench colormap|color|layout|vm [options]")
+      print("usage: kscope-bench colormap|color|layout|vm|host [options]")
     case let other?:
-      throw BenchError("unknown benchmark '\(other)' (colormap, color, layout, vm)")
+      throw BenchError("unknown benchmark '\(other)' (colormap, color, layout, vm, host)")
     }
   }
 }

@@ -145,10 +145,11 @@ struct VMListCommand: ParsableCommand {
       return
     }
     if vms.isEmpty { print("no VMs in \(state.manager.stateDir)") }
+    if !vms.isEmpty { print("NAME\tSTATE\tPID\tHTTP\tWORKLOAD\tMEMORY\tKERNEL\tCLONE OF") }
     for v in vms {
       let mib = v.memoryBytes >> 20
       print(
-        "\(v.name)\t\(v.state)\tpid \(v.pid.map(String.init) ?? "-")\t127.0.0.1:\(v.hostPort)\t\(v.workload)\t\(mib)M\t\(v.kernelRelease)\(v.clonedFrom.map { "\tclone of " + $0 } ?? "")"
+        "\(v.name)\t\(v.state)\t\(v.pid.map(String.init) ?? "-")\t127.0.0.1:\(v.hostPort)\t\(v.workload)\t\(mib)M\t\(v.kernelRelease)\t\(v.clonedFrom ?? "-")"
       )
     }
   }
@@ -159,8 +160,12 @@ struct VMStopCommand: ParsableCommand {
     commandName: "stop", abstract: "Stop a VM and remove its state (RAM file, sockets, logs).")
   @Argument(help: "VM name.") var name: String
   @OptionGroup var state: StateOptions
+  @OptionGroup var output: OutputOptions
 
-  func run() throws { try vmCall { try state.manager.stop(name: name) } }
+  func run() throws {
+    try vmCall { try state.manager.stop(name: name) }
+    if output.json { try printJSON(["name": name, "stopped": true]) }
+  }
 }
 
 struct VMSnapshotCommand: ParsableCommand {
@@ -181,7 +186,13 @@ struct VMSnapshotCommand: ParsableCommand {
 
   func run() throws {
     let t = Date()
-    let m = try vmCall { try state.manager.snapshot(name: name, to: output, resume: resume) }
+    let progress = ProgressLine("snapshot of \(name)", interval: 5)
+    let m = try vmCall {
+      try state.manager.snapshot(name: name, to: output, resume: resume) { done, total in
+        progress.update("RAM \(done >> 20) of \(total >> 20) MiB copied")
+      }
+    }
+    progress.finish()
     let secs = Date().timeIntervalSince(t)
     if format.json {
       try printJSON([
@@ -208,7 +219,13 @@ struct VMCloneCommand: ParsableCommand {
 
   func run() throws {
     let t = Date()
-    let st = try vmCall { try state.manager.clone(snapshot: snapshot, name: name) }
+    let progress = ProgressLine("clone \(name)", interval: 5)
+    let st = try vmCall {
+      try state.manager.clone(snapshot: snapshot, name: name) { done, total in
+        progress.update("RAM \(done >> 20) of \(total >> 20) MiB copied")
+      }
+    }
+    progress.finish()
     printStatus(st, seconds: Date().timeIntervalSince(t), json: output.json)
   }
 }
@@ -220,10 +237,16 @@ struct VMExecCommand: ParsableCommand {
   @Argument(help: "The command (run by the guest's sh).") var command: String
   @Option(name: .long, help: "Seconds to wait for the command.") var timeout = 60.0
   @OptionGroup var state: StateOptions
+  @OptionGroup var format: OutputOptions
 
   func run() throws {
     let r = try vmCall { try state.manager.exec(name: name, command: command, timeout: timeout) }
-    FileHandle.standardOutput.write(r.output)
+    if format.json {
+      // The exit status is in the object; the command still exits with it.
+      try printJSON(["name": name, "status": r.status, "output": String(decoding: r.output, as: UTF8.self)])
+    } else {
+      FileHandle.standardOutput.write(r.output)
+    }
     if r.status != 0 { throw ExitCode(Int32(clamping: r.status)) }
   }
 }
