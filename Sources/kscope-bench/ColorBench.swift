@@ -1,3 +1,9 @@
+import Foundation
+import KscopeAnalyzer
+import KscopeCore
+import KscopeDebugInfo
+import KscopeLayout
+
 /// `kscope-bench color SNAPSHOT_DIR [--runs N] [--drgn]`
 ///
 /// Colors a real guest snapshot (from `kscope vm snapshot`) in this process (release build):

@@ -8,8 +8,8 @@ struct VMCommand: ParsableCommand {
     commandName: "vm",
     abstract: "Build guest images, boot parent VMs under QEMU, snapshot them, eager-clone them.",
     discussion: """
-      VMs run Debian's cloud kernel (6.1 or 6.12, as pinned in host/kernels.lock) under QEMU TCG with
-      their RAM in a shared file under the state directory (default /dev/shm/kscope), an ivshmem
+      VMs run Debian's cloud kernel (6.1 or 6.12, as pinned in host/kernels.lock) under QEMU TCG with \
+      their RAM in a shared file under the state directory (default /dev/shm/kscope), an ivshmem \
       hint region, a QMP socket and a loopback-only HTTP forward to the guest's workload.
 
       Example:
@@ -76,8 +76,8 @@ struct VMImageCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "image", abstract: "Build (or find in the cache) a guest image.",
     discussion: """
-      An image is an initramfs (busybox, the init script from guest-module/image, the kernel's
-      virtio modules, the workload's programs, optionally the agent) plus a read-only ext4 data
+      An image is an initramfs (busybox, the init script from guest-module/image, the kernel's \
+      virtio modules, the workload's programs, optionally the agent) plus a read-only ext4 data \
       disk with the workload's files. Images are cached by content under <state>/images/<key>/.
       """)
   @OptionGroup var image: ImageOptions
@@ -172,9 +172,9 @@ struct VMSnapshotCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "snapshot", abstract: "Pause a VM and save RAM, hint region and device state.",
     discussion: """
-      Writes DIR/ram (sparse), DIR/hints, DIR/device.state (QEMU migration stream without RAM,
-      x-ignore-shared) and DIR/manifest.json (kernel release/version/build-id, RAM size and
-      guest-physical layout, QEMU command line, timestamps). The parent stays paused unless
+      Writes DIR/ram (sparse), DIR/hints, DIR/device.state (QEMU migration stream without RAM, \
+      x-ignore-shared) and DIR/manifest.json (kernel release/version/build-id, RAM size and \
+      guest-physical layout, QEMU command line, timestamps). The parent stays paused unless \
       --resume is given.
       """)
   @Argument(help: "VM name.") var name: String

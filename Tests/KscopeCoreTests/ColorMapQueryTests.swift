@@ -78,7 +78,8 @@ func smallMap() -> ColorMap {
 @Test func queryLimitKeepsTotals() {
   let r = smallMap().query(ColorMapQuery(), limit: 2)
   #expect(r.runs.count == 2)
-  #expect(r.totalRuns == 6)
+  // Runs split where color, file or flags change: frame 7 alone has flags.
+  #expect(r.totalRuns == 8)
   #expect(r.totalFrames == 13)
   #expect(r.truncated)
 }
