@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import KscopeHost
 import KscopeVM
 
 /// `kscope vm ...`: parent VMs under QEMU.

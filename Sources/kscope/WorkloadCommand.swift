@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import KscopeHost
 import KscopeVM
 
 /// `kscope workload web|olap --vm NAME`: bounded, reproducible load from the host.

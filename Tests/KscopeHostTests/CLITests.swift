@@ -389,3 +389,23 @@ func writeTwoDeviceMap(_ path: String) throws {
     }
   }
 }
+
+@Test func progressIsOneLineOnATerminalAndQuietLinesOtherwise() {
+  var out: [String] = []
+  var clock = 0.0
+  let tty = ProgressLine("olap", terminal: true, write: { out.append($0) }, now: { clock })
+  tty.update("query 1 of 5")
+  tty.update("query 2 of 5")
+  tty.finish()
+  #expect(out == ["\rolap: query 1 of 5\u{1B}[K", "\rolap: query 2 of 5\u{1B}[K", "\r\u{1B}[K"])
+
+  out = []
+  let log = ProgressLine("copy", interval: 10, terminal: false, write: { out.append($0) }, now: { clock })
+  for step in 0..<25 {
+    log.update("step \(step)")
+    clock += 1
+  }
+  log.finish()
+  // A plain line at once, then at most one every 10 s; nothing to erase at the end.
+  #expect(out == ["kscope: copy: step 0\n", "kscope: copy: step 10\n", "kscope: copy: step 20\n"])
+}

@@ -98,7 +98,10 @@ class Rules:
         self.pg_reserved = bit("PG_reserved")
         self.pg_slab = bit("PG_slab")
         self.pg_hwpoison = bit("PG_hwpoison")
-        phys_base = prog["phys_base"].value_()
+        # phys_base is an assembler symbol without a type: read it as the u64 it is.
+        phys_base = prog.read_u64(prog.symbol("phys_base").address)
+        if phys_base >= 1 << 63:
+            phys_base -= 1 << 64
 
         def frame(sym):
             return (prog.symbol(sym).address - START_KERNEL_MAP + phys_base) // 4096
