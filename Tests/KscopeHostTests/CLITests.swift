@@ -409,3 +409,11 @@ func writeTwoDeviceMap(_ path: String) throws {
   // A plain line at once, then at most one every 10 s; nothing to erase at the end.
   #expect(out == ["kscope: copy: step 0\n", "kscope: copy: step 10\n", "kscope: copy: step 20\n"])
 }
+
+@Test func layoutShowSaysWhichSizesAreNotRecorded() throws {
+  let r = try runKscope(["layout", "show", try recordedLayoutPath(), "--type", "page"])
+  #expect(r.status == 0, "\(r.stderr)")
+  #expect(!r.stdout.contains(" ?"), "\(r.stdout)")
+  #expect(r.stdout.contains("struct spinlock ptl;                             /* 40, size not recorded */"), "\(r.stdout)")
+  #expect(r.stdout.contains("/* not recorded: callback_head, spinlock (kscope layout extract --types callback_head,spinlock records them) */"))
+}
