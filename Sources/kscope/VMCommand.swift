@@ -86,7 +86,9 @@ struct VMImageCommand: ParsableCommand {
   @OptionGroup var output: OutputOptions
 
   func run() throws {
-    let img = try vmCall { try state.manager.buildImage(try image.startOptions(), log: logStderr) }
+    let progress = ProgressLine("image", interval: 0)
+    let img = try vmCall { try state.manager.buildImage(try image.startOptions(), log: progress.update) }
+    progress.finish()
     if output.json {
       try printJSON([
         "key": img.key, "directory": img.directory, "initramfs": img.initramfs,
@@ -110,12 +112,14 @@ struct VMStartCommand: ParsableCommand {
 
   func run() throws {
     let t = Date()
+    let progress = ProgressLine(name, interval: 0)
     let st = try vmCall {
       var o = try image.startOptions()
       o.memory = try parseMemorySize(memory)
       o.bootTimeout = timeout
-      return try state.manager.start(name: name, options: o, log: logStderr)
+      return try state.manager.start(name: name, options: o, log: progress.update)
     }
+    progress.finish()
     printStatus(st, seconds: Date().timeIntervalSince(t), json: output.json)
   }
 }
