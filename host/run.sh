@@ -6,14 +6,17 @@
 #  2. boots a parent VM (Debian 6.1 cloud kernel, QEMU TCG, 512 MiB, web workload), drives its
 #     workload, snapshots it (the parent keeps running);
 #  3. colors the snapshot from outside (the host analyzer) into a color map, describes it and
-#     draws it as a picture;
+#     draws it as a picture with the physical address grid;
 #  4. eager-clones the snapshot and checks that the clone serves the same answers;
 #  5. colors this machine's own memory from /proc/kpageflags, for comparison.
 # Everything it writes goes to $KSCOPE_OUT (default /var/tmp/kscope); its VMs are stopped when
 # it ends, however it ends.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+echo "== setting up (packages, QEMU, guest kernels; cached after the first run)" >&2
 host/setup.sh >&2
+# swift build prints its own [n/m] progress; the first release build takes several minutes.
+echo "== building kscope (release)" >&2
 swift build -c release --product kscope >&2
 kscope=$(swift build -c release --show-bin-path)/kscope
 out=${KSCOPE_OUT:-/var/tmp/kscope}
@@ -34,7 +37,7 @@ step "snapshot it (the parent keeps running)"
 "$kscope" vm snapshot "$parent" -o "$out/snapshot" --resume
 step "color the snapshot from outside"
 "$kscope" color "$out/snapshot" -o "$out/parent.kcm"
-"$kscope" map render "$out/parent.kcm" -o "$out/parent.png"
+"$kscope" map render "$out/parent.kcm" -o "$out/parent.png" --grid
 echo "picture: $out/parent.png"
 step "which cached files are in the parent's page cache (first runs)"
 "$kscope" map query "$out/parent.kcm" --color page-cache --limit 8

@@ -34,17 +34,38 @@ extension KernelLayout {
     }
   }
 
+  /// The struct, union or enum a member's type needs that the layout lacks, if any.
+  func unrecordedName(_ type: TypeDescriptor) -> String? {
+    switch type {
+    case .structure(let name), .union(let name): return userTypes[name] == nil ? name : nil
+    case .enumeration(let name): return enums[name] == nil ? name : nil
+    case .array(_, let inner): return unrecordedName(inner)
+    case .base(let name): return baseTypes[name] == nil ? name : nil
+    case .pointer, .function, .bitfield: return nil
+    }
+  }
+
   /// `struct name { ... }` with offsets and sizes, or the enum's constants.
   public func describe(type name: String) throws(LayoutError) -> String {
     if let type = userTypes[name] {
       var lines = ["\(type.kind.rawValue) \(name) {"]
+      var unrecorded: [String] = []
       for member in type.members {
         let declaration = cDeclaration(member.type, member.name) + ";"
         let place: String
         if let bits = member.bitfield {
           place = "\(member.offset):\(bits.position) \(bits.length) bits"
         } else {
-          place = "\(member.offset) \(byteSize(of: member.type).map(String.init) ?? "?")"
+          // A member whose type the layout does not record has no known size: say so, and
+          // how to record it, rather than print "?".
+          if let size = byteSize(of: member.type) {
+            place = "\(member.offset) \(size)"
+          } else {
+            place = "\(member.offset), size not recorded"
+            if let missing = unrecordedName(member.type), !unrecorded.contains(missing) {
+              unrecorded.append(missing)
+            }
+          }
         }
         let padded =
           declaration.count < 48
@@ -53,6 +74,11 @@ extension KernelLayout {
       }
       lines.append("")
       lines.append("\t/* size: \(type.size), members: \(type.members.count) */")
+      if !unrecorded.isEmpty {
+        lines.append(
+          "\t/* not recorded: \(unrecorded.joined(separator: ", ")) (kscope layout extract --types \(unrecorded.joined(separator: ",")) records them) */"
+        )
+      }
       lines.append("};")
       return lines.joined(separator: "\n")
     }

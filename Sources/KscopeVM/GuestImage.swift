@@ -129,13 +129,19 @@ public struct GuestImage: Codable, Equatable, Sendable {
     let data = tmp + "/data"
     try fm.createDirectory(atPath: data, withIntermediateDirectories: true)
     switch spec.workload {
-    case .web: try SiteGenerator.generate(into: data + "/site", listing: data + "/files.txt")
-    case .olap: try generateDatabase(into: data + "/olap.db", spec: spec, sqlite: sqlite!)
+    case .web:
+      log("generating the web site")
+      try SiteGenerator.generate(into: data + "/site", listing: data + "/files.txt")
+    case .olap:
+      log("generating the OLAP database (\(spec.olapMiB) MiB)")
+      try generateDatabase(into: data + "/olap.db", spec: spec, sqlite: sqlite!)
     }
 
     let out = tmp + "/out"
     try fm.createDirectory(atPath: out, withIntermediateDirectories: true)
+    log("writing the initramfs")
     try writeCpio(root: root, to: out + "/initramfs.cpio")
+    log("writing the ext4 data disk")
     try makeExt4(from: data, to: out + "/data.ext4")
     let image = GuestImage(
       key: key, directory: dir, kernel: kernel, workload: spec.workload, olapMiB: spec.olapMiB,

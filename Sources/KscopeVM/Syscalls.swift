@@ -162,7 +162,10 @@ let signalKill = SIGKILL
 /// that SEEK_DATA/SEEK_HOLE report are read, and within them all-zero 64 KiB blocks are skipped
 /// too, so a mostly-empty guest RAM file stays mostly empty. Returns the bytes written.
 @discardableResult
-func sparseCopy(from source: String, to destination: String) throws -> UInt64 {
+func sparseCopy(
+  from source: String, to destination: String,
+  progress: (_ done: UInt64, _ total: UInt64) -> Void = { _, _ in }
+) throws -> UInt64 {
   let src = open(source, O_RDONLY | O_CLOEXEC)
   guard src >= 0 else { throw fail("open", source) }
   defer { close(src) }
@@ -179,6 +182,7 @@ func sparseCopy(from source: String, to destination: String) throws -> UInt64 {
   defer { buf.deallocate() }
   var written: UInt64 = 0
   var pos: off_t = 0
+  var reported: off_t = 0
   while pos < size {
     let data = lseek(src, pos, seekData)
     if data < 0 {
@@ -209,9 +213,15 @@ func sparseCopy(from source: String, to destination: String) throws -> UInt64 {
         written += UInt64(n)
       }
       off += off_t(n)
+      // Every 64 MiB of the file: cheap, and often enough for a progress line.
+      if off - reported >= 1 << 26 {
+        reported = off
+        progress(UInt64(off), UInt64(size))
+      }
     }
     pos = hole
   }
+  progress(UInt64(size), UInt64(size))
   return written
 }
 

@@ -6,8 +6,10 @@ extension VMManager {
   /// hint region, write manifest.json last. With `resume` the parent continues afterwards;
   /// otherwise it stays paused (QMP state "postmigrate"; `cont` resumes it).
   @discardableResult
-  public func snapshot(name: String, to directory: String, resume: Bool, timeout: Double = 120)
-    throws -> SnapshotManifest
+  public func snapshot(
+    name: String, to directory: String, resume: Bool, timeout: Double = 120,
+    progress: (_ done: UInt64, _ total: UInt64) -> Void = { _, _ in }
+  ) throws -> SnapshotManifest
   {
     let rec = try record(name)
     let dir = URL(fileURLWithPath: directory).standardizedFileURL.path
@@ -24,7 +26,7 @@ extension VMManager {
     defer { q.close() }
     let wasRunning = (try q.execute("query-status"))["status"]?.string == "running"
     do {
-      let m = try saveSnapshot(q, record: rec, to: dir, timeout: timeout)
+      let m = try saveSnapshot(q, record: rec, to: dir, timeout: timeout, progress: progress)
       if resume { try q.execute("cont") }
       return m
     } catch {
@@ -35,8 +37,10 @@ extension VMManager {
     }
   }
 
-  private func saveSnapshot(_ q: QMPClient, record rec: VMRecord, to dir: String, timeout: Double)
-    throws -> SnapshotManifest
+  private func saveSnapshot(
+    _ q: QMPClient, record rec: VMRecord, to dir: String, timeout: Double,
+    progress: (_ done: UInt64, _ total: UInt64) -> Void
+  ) throws -> SnapshotManifest
   {
     let config = rec.config
     let layout = try memoryLayout(q, ramSize: config.memoryBytes)
@@ -54,7 +58,7 @@ extension VMManager {
     let deviceSeconds = Date().timeIntervalSince(t0)
 
     let t1 = Date()
-    let copied = try sparseCopy(from: config.ramPath, to: dir + "/ram")
+    let copied = try sparseCopy(from: config.ramPath, to: dir + "/ram", progress: progress)
     try sparseCopy(from: config.hintsPath, to: dir + "/hints")
     let ramSeconds = Date().timeIntervalSince(t1)
 
@@ -114,8 +118,10 @@ extension VMManager {
   /// device state with x-ignore-shared, and `cont` resumes the guest where the parent stopped.
   /// Returns once the clone answers its workload.
   @discardableResult
-  public func clone(snapshot directory: String, name: String, timeout: Double = 120) throws
-    -> VMStatus
+  public func clone(
+    snapshot directory: String, name: String, timeout: Double = 120,
+    progress: (_ done: UInt64, _ total: UInt64) -> Void = { _, _ in }
+  ) throws -> VMStatus
   {
     try VMManager.validateName(name)
     let snap = URL(fileURLWithPath: directory).standardizedFileURL.path
@@ -148,7 +154,7 @@ extension VMManager {
       name: name, directory: dir, memoryBytes: m.ramSize, cpus: m.cpus, kernel: kernel,
       image: image, hostPort: try freeLoopbackPort(), hintBytes: m.hintSize, hintsShared: false)
     do {
-      try sparseCopy(from: snap + "/" + m.ram, to: config.ramPath)
+      try sparseCopy(from: snap + "/" + m.ram, to: config.ramPath, progress: progress)
       try sparseCopy(from: snap + "/" + m.hints, to: config.hintsPath)
     } catch {
       try? fm.removeItem(atPath: dir)

@@ -103,7 +103,10 @@ public enum WorkloadDriver {
   }
 
   /// Runs every query the guest lists, `rounds` times in order.
-  public static func olap(port: UInt16, rounds: Int, timeout: Double = 600) throws -> OlapResult {
+  public static func olap(
+    port: UInt16, rounds: Int, timeout: Double = 600,
+    progress: (_ done: Int, _ total: Int, _ next: String) -> Void = { _, _, _ in }
+  ) throws -> OlapResult {
     guard rounds >= 1, rounds <= 1000 else {
       throw VMError.invalidArgument("rounds must be 1..1000")
     }
@@ -114,8 +117,9 @@ public enum WorkloadDriver {
     var queries = names.map { OlapResult.Query(name: $0, seconds: [], rows: 0, digest: "") }
     var digest = SHA256()
     let start = Date()
-    for _ in 0..<rounds {
+    for round in 0..<rounds {
       for i in queries.indices {
+        progress(round * queries.count + i, rounds * queries.count, queries[i].name)
         let t = Date()
         let r = try HTTPClient.get(
           port: port, path: "/cgi-bin/query?\(queries[i].name)", timeout: timeout)
@@ -148,12 +152,15 @@ extension VMManager {
     return try WorkloadDriver.web(port: rec.config.hostPort, requests: requests, seed: seed)
   }
 
-  public func runOlap(name: String, rounds: Int) throws -> OlapResult {
+  public func runOlap(
+    name: String, rounds: Int,
+    progress: (_ done: Int, _ total: Int, _ next: String) -> Void = { _, _, _ in }
+  ) throws -> OlapResult {
     let rec = try record(name)
     guard rec.config.image.workload == .olap else {
       throw VMError.invalidArgument(
         "VM '\(name)' runs the \(rec.config.image.workload.rawValue) workload, not olap")
     }
-    return try WorkloadDriver.olap(port: rec.config.hostPort, rounds: rounds)
+    return try WorkloadDriver.olap(port: rec.config.hostPort, rounds: rounds, progress: progress)
   }
 }

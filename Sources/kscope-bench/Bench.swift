@@ -19,11 +19,12 @@ struct Bench {
     case "color": try ColorBench.run(Array(args.dropFirst()))
     case "layout": try LayoutBench.run(Array(args.dropFirst()))
     case "vm": try VMBench.run(Array(args.dropFirst()))
+    case "host": try HostBench.run(Array(args.dropFirst()))
     case "engine": try EngineBench.run(Array(args.dropFirst()))
     case nil:
-      print("usage: kscope-bench colormap|color|layout|vm|engine [options]")
+      print("usage: kscope-bench colormap|color|layout|vm|host|engine [options]")
     case let other?:
-      throw BenchError("unknown benchmark '\(other)' (colormap, color, layout, vm, engine)")
+      throw BenchError("unknown benchmark '\(other)' (colormap, color, layout, vm, host, engine)")
     }
   }
 }

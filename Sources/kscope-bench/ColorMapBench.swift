@@ -1,19 +1,24 @@
 import Foundation
 import KscopeCore
 import KscopeHost
+import KscopeOS
 
-/// `kscope-bench colormap [--frames N] [--runs N] [--dir DIR] [--kscope PATH]`
+/// `kscope-bench colormap [--frames N] [--runs N] [--dir DIR] [--map FILE]`
 ///
-/// Write, open and query a color map of N frames (default 4 Mi: a 16 GiB guest), median of
-/// several runs, for a typical map (runs of 1-300 frames, page-cache extents) and a worst case
-/// (a different color every frame). The comparison columns, measured in the same run: reading
-/// the file's bytes (the I/O floor) and checksumming them (the validation floor). With the
-/// release `kscope` binary beside this one, also the wall time of whole `kscope map` commands.
+/// Write, open and query color maps, median of several runs: a synthetic "typical" map of N
+/// frames (default 4 Mi: a 16 GiB guest; runs of 1-300 frames of weighted random colors,
+/// page-cache extents; seeded, so every run builds the same map), a synthetic worst case (a
+/// different color every frame) and, with --map, a real map from `kscope color`. The floors,
+/// measured in the same run: reading the file's bytes through the same call `open` uses
+/// (`Files.read`), and that plus the checksum. With the release `kscope` binary beside this
+/// one, also the wall time of whole `kscope map` commands and of `kscope colors` (start-up
+/// only).
 enum ColorMapBench {
   static func run(_ args: [String]) throws {
     var frames = 4 << 20
     var runs = 5
     var dir = "/dev/shm"
+    var realMap: String? = nil
     var i = 0
     while i < args.count {
       let value = i + 1 < args.count ? args[i + 1] : ""
@@ -21,12 +26,15 @@ enum ColorMapBench {
       case "--frames": frames = Int(value) ?? frames
       case "--runs": runs = max(1, Int(value) ?? runs)
       case "--dir": dir = value
-      default: throw BenchError("unknown option \(args[i]) (options: --frames N --runs N --dir DIR)")
+      case "--map": realMap = value
+      default: throw BenchError("unknown option \(args[i]) (options: --frames N --runs N --dir DIR --map FILE)")
       }
       i += 2
     }
     print("color map benchmark: \(frames) frames (\(frames / 256) MiB of guest RAM), median of \(runs) runs")
-    for (label, map) in [("typical", typicalMap(frames)), ("worst case", worstMap(frames))] {
+    var maps = [("synthetic typical", typicalMap(frames)), ("synthetic worst case", worstMap(frames))]
+    if let realMap { maps.append(("real map \(realMap)", try ColorMapFile.open(realMap))) }
+    for (label, map) in maps {
       try measure(label: label, map: map, runs: runs, dir: dir)
     }
   }
@@ -40,6 +48,9 @@ enum ColorMapBench {
     for _ in 0..<runs {
       t["encode + atomic write", default: []].append(
         try time { bytes = try ColorMapFile.write(map, to: path) })
+      // One untimed read first: the first large allocation after the write pays page faults
+      // that the later ones (the floors and open alike) do not.
+      sink &+= UInt64(try readAll(path).count)
       t["read bytes (floor)", default: []].append(try time { sink &+= UInt64(try readAll(path).count) })
       t["read + checksum (floor)", default: []].append(
         try time { sink &+= XXH64.hash(try readAll(path)) })
@@ -47,6 +58,7 @@ enum ColorMapBench {
       t["open + validate", default: []].append(try time { opened = try ColorMapFile.open(path) })
       let m = opened!
       let n = m.frameCount
+      let someInode = m.extents.first?.file?.inode ?? 3
       t["query --pfn", default: []].append(
         try time { sink &+= UInt64(m.query(ColorMapQuery(range: (n / 2)..<(n / 2 + 1))).totalRuns) })
       t["query --range (1 GiB)", default: []].append(
@@ -54,7 +66,7 @@ enum ColorMapBench {
       t["query --color page-cache", default: []].append(
         try time { sink &+= m.query(ColorMapQuery(color: .pageCache), limit: 1000).totalFrames })
       t["query --inode", default: []].append(
-        try time { sink &+= m.query(ColorMapQuery(inode: 3), limit: 1000).totalFrames })
+        try time { sink &+= m.query(ColorMapQuery(inode: someInode), limit: 1000).totalFrames })
       t["diff (vs itself)", default: []].append(try time { sink &+= m.diff(to: m).changedFrames })
       if let kscope = kscopeBinary() {
         t["CLI: kscope map info", default: []].append(try time { try runQuiet(kscope, ["map", "info", path]) })
@@ -62,6 +74,7 @@ enum ColorMapBench {
           try time { try runQuiet(kscope, ["map", "query", path, "--pfn", "\(n / 2)"]) })
         t["CLI: kscope map query --color", default: []].append(
           try time { try runQuiet(kscope, ["map", "query", path, "--color", "page-cache"]) })
+        t["CLI: kscope colors", default: []].append(try time { try runQuiet(kscope, ["colors"]) })
       }
     }
     print("")
@@ -71,7 +84,7 @@ enum ColorMapBench {
       "encode + atomic write", "read bytes (floor)", "read + checksum (floor)", "open + validate",
       "query --pfn", "query --range (1 GiB)", "query --color page-cache", "query --inode",
       "diff (vs itself)", "CLI: kscope map info", "CLI: kscope map query --pfn",
-      "CLI: kscope map query --color",
+      "CLI: kscope map query --color", "CLI: kscope colors",
     ]
     for name in order {
       guard let samples = t[name] else { continue }
@@ -121,8 +134,9 @@ enum ColorMapBench {
     return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
   }
 
+  /// The file's bytes through the same call `ColorMapFile.open` reads them with.
   static func readAll(_ path: String) throws -> [UInt8] {
-    [UInt8](try Data(contentsOf: URL(fileURLWithPath: path), options: .uncached))
+    try Files.read(path, limit: 1 << 36)
   }
 
   static func kscopeBinary() -> String? {

@@ -2,49 +2,42 @@ import Glibc
 import KscopeDebugInfo
 import KscopeLayout
 
-// kscope-bench layout [--vmlinux PATH] [--runs N] [--pahole-runs N] [--kscope PATH]
+// kscope-bench layout [--vmlinux PATH] [--runs N] [--kscope PATH]
 //
-// Times the default layout extraction of a vmlinux in fresh child processes, so that peak RSS
-// (wait4's ru_maxrss) is the extraction's own, and in the same run times
-// `pahole -F dwarf -C <the same structs>` on the same file for comparison. The child is this
-// binary re-executed with `layout --child` (the same library call `kscope layout extract`
-// makes), or the kscope CLI itself with --kscope PATH. The page cache is left warm: the first
-// run of a cold file also pays for reading it from disk.
+// Times the real `kscope layout extract VMLINUX -o FILE` (the release kscope beside this
+// binary, or --kscope PATH) and `pahole -F dwarf -C <the same structs> VMLINUX` the same way:
+// each as a child process, one untimed run first (both then read a warm page cache), then N
+// timed runs; the median wall time from spawn to reap, and peak RSS from wait4's ru_maxrss.
 
 enum LayoutBench {
   struct Measurement {
     var seconds: Double
     var maxRSSKiB: Int
+    var userSeconds: Double
+    var systemSeconds: Double
   }
 
   static func run(_ args: [String]) throws {
-    if args.first == "--child" {
-      try child(Array(args.dropFirst()))
-      return
-    }
     var vmlinux = "\(cacheRoot())/kernels/6.1/vmlinux"
     var runs = 5
-    var paholeRuns = 3
-    var kscope: String? = nil
+    var kscope: String? = ColorMapBench.kscopeBinary()
     var i = 0
     while i < args.count {
       let value = i + 1 < args.count ? args[i + 1] : ""
       switch args[i] {
       case "--vmlinux": vmlinux = value
       case "--runs": runs = max(1, Int(value) ?? runs)
-      case "--pahole-runs": paholeRuns = max(0, Int(value) ?? paholeRuns)
       case "--kscope": kscope = value
       default:
-        print(
-          "usage: kscope-bench layout [--vmlinux PATH] [--runs N] [--pahole-runs N] [--kscope PATH]"
-        )
-        return
+        throw BenchError("usage: kscope-bench layout [--vmlinux PATH] [--runs N] [--kscope PATH]")
       }
       i += 2
     }
     guard access(vmlinux, R_OK) == 0 else {
-      print("layout benchmark: no vmlinux at \(vmlinux): run host/setup.sh")
-      exit(1)
+      throw BenchError("no vmlinux at \(vmlinux): run host/setup.sh")
+    }
+    guard let kscope else {
+      throw BenchError("no kscope beside kscope-bench: swift build -c release first, or --kscope PATH")
     }
     // One extraction in this process first: it checks the file and names what it read.
     let (layout, statistics) = try LayoutExtractor.extractWithStatistics(vmlinux: vmlinux)
@@ -52,38 +45,30 @@ enum LayoutBench {
     let output = "/tmp/kscope-bench-layout-\(getpid()).json"
     defer { unlink(output) }
 
-    let extractCommand: [String] =
-      kscope.map { [$0, "layout", "extract", vmlinux, "-o", output] }
-      ?? [selfPath(), "layout", "--child", vmlinux, output]
-    var ours: [Measurement] = []
-    for _ in 0..<runs { ours.append(try measure(extractCommand)) }
-    var theirs: [Measurement] = []
+    let extractCommand = [kscope, "layout", "extract", vmlinux, "-o", output]
     let paholeCommand = [
       "/usr/bin/pahole", "-F", "dwarf", "-C", structs.joined(separator: ","), vmlinux,
     ]
-    for _ in 0..<paholeRuns { theirs.append(try measure(paholeCommand)) }
+    var ours: [Measurement] = []
+    var theirs: [Measurement] = []
+    _ = try measure(extractCommand)
+    _ = try measure(paholeCommand)
+    // Alternated, so a burst of load on the shared machine hits both sides alike.
+    for _ in 0..<runs {
+      ours.append(try measure(extractCommand))
+      theirs.append(try measure(paholeCommand))
+    }
 
-    print("layout benchmark: \(vmlinux)")
+    print("layout benchmark: \(vmlinux), one untimed run each, then median of \(runs) runs each (child processes)")
     print(
       "  kernel \(layout.release ?? "?"), \(structs.count) structs requested, \(layout.userTypes.count) recorded, \(layout.symbols.count) symbols"
     )
     print("  compilation units read before all were found: \(statistics.compilationUnitsScanned)")
     report("kscope layout extract", ours, command: extractCommand)
-    if !theirs.isEmpty {
-      report("pahole -F dwarf -C (same structs)", theirs, command: paholeCommand)
-    }
+    report("pahole -F dwarf -C (same structs)", theirs, command: paholeCommand)
     let target =
       ours.map(\.seconds).median <= 0.15 && (ours.map(\.maxRSSKiB).max() ?? 0) <= 80 * 1024
     print("  target (0.15 s, 80 MiB): \(target ? "met" : "NOT met")")
-  }
-
-  /// The measured child: one extraction, written like `kscope layout extract -o` does.
-  static func child(_ args: [String]) throws {
-    guard args.count == 2 else {
-      throw DebugInfoError.cannotOpen(path: "", reason: "usage: layout --child VMLINUX OUT")
-    }
-    let layout = try LayoutExtractor.extract(vmlinux: args[0])
-    try AtomicFile.write(layout.isfText(), to: args[1])
   }
 
   static func report(_ name: String, _ runs: [Measurement], command: [String]) {
@@ -123,7 +108,10 @@ enum LayoutBench {
         reason: "exited with status \(status) running \(command.joined(separator: " "))")
     }
     let seconds = Double(end.tv_sec - start.tv_sec) + Double(end.tv_nsec - start.tv_nsec) / 1e9
-    return Measurement(seconds: seconds, maxRSSKiB: usage.ru_maxrss)
+    func cpu(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) / 1e6 }
+    return Measurement(
+      seconds: seconds, maxRSSKiB: usage.ru_maxrss, userSeconds: cpu(usage.ru_utime),
+      systemSeconds: cpu(usage.ru_stime))
   }
 
   static func selfPath() -> String {

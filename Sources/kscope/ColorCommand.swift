@@ -13,13 +13,14 @@ struct ColorCommand: ParsableCommand {
     commandName: "color",
     abstract: "Color every page frame of a machine's memory and write a color map.",
     discussion: """
-      Given a guest RAM file, the host analyzer colors it from outside: it finds the kernel
-      (vmcoreinfo), walks struct page through vmemmap and every process's page tables, using
-      the kernel layout given with --layout (a file from 'kscope layout extract') or
-      --vmlinux (extracted on the fly).
+      Given a snapshot or a guest RAM file, the host analyzer colors it from outside: it finds \
+      the kernel (vmcoreinfo), walks struct page through vmemmap and every process's page \
+      tables, using the kernel layout given with --layout (a file from 'kscope layout \
+      extract') or --vmlinux (extracted on the fly), or for a snapshot its kernel's cached \
+      layout.
 
-      Without a RAM file, the colors come from a kernel's page flags (--kpageflags, default
-      /proc/kpageflags: this machine's own memory, as root); kpagecount and iomem beside the
+      Without a RAM file, the colors come from a kernel's page flags (--kpageflags, default \
+      /proc/kpageflags: this machine's own memory, as root); kpagecount and iomem beside the \
       flags file are used when readable. A copy of a guest's /proc/kpageflags works the same.
 
       Examples:
@@ -154,8 +155,9 @@ extension ColorCommand {
         "output": output, "bytes": bytes, "frames": map.frameCount, "page_size": map.header.pageSize,
         "colors": Describe.colorCounts(map), "sources": map.header.sources.names, "seconds": seconds,
         "kernel": ["release": map.header.kernelRelease ?? "", "build_id": map.header.kernelBuildID ?? ""],
-        "kaslr_offset": loc.slide, "phys_base": loc.physBase, "page_offset_base": loc.pageOffsetBase,
-        "vmemmap_base": loc.vmemmapBase, "five_level_paging": loc.fiveLevel,
+        "kaslr_offset": hexAddress(loc.slide), "phys_base": signedHex(Int64(bitPattern: loc.physBase)),
+        "page_offset_base": hexAddress(loc.pageOffsetBase), "vmemmap_base": hexAddress(loc.vmemmapBase),
+        "five_level_paging": loc.fiveLevel,
         "anomalies": analysis.anomalies, "processes": analysis.processes.count,
         "phases": Dictionary(analysis.phases.map { ($0.0, $0.1) }, uniquingKeysWith: +),
         "extents": map.extents.count,
@@ -168,7 +170,7 @@ extension ColorCommand {
         + " of \(ram) in \(Describe.formatFixed(seconds, digits: 3)) s -> \(output) (\(bytes) bytes)")
     print(
       "kernel \(map.header.kernelRelease ?? "?") build \(map.header.kernelBuildID ?? "?"):"
-        + " KASLR offset \(hex(loc.slide)), phys_base \(hex(loc.physBase)),"
+        + " KASLR offset \(hexAddress(loc.slide)), phys_base \(signedHex(Int64(bitPattern: loc.physBase))),"
         + " \(loc.fiveLevel ? 5 : 4)-level paging")
     print(
       "sources: \(map.header.sources.names.joined(separator: ", ")); \(analysis.sectionsWalked) memory sections,"
@@ -194,8 +196,6 @@ extension ColorCommand {
     print("")
     for line in Describe.colorTable(map) { print(line) }
   }
-
-  func hex(_ v: UInt64) -> String { "0x" + String(v, radix: 16) }
 
   func hintsJSON(_ h: HintMergeReport?, note: String?) -> [String: Any] {
     var d: [String: Any] = [:]

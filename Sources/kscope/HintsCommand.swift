@@ -14,10 +14,10 @@ struct HintsReadCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "read", abstract: "Validate a hint region and print what it says.",
     discussion: """
-      PATH is a raw region (a VM's ivshmem backing file, e.g. its state directory's `hints`, or
-      a file written by `kscope-agent --out`), or a snapshot directory whose manifest.json names
-      the region ("hints"). The region is read as the agent may be rewriting it: generation,
-      copy, generation again. Malformed, truncated, oversized, inconsistent or stale regions are
+      PATH is a raw region (a VM's ivshmem backing file, e.g. its state directory's `hints`, or \
+      a file written by `kscope-agent --out`), or a snapshot directory whose manifest.json names \
+      the region ("hints"). The region is read as the agent may be rewriting it: generation, \
+      copy, generation again. Malformed, truncated, oversized, inconsistent or stale regions are \
       refused with one line saying why.
       """)
 

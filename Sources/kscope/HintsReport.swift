@@ -30,6 +30,8 @@ enum HintsReport {
 
   static func json(_ h: HintSet) -> [String: Any] {
     func num(_ v: UInt64?) -> Any { v.map { NSNumber(value: $0) } ?? NSNull() }
+    // Addresses as "0x..." strings: JSON readers that hold numbers as doubles round them.
+    func addr(_ v: UInt64?) -> Any { v.map(hexAddress) ?? NSNull() }
     let k = h.kernel
     var o: [String: Any] = [
       "generation": NSNumber(value: h.generation),
@@ -40,15 +42,15 @@ enum HintsReport {
       "page_size": NSNumber(value: h.pageSize),
       "kernel_release": h.kernelRelease,
       "build_id": h.buildIDHex,
-      "kaslr_offset": num(k.kaslrOffset),
-      "text": num(k.text?.rawValue),
-      "phys_base": num(k.physBase),
-      "page_offset_base": num(k.pageOffsetBase?.rawValue),
-      "vmemmap_base": num(k.vmemmapBase?.rawValue),
-      "vmalloc_base": num(k.vmallocBase?.rawValue),
+      "kaslr_offset": addr(k.kaslrOffset),
+      "text": addr(k.text?.rawValue),
+      "phys_base": k.physBase.map { signedHex(Int64(bitPattern: $0)) } ?? NSNull(),
+      "page_offset_base": addr(k.pageOffsetBase?.rawValue),
+      "vmemmap_base": addr(k.vmemmapBase?.rawValue),
+      "vmalloc_base": addr(k.vmallocBase?.rawValue),
       "paging_levels": num(k.pagingLevels.map { UInt64($0) }),
       "vmcoreinfo": k.vmcoreinfo.map {
-        ["address": NSNumber(value: $0.address.rawValue), "size": NSNumber(value: $0.size)] as [String: Any]
+        ["address": hexAddress($0.address.rawValue), "size": NSNumber(value: $0.size)] as [String: Any]
       } ?? NSNull(),
     ]
     if let f = h.frames {
@@ -65,7 +67,7 @@ enum HintsReport {
     }
     o["files"] = h.files.map { f -> [String: Any] in
       [
-        "path": f.path, "inode": NSNumber(value: f.inode), "device": NSNumber(value: f.device),
+        "path": f.path, "inode": NSNumber(value: f.inode), "device": deviceText(f.device),
         "size": NSNumber(value: f.size), "pages": NSNumber(value: f.residentPages),
         "frames_known": f.framesKnown, "truncated": f.extentsTruncated,
         "extents": f.extents.map { e -> [String: Any] in

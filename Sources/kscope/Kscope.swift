@@ -8,13 +8,14 @@ struct Kscope: ParsableCommand {
     commandName: "kscope",
     abstract: "VM state coloring and cloud micro-elasticity: color maps of guest memory.",
     discussion: """
-      kscope classifies every page frame of a (guest) machine's physical memory by what it is,
-      writes the result as a color map, and answers questions about color maps. It also boots,
-      snapshots and clones parent VMs, reads guest kernel layouts, and reads the guest agent's
-      hints.
+      kscope classifies every page frame of a (guest) machine's physical memory by what it \
+      is, writes the result as a color map, and answers questions about color maps. It also \
+      boots, snapshots and clones parent VMs, reads guest kernel layouts, and reads the guest \
+      agent's hints.
 
-      Diagnostics go to stderr; KSCOPE_LOG=debug|info|notice|warning|error sets how many
-      (default warning). Results, and --json, go to stdout.
+      Every command takes --json: one JSON object on stdout, addresses as "0x..." strings \
+      (host/docs/json-output.md). Diagnostics and progress go to stderr; \
+      KSCOPE_LOG=debug|info|notice|warning|error sets how many (default warning).
       """,
     subcommands: [
       ColorCommand.self, MapCommand.self, ColorsCommand.self, LayoutCommand.self,

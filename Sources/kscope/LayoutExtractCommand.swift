@@ -7,8 +7,8 @@ struct LayoutExtractCommand: ParsableCommand {
     commandName: "extract",
     abstract: "Extract a kernel layout from a vmlinux's ELF symbols and DWARF.",
     discussion: """
-      Without -o the layout (ISF JSON) goes to standard output; with -o it is written
-      atomically and a summary is printed. Nothing is written unless every required type,
+      Without -o the layout (ISF JSON) goes to standard output; with -o it is written \
+      atomically and a summary is printed. Nothing is written unless every required type, \
       member, enum and symbol was found.
       """)
 

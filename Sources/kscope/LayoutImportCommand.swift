@@ -7,8 +7,8 @@ struct LayoutImportCommand: ParsableCommand {
     commandName: "import",
     abstract: "Turn a Volatility ISF (e.g. from dwarf2json) into a kscope layout.",
     discussion: """
-      Anonymous members are flattened, the layout is restricted to what kscope uses, and every
-      required type, member, enum and symbol is checked: a missing one is named and nothing
+      Anonymous members are flattened, the layout is restricted to what kscope uses, and every \
+      required type, member, enum and symbol is checked: a missing one is named and nothing \
       is written.
       """)
 

@@ -7,8 +7,10 @@ struct LayoutShowCommand: ParsableCommand {
     commandName: "show",
     abstract: "Print a layout: a summary, or one type like pahole -C.",
     discussion: """
-      Members of anonymous structs and unions are shown flattened with absolute offsets;
+      Members of anonymous structs and unions are shown flattened with absolute offsets; \
       bitfields as byte:bit and a length in bits.
+
+      Example:
         kscope layout show Tests/KscopeLayoutTests/Recorded/6.1.0-56-cloud-amd64.json --type page
       """)
 

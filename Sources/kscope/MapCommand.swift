@@ -44,7 +44,10 @@ struct MapInfo: ParsableCommand {
       ])
       return
     }
-    let pad = { (s: String) in Describe.pad(s, 12) }
+    // Keys in one column, wide enough for the longest metadata key ("source.layout"), and
+    // always at least two spaces before the value.
+    let width = max(12, (h.metadata.map(\.key.count).max() ?? 0) + 2)
+    let pad = { (s: String) in Describe.pad(s, width) }
     print(pad("color map") + "\(file) (format \(ColorMapFormat.version), \(fileBytes) bytes)")
     print(
       pad("frames") + "\(map.frameCount) x \(h.pageSize) bytes = "
@@ -53,7 +56,7 @@ struct MapInfo: ParsableCommand {
     print(pad("sources") + (h.sources.names.isEmpty ? "none" : h.sources.names.joined(separator: ", ")))
     print(pad("image") + "\(h.image.text) of \(h.image.size) bytes")
     print(pad("created") + Describe.utc(h.created))
-    print(pad("index") + "\(map.runs.count) runs, \(map.extents.count) attribute extents")
+    print(pad("index") + "\(plural(map.runs.count, "run")), \(plural(map.extents.count, "attribute extent"))")
     for (k, v) in h.metadata { print(pad(k) + v) }
     print("")
     for line in Describe.colorTable(map) { print(line) }
@@ -63,13 +66,17 @@ struct MapInfo: ParsableCommand {
 struct MapQuery: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "query",
-    abstract: "Print the runs of frames matching a frame, range, color or inode.",
+    abstract: "Print the runs of frames matching a frame, range, color or file.",
     discussion: """
-      Filters combine (they intersect). Without any, every run is listed.
+      Filters combine (they intersect). Without any, every run is listed. A run has one \
+      color, one set of flags and, for page cache, one file (device major:minor, inode) at \
+      consecutive file offsets. An inode number is unique only on its device: --dev picks \
+      one. Frame numbers are printed in hex when --pfn or --range was given in hex.
+
       Examples:
         kscope map query host.kcm --pfn 0x1000
         kscope map query host.kcm --range 0-1048575 --color free --json
-        kscope map query guest.kcm --inode 12 --limit 0
+        kscope map query guest.kcm --inode 12 --dev 254:0 --limit 0
       """)
 
   @Argument(help: "A color map file.") var file: String
@@ -77,6 +84,8 @@ struct MapQuery: ParsableCommand {
   @Option(help: "Frames A-B, both included (decimal or 0x hex).") var range: String?
   @Option(help: "Only frames of this color (see 'kscope colors').") var color: String?
   @Option(help: "Only page-cache frames of this inode.") var inode: UInt64?
+  @Option(help: "Only page-cache frames of files on this device (major:minor, e.g. 254:0).")
+  var dev: String?
   @Option(help: "At most this many runs (0: all).") var limit = 1000
   @OptionGroup var out: OutputOptions
 
@@ -87,15 +96,19 @@ struct MapQuery: ParsableCommand {
       throw ValidationError(
         "unknown color '\(color)' (colors: \(Color.allCases.map(\.name).joined(separator: ", ")))")
     }
+    if let dev, parseDevice(dev) == nil {
+      throw ValidationError("--dev '\(dev)' is not major:minor (e.g. 254:0)")
+    }
   }
 
   func run() throws {
     let map = try ColorMapFile.open(file)
-    var q = ColorMapQuery(color: color.flatMap(Color.init(name:)), inode: inode)
+    var q = ColorMapQuery(
+      color: color.flatMap(Color.init(name:)), inode: inode, device: dev.flatMap(parseDevice))
     if let pfn {
       let f = try parseFrame(pfn, what: "--pfn")
       guard f < map.frameCount else {
-        throw CommandFailure("frame \(f) is past the end of \(file) (\(map.frameCount) frames)")
+        throw CommandFailure("frame \(pfn) is past the end of \(file) (\(map.frameCount) frames)")
       }
       q.range = f..<(f + 1)
     }
@@ -114,24 +127,29 @@ struct MapQuery: ParsableCommand {
     let pageSize = UInt64(map.header.pageSize)
     if out.json {
       try printJSON([
-        "runs": result.runs.map { runJSON($0, pageSize: pageSize) },
+        "runs": result.runs.map { MapQuery.runJSON($0, pageSize: pageSize) },
         "total_runs": result.totalRuns, "total_frames": result.totalFrames,
         "truncated": result.truncated,
       ])
       return
     }
-    for r in result.runs { print(runText(r, pageSize: pageSize)) }
+    // Echo frames the way they were asked for.
+    let hex = [pfn, range].contains { $0?.lowercased().contains("0x") == true }
+    for r in result.runs { print(MapQuery.runText(r, pageSize: pageSize, hex: hex)) }
     if result.truncated {
-      print("... \(result.totalRuns - result.runs.count) more runs (--limit 0 for all)")
+      print("... \(plural(result.totalRuns - result.runs.count, "more run")) (--limit 0 for all)")
     }
-    print("\(result.totalRuns) runs, \(result.totalFrames) frames")
+    print("\(plural(result.totalRuns, "run")), \(plural(result.totalFrames, "frame"))")
   }
 
-  func runJSON(_ r: QueryRun, pageSize: UInt64) -> [String: Any] {
-    var d: [String: Any] = ["start": r.start, "count": r.count, "color": r.color.name]
+  static func runJSON(_ r: QueryRun, pageSize: UInt64) -> [String: Any] {
+    var d: [String: Any] = [
+      "start": r.start, "count": r.count, "color": r.color.name,
+      "address": hexAddress(r.start &* pageSize), "flags": (r.flags ?? []).names,
+    ]
     if let a = r.attributes {
       if let f = a.file {
-        d["device"] = f.device
+        d["device"] = deviceText(f.device)
         d["inode"] = f.inode
         d["index"] = f.index
         d["offset"] = f.index &* pageSize
@@ -139,15 +157,15 @@ struct MapQuery: ParsableCommand {
       if let p = a.path { d["path"] = p }
       if let o = a.owner { d["pid"] = o }
     }
-    if let f = r.flags { d["flags"] = f.names }
     return d
   }
 
-  func runText(_ r: QueryRun, pageSize: UInt64) -> String {
-    var s = "\(Describe.pad(String(r.start), 10, right: true)) +\(Describe.pad(String(r.count), 9)) \(r.color.name)"
+  static func runText(_ r: QueryRun, pageSize: UInt64, hex: Bool = false) -> String {
+    let start = hex ? "0x" + String(r.start, radix: 16) : String(r.start)
+    var s = "\(Describe.pad(start, 10, right: true)) +\(Describe.pad(String(r.count), 9)) \(r.color.name)"
     if let a = r.attributes {
       if let f = a.file {
-        s += "  dev \(f.device >> 20):\(f.device & 0xFFFFF) inode \(f.inode) offset \(f.index &* pageSize)"
+        s += "  dev \(deviceText(f.device)) inode \(f.inode) offset \(f.index &* pageSize)"
       }
       if let p = a.path { s += "  \(p)" }
       if let o = a.owner { s += "  pid \(o)" }
@@ -160,12 +178,37 @@ struct MapQuery: ParsableCommand {
 struct MapDiff: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "diff",
-    abstract: "Show which frames changed color from map A to map B (say, a parent and its clone).")
+    abstract: "Show which frames changed color from map A to map B (say, a parent and its clone).",
+    discussion: """
+      The two maps must describe the same machine at two moments: the same number of frames, \
+      the same kernel (release and build id, where both maps name one) and images of the same \
+      size. Otherwise diff refuses with the reason; --force compares anyway and prints each \
+      difference as a warning on stderr (and under "warnings" in --json).
+      """)
 
   @Argument(help: "The first color map (e.g. the parent's).") var a: String
   @Argument(help: "The second color map (e.g. the clone's).") var b: String
   @Option(help: "At most this many change runs (0: all).") var limit = 1000
+  @Flag(help: "Compare maps of different sizes, kernels or images anyway.") var force = false
   @OptionGroup var out: OutputOptions
+
+  /// Why two maps do not describe the same machine; empty when they plausibly do.
+  static func mismatches(_ ma: ColorMap, _ mb: ColorMap, _ a: String, _ b: String) -> [String] {
+    var why: [String] = []
+    if ma.frameCount != mb.frameCount {
+      why.append("frame counts differ (\(a): \(ma.frameCount), \(b): \(mb.frameCount))")
+    }
+    let (ha, hb) = (ma.header, mb.header)
+    if let ra = ha.kernelRelease, let rb = hb.kernelRelease, ra != rb {
+      why.append("kernels differ (\(a): \(ra), \(b): \(rb))")
+    } else if let ia = ha.kernelBuildID, let ib = hb.kernelBuildID, ia != ib {
+      why.append("kernel build ids differ (\(a): \(ia), \(b): \(ib))")
+    }
+    if ha.image.size != 0, hb.image.size != 0, ha.image.size != hb.image.size {
+      why.append("image sizes differ (\(a): \(ha.image.size) bytes, \(b): \(hb.image.size) bytes)")
+    }
+    return why
+  }
 
   func run() throws {
     guard limit >= 0 else { throw CommandFailure("--limit must be 0 (all) or more") }
@@ -175,6 +218,12 @@ struct MapDiff: ParsableCommand {
       throw CommandFailure(
         "page sizes differ (\(a): \(ma.header.pageSize), \(b): \(mb.header.pageSize))")
     }
+    let warnings = MapDiff.mismatches(ma, mb, a, b)
+    if !warnings.isEmpty && !force {
+      throw CommandFailure(
+        "not maps of the same machine: \(warnings.joined(separator: "; ")) (--force to compare anyway)")
+    }
+    for w in warnings { FileHandle.standardError.write(Data("kscope: warning: \(w)\n".utf8)) }
     let d = ma.diff(to: mb, limit: limit)
     let pairs = d.matrix.sorted { $0.value > $1.value }
     func name(_ c: Color?) -> String { c?.name ?? "absent" }
@@ -182,7 +231,7 @@ struct MapDiff: ParsableCommand {
       try printJSON([
         "frames_a": ma.frameCount, "frames_b": mb.frameCount,
         "changed_frames": d.changedFrames, "total_changes": d.totalChanges,
-        "truncated": d.truncated,
+        "truncated": d.truncated, "warnings": warnings,
         "changes": d.changes.map {
           ["start": $0.start, "count": $0.count, "from": name($0.from), "to": name($0.to)] as [String: Any]
         },
@@ -190,7 +239,8 @@ struct MapDiff: ParsableCommand {
       ])
       return
     }
-    print("\(d.changedFrames) of \(max(ma.frameCount, mb.frameCount)) frames changed color in \(d.totalChanges) runs")
+    print(
+      "\(d.changedFrames) of \(plural(max(ma.frameCount, mb.frameCount), "frame")) changed color in \(plural(d.totalChanges, "run"))")
     for (pair, n) in pairs {
       print("  \(Describe.pad(name(pair.from), 13)) -> \(Describe.pad(name(pair.to), 13)) \(Describe.pad(String(n), 10, right: true))")
     }
@@ -198,7 +248,7 @@ struct MapDiff: ParsableCommand {
     for c in d.changes {
       print("\(Describe.pad(String(c.start), 10, right: true)) +\(Describe.pad(String(c.count), 9)) \(name(c.from)) -> \(name(c.to))")
     }
-    if d.truncated { print("... \(d.totalChanges - d.changes.count) more runs (--limit 0 for all)") }
+    if d.truncated { print("... \(plural(d.totalChanges - d.changes.count, "more run")) (--limit 0 for all)") }
   }
 }
 
@@ -207,8 +257,8 @@ struct MapVerify: ParsableCommand {
     commandName: "verify",
     abstract: "Compare a color map with the kernel's own page flags (a kpageflags file).",
     discussion: """
-      The kpageflags file is the guest's /proc/kpageflags, copied right before the guest was
-      paused. Prints, per class the kernel can name (free, slab, page-table, anon, page-cache),
+      The kpageflags file is the guest's /proc/kpageflags, copied right before the guest was \
+      paused. Prints, per class the kernel can name (free, slab, page-table, anon, page-cache), \
       how many of its frames the map colors alike, and the full confusion matrix.
       """)
 

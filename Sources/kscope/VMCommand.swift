@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import KscopeHost
 import KscopeVM
 
 /// `kscope vm ...`: parent VMs under QEMU.
@@ -8,8 +9,8 @@ struct VMCommand: ParsableCommand {
     commandName: "vm",
     abstract: "Build guest images, boot parent VMs under QEMU, snapshot them, eager-clone them.",
     discussion: """
-      VMs run Debian's cloud kernel (6.1 or 6.12, as pinned in host/kernels.lock) under QEMU TCG with
-      their RAM in a shared file under the state directory (default /dev/shm/kscope), an ivshmem
+      VMs run Debian's cloud kernel (6.1 or 6.12, as pinned in host/kernels.lock) under QEMU TCG with \
+      their RAM in a shared file under the state directory (default /dev/shm/kscope), an ivshmem \
       hint region, a QMP socket and a loopback-only HTTP forward to the guest's workload.
 
       Example:
@@ -76,8 +77,8 @@ struct VMImageCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "image", abstract: "Build (or find in the cache) a guest image.",
     discussion: """
-      An image is an initramfs (busybox, the init script from guest-module/image, the kernel's
-      virtio modules, the workload's programs, optionally the agent) plus a read-only ext4 data
+      An image is an initramfs (busybox, the init script from guest-module/image, the kernel's \
+      virtio modules, the workload's programs, optionally the agent) plus a read-only ext4 data \
       disk with the workload's files. Images are cached by content under <state>/images/<key>/.
       """)
   @OptionGroup var image: ImageOptions
@@ -85,7 +86,9 @@ struct VMImageCommand: ParsableCommand {
   @OptionGroup var output: OutputOptions
 
   func run() throws {
-    let img = try vmCall { try state.manager.buildImage(try image.startOptions(), log: logStderr) }
+    let progress = ProgressLine("image", interval: 0)
+    let img = try vmCall { try state.manager.buildImage(try image.startOptions(), log: progress.update) }
+    progress.finish()
     if output.json {
       try printJSON([
         "key": img.key, "directory": img.directory, "initramfs": img.initramfs,
@@ -109,12 +112,14 @@ struct VMStartCommand: ParsableCommand {
 
   func run() throws {
     let t = Date()
+    let progress = ProgressLine(name, interval: 0)
     let st = try vmCall {
       var o = try image.startOptions()
       o.memory = try parseMemorySize(memory)
       o.bootTimeout = timeout
-      return try state.manager.start(name: name, options: o, log: logStderr)
+      return try state.manager.start(name: name, options: o, log: progress.update)
     }
+    progress.finish()
     printStatus(st, seconds: Date().timeIntervalSince(t), json: output.json)
   }
 }
@@ -145,10 +150,11 @@ struct VMListCommand: ParsableCommand {
       return
     }
     if vms.isEmpty { print("no VMs in \(state.manager.stateDir)") }
+    if !vms.isEmpty { print("NAME\tSTATE\tPID\tHTTP\tWORKLOAD\tMEMORY\tKERNEL\tCLONE OF") }
     for v in vms {
       let mib = v.memoryBytes >> 20
       print(
-        "\(v.name)\t\(v.state)\tpid \(v.pid.map(String.init) ?? "-")\t127.0.0.1:\(v.hostPort)\t\(v.workload)\t\(mib)M\t\(v.kernelRelease)\(v.clonedFrom.map { "\tclone of " + $0 } ?? "")"
+        "\(v.name)\t\(v.state)\t\(v.pid.map(String.init) ?? "-")\t127.0.0.1:\(v.hostPort)\t\(v.workload)\t\(mib)M\t\(v.kernelRelease)\t\(v.clonedFrom ?? "-")"
       )
     }
   }
@@ -159,17 +165,21 @@ struct VMStopCommand: ParsableCommand {
     commandName: "stop", abstract: "Stop a VM and remove its state (RAM file, sockets, logs).")
   @Argument(help: "VM name.") var name: String
   @OptionGroup var state: StateOptions
+  @OptionGroup var output: OutputOptions
 
-  func run() throws { try vmCall { try state.manager.stop(name: name) } }
+  func run() throws {
+    try vmCall { try state.manager.stop(name: name) }
+    if output.json { try printJSON(["name": name, "stopped": true]) }
+  }
 }
 
 struct VMSnapshotCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "snapshot", abstract: "Pause a VM and save RAM, hint region and device state.",
     discussion: """
-      Writes DIR/ram (sparse), DIR/hints, DIR/device.state (QEMU migration stream without RAM,
-      x-ignore-shared) and DIR/manifest.json (kernel release/version/build-id, RAM size and
-      guest-physical layout, QEMU command line, timestamps). The parent stays paused unless
+      Writes DIR/ram (sparse), DIR/hints, DIR/device.state (QEMU migration stream without RAM, \
+      x-ignore-shared) and DIR/manifest.json (kernel release/version/build-id, RAM size and \
+      guest-physical layout, QEMU command line, timestamps). The parent stays paused unless \
       --resume is given.
       """)
   @Argument(help: "VM name.") var name: String
@@ -181,7 +191,13 @@ struct VMSnapshotCommand: ParsableCommand {
 
   func run() throws {
     let t = Date()
-    let m = try vmCall { try state.manager.snapshot(name: name, to: output, resume: resume) }
+    let progress = ProgressLine("snapshot of \(name)", interval: 5)
+    let m = try vmCall {
+      try state.manager.snapshot(name: name, to: output, resume: resume) { done, total in
+        progress.update("RAM \(done >> 20) of \(total >> 20) MiB copied")
+      }
+    }
+    progress.finish()
     let secs = Date().timeIntervalSince(t)
     if format.json {
       try printJSON([
@@ -208,7 +224,13 @@ struct VMCloneCommand: ParsableCommand {
 
   func run() throws {
     let t = Date()
-    let st = try vmCall { try state.manager.clone(snapshot: snapshot, name: name) }
+    let progress = ProgressLine("clone \(name)", interval: 5)
+    let st = try vmCall {
+      try state.manager.clone(snapshot: snapshot, name: name) { done, total in
+        progress.update("RAM \(done >> 20) of \(total >> 20) MiB copied")
+      }
+    }
+    progress.finish()
     printStatus(st, seconds: Date().timeIntervalSince(t), json: output.json)
   }
 }
@@ -220,10 +242,16 @@ struct VMExecCommand: ParsableCommand {
   @Argument(help: "The command (run by the guest's sh).") var command: String
   @Option(name: .long, help: "Seconds to wait for the command.") var timeout = 60.0
   @OptionGroup var state: StateOptions
+  @OptionGroup var format: OutputOptions
 
   func run() throws {
     let r = try vmCall { try state.manager.exec(name: name, command: command, timeout: timeout) }
-    FileHandle.standardOutput.write(r.output)
+    if format.json {
+      // The exit status is in the object; the command still exits with it.
+      try printJSON(["name": name, "status": r.status, "output": String(decoding: r.output, as: UTF8.self)])
+    } else {
+      FileHandle.standardOutput.write(r.output)
+    }
     if r.status != 0 { throw ExitCode(Int32(clamping: r.status)) }
   }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import KscopeHost
 import KscopeVM
 
 /// `kscope workload web|olap --vm NAME`: bounded, reproducible load from the host.
@@ -7,10 +8,12 @@ struct WorkloadCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "workload", abstract: "Run a workload against a VM and report speed and a digest.",
     discussion: """
-      web: --requests GETs of files picked by a seeded PRNG from the guest's /files.txt;
+      web: --requests GETs of files picked by a seeded PRNG from the guest's /files.txt; \
       prints requests/s, latency p50/p99 and a SHA-256 digest of everything served.
-      olap: runs every query the guest lists (--requests rounds); prints per-query time and a
-      digest of the results. Equal digests mean two VMs answered identically.
+
+      olap: runs every query the guest lists (--requests rounds); prints per-query time and a \
+      digest of the results, with a progress line on stderr while the queries run. Equal \
+      digests mean two VMs answered identically.
       """)
   @Argument(help: "web or olap.") var workload: String
   @Option(name: .long, help: "VM name.") var vm: String
@@ -42,7 +45,14 @@ struct WorkloadCommand: ParsableCommand {
         print("digest \(r.digest)")
       }
     case .olap:
-      let r = try vmCall { try state.manager.runOlap(name: vm, rounds: requests ?? 1) }
+      // The queries take minutes under TCG: show which one runs.
+      let progress = ProgressLine("olap on \(vm)")
+      let r = try vmCall {
+        try state.manager.runOlap(name: vm, rounds: requests ?? 1) { done, total, next in
+          progress.update("query \(done + 1) of \(total) (\(next))")
+        }
+      }
+      progress.finish()
       if output.json {
         try printJSON(r.json)
       } else {

@@ -113,8 +113,9 @@ import Testing
     let cli = try vm.readHints(vm.hintsPath, json: true)
     #expect(cli.status == 0, "\(cli.stderr)")
     let json = try JSONSerialization.jsonObject(with: Data(cli.stdout.utf8)) as? [String: Any] ?? [:]
-    for key in ["generation", "kaslr_offset", "phys_base", "page_offset_base", "vmemmap_base"] {
-      #expect(json[key] is NSNumber, "\(key) is not an integer in \(cli.stdout.prefix(300))")
+    #expect(json["generation"] is NSNumber, "generation is not an integer in \(cli.stdout.prefix(300))")
+    for key in ["kaslr_offset", "phys_base", "page_offset_base", "vmemmap_base"] {
+      #expect(jsonAddress(json[key]) != nil, "\(key) is not a hex address in \(cli.stdout.prefix(300))")
     }
     #expect((json["files"] as? [[String: Any]])?.contains { ($0["path"] as? String)?.hasPrefix("/data/site/") == true } == true)
 
@@ -131,9 +132,9 @@ import Testing
     #expect(saved.kernel.kaslrOffset == note.values["KERNELOFFSET"].flatMap { UInt64($0, radix: 16) })
     #expect(saved.kernel.physBase == note.values["NUMBER(phys_base)"].flatMap { Int64($0) }.map { UInt64(bitPattern: $0) })
     let analyzer = try analyze(vm, snapshot: snap, release: release)
-    #expect((analyzer["kaslr_offset"] as? NSNumber)?.uint64Value == saved.kernel.kaslrOffset)
-    #expect((analyzer["phys_base"] as? NSNumber)?.uint64Value == saved.kernel.physBase)
-    #expect((analyzer["page_offset_base"] as? NSNumber)?.uint64Value == saved.kernel.pageOffsetBase?.rawValue)
+    #expect(jsonAddress(analyzer["kaslr_offset"]) == saved.kernel.kaslrOffset)
+    #expect(jsonAddress(analyzer["phys_base"]) == saved.kernel.physBase)
+    #expect(jsonAddress(analyzer["page_offset_base"]) == saved.kernel.pageOffsetBase?.rawValue)
     // The combined map: the snapshot's hints were merged, host introspection stayed the
     // authority, and the workload's cached files got their names.
     let merged = analyzer["hints"] as? [String: Any] ?? [:]
@@ -171,7 +172,7 @@ import Testing
     #expect(s2.status == 0, "\(s2.stderr)")
     #expect(try vm.readHints(snap2).status == 1)
     let again = try analyze(vm, snapshot: snap2, release: release)
-    #expect((again["kaslr_offset"] as? NSNumber)?.uint64Value == saved.kernel.kaslrOffset)
+    #expect(jsonAddress(again["kaslr_offset"]) == saved.kernel.kaslrOffset)
     let setAside = again["hints"] as? [String: Any] ?? [:]
     #expect(setAside["used"] as? Bool == false, "garbage hints were used: \(setAside)")
     #expect((setAside["note"] as? String)?.contains("host introspection only") == true, "\(setAside)")
@@ -213,4 +214,14 @@ func vmcoreinfoInRAM(_ path: String, release: String) throws -> (address: UInt64
     from = r.upperBound
   }
   throw TestFailure("no vmcoreinfo note for \(release) in \(path)")
+}
+
+/// An address from kscope's JSON: "0x..." (or "-0x..." for a signed one such as phys_base),
+/// as two's complement bits.
+func jsonAddress(_ v: Any?) -> UInt64? {
+  guard let s = v as? String else { return nil }
+  let negative = s.hasPrefix("-")
+  guard s.dropFirst(negative ? 1 : 0).hasPrefix("0x"), let m = UInt64(s.dropFirst(negative ? 3 : 2), radix: 16)
+  else { return nil }
+  return negative ? 0 &- m : m
 }

@@ -93,7 +93,7 @@ import Testing
     #expect(cli.status == 0, "\(cli.stderr)")
     let json = try JSONSerialization.jsonObject(with: Data(cli.stdout.utf8)) as? [String: Any]
     #expect((json?["generation"] as? NSNumber)?.uint64Value == h.generation)
-    #expect((json?["kaslr_offset"] as? NSNumber)?.uint64Value == h.kernel.kaslrOffset)
+    #expect(jsonAddress(json?["kaslr_offset"]) == h.kernel.kaslrOffset)
     let jfiles = json?["files"] as? [[String: Any]] ?? []
     #expect(jfiles.count == h.files.count)
     #expect(jfiles.contains { ($0["path"] as? String)?.hasSuffix("/sub/c.bin") == true && ($0["pages"] as? NSNumber)?.intValue == 257 })

@@ -38,11 +38,26 @@ func smallMap() -> ColorMap {
   #expect(r.runs[0].attributes?.path == "/a")
 }
 
-@Test func queryByRangeClipsAndSplitsByAttributes() {
+@Test func queryByRangeClipsAndSplitsByAttributesAndFlags() {
   let r = smallMap().query(ColorMapQuery(range: 2..<11))
-  #expect(r.runs.map { [$0.start, $0.count] } == [[2, 2], [4, 2], [6, 3], [9, 2]])
+  // Frame 7 alone has flags: the inode-7 extent splits around it.
+  #expect(r.runs.map { [$0.start, $0.count] } == [[2, 2], [4, 2], [6, 1], [7, 1], [8, 1], [9, 2]])
+  #expect(r.runs.map(\.flags) == [[], [], [], [.mapped, .dirty], [], []])
+  #expect(r.runs.map { $0.attributes?.file?.index } == [nil, nil, 100, 101, 102, 0])
   #expect(r.totalFrames == 9)
-  #expect(r.runs[3].attributes?.owner == 42)
+  #expect(r.runs[5].attributes?.owner == 42)
+}
+
+@Test func queryByDevice() {
+  var m = smallMap()
+  m = ColorMap(
+    header: m.header, entries: m.entries,
+    extents: [m.extents[0], AttributeExtent(start: 9, count: 2, file: FileIdentity(device: 2, inode: 7, index: 0))])
+  // Inode 7 exists on two devices; --dev picks one.
+  #expect(m.query(ColorMapQuery(inode: 7)).totalFrames == 5)
+  #expect(m.query(ColorMapQuery(inode: 7, device: 2)).runs.map { [$0.start, $0.count] } == [[9, 2]])
+  #expect(m.query(ColorMapQuery(device: 1)).totalFrames == 3)
+  #expect(m.query(ColorMapQuery(inode: 9, device: 1)).runs.isEmpty)
 }
 
 @Test func queryByColorUsesOnlyThatColor() {
@@ -63,7 +78,8 @@ func smallMap() -> ColorMap {
 @Test func queryLimitKeepsTotals() {
   let r = smallMap().query(ColorMapQuery(), limit: 2)
   #expect(r.runs.count == 2)
-  #expect(r.totalRuns == 6)
+  // Runs split where color, file or flags change: frame 7 alone has flags.
+  #expect(r.totalRuns == 8)
   #expect(r.totalFrames == 13)
   #expect(r.truncated)
 }

@@ -1,24 +1,27 @@
-/// What `kscope map query` asks: frames in a range, of a color, caching a file. All optional;
-/// given together they intersect.
+/// What `kscope map query` asks: frames in a range, of a color, caching a file (an inode, on
+/// a device). All optional; given together they intersect.
 public struct ColorMapQuery: Sendable, Equatable {
   public var range: Range<UInt64>?
   public var color: Color?
   public var inode: UInt64?
-  public init(range: Range<UInt64>? = nil, color: Color? = nil, inode: UInt64? = nil) {
+  /// The file's device, in the map's encoding (`FileIdentity.device`).
+  public var device: UInt32?
+  public init(range: Range<UInt64>? = nil, color: Color? = nil, inode: UInt64? = nil, device: UInt32? = nil) {
     self.range = range
     self.color = color
     self.inode = inode
+    self.device = device
   }
 }
 
-/// A run of matching frames with uniform color and attributes.
+/// A run of matching frames with uniform color, attributes and flags.
 public struct QueryRun: Sendable, Hashable {
   public var start: UInt64
   public var count: UInt64
   public var color: Color
   /// The attributes over exactly this run (file index adjusted to `start`), if any.
   public var attributes: AttributeExtent?
-  /// Flags, given for single-frame runs (flags vary inside longer runs).
+  /// The flags of every frame of the run (runs are split where flags change).
   public var flags: PageFlags?
 }
 
@@ -46,9 +49,12 @@ extension ColorMap {
       if limit == 0 || result.runs.count < limit { result.runs.append(r) }
     }
 
-    if let inode = q.inode {
-      // Walk the extents of that inode, then split each by color.
-      for e in extents where e.file?.inode == inode && e.end > lo && e.start < hi {
+    if q.inode != nil || q.device != nil {
+      // Walk the extents of that file (or device), then split each by color.
+      for e in extents
+      where e.end > lo && e.start < hi && (q.inode == nil || e.file?.inode == q.inode)
+        && (q.device == nil || e.file?.device == q.device)
+      {
         let part = e.clipped(lo, hi)
         var k = firstRun(endingAfter: part.start)
         while k < runs.count && runs[k].start < part.end {
@@ -57,7 +63,7 @@ extension ColorMap {
           if let c = q.color, r.color != c { continue }
           let s = max(r.start, part.start)
           let t = min(r.end, part.end)
-          emit(piece(s, t, r.color, part.clipped(s, t)))
+          emitByFlags(s, t, r.color, part, emit)
         }
       }
       return result
@@ -87,10 +93,23 @@ extension ColorMap {
     return result
   }
 
-  private func piece(_ s: UInt64, _ t: UInt64, _ c: Color, _ e: AttributeExtent?) -> QueryRun {
-    QueryRun(
-      start: s, count: t - s, color: c, attributes: e,
-      flags: t - s == 1 ? FrameEntry(rawValue: entries[Int(s)]).flags : nil)
+  /// Emits `s..<t` (one color, inside one extent or none) in pieces with uniform flags.
+  private func emitByFlags(
+    _ s: UInt64, _ t: UInt64, _ c: Color, _ e: AttributeExtent?, _ emit: (QueryRun) -> Void
+  ) {
+    var a = Int(s)
+    let end = Int(t)
+    while a < end {
+      let flags = entries[a] & ~0x1F
+      var b = a + 1
+      while b < end && entries[b] & ~0x1F == flags { b += 1 }
+      let (u, v) = (UInt64(a), UInt64(b))
+      emit(
+        QueryRun(
+          start: u, count: v - u, color: c, attributes: e?.clipped(u, v),
+          flags: FrameEntry(rawValue: entries[a]).flags))
+      a = b
+    }
   }
 
   /// Emits `s..<t` (one color) in pieces with uniform attributes.
@@ -103,15 +122,15 @@ extension ColorMap {
       if k < extents.count && extents[k].start < t {
         let e = extents[k]
         if e.start > pos {
-          emit(piece(pos, e.start, c, nil))
+          emitByFlags(pos, e.start, c, nil, emit)
           pos = e.start
         }
         let end = min(e.end, t)
-        emit(piece(pos, end, c, e.clipped(pos, end)))
+        emitByFlags(pos, end, c, e, emit)
         pos = end
         k += 1
       } else {
-        emit(piece(pos, t, c, nil))
+        emitByFlags(pos, t, c, nil, emit)
         pos = t
       }
     }
