@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import KscopeCore
 import KscopeVM
 
 /// `kscope vm ...`: parent VMs under QEMU.
@@ -21,7 +22,7 @@ struct VMCommand: ParsableCommand {
       """,
     subcommands: [
       VMImageCommand.self, VMStartCommand.self, VMListCommand.self, VMStopCommand.self,
-      VMSnapshotCommand.self, VMCloneCommand.self, VMExecCommand.self,
+      VMSnapshotCommand.self, VMCloneCommand.self, VMExecCommand.self, VMResumeCommand.self,
     ])
 }
 
@@ -63,10 +64,15 @@ struct ImageOptions: ParsableArguments {
 
 /// Runs a library call and turns its errors into one-line command failures.
 func vmCall<T>(_ body: () throws -> T) throws -> T {
-  do { return try body() } catch let e as VMError { throw CommandFailure(e.description) } catch {
-    // Foundation errors (a file that cannot be written...) also become one line.
-    let text = "\(error)".split(whereSeparator: \.isNewline).first.map(String.init) ?? "\(error)"
-    throw CommandFailure(text)
+  do { return try body() } catch let e as VMError {
+    throw CommandFailure(TerminalSafe.oneLine(e.description))
+  } catch let e as CustomStringConvertible where !(e is NSError) {
+    throw CommandFailure(TerminalSafe.oneLine(e.description))
+  } catch {
+    // A Foundation error: its own words, never the NSCocoaErrorDomain dump.
+    let ns = error as NSError
+    let reason = (ns.userInfo[NSUnderlyingErrorKey] as? NSError)?.localizedDescription ?? ns.localizedDescription
+    throw CommandFailure(TerminalSafe.oneLine(reason))
   }
 }
 
@@ -210,6 +216,21 @@ struct VMCloneCommand: ParsableCommand {
     let t = Date()
     let st = try vmCall { try state.manager.clone(snapshot: snapshot, name: name) }
     printStatus(st, seconds: Date().timeIntervalSince(t), json: output.json)
+  }
+}
+
+struct VMResumeCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "resume",
+    abstract: "Resume a paused VM (after vm snapshot without --resume, or a killed snapshot).")
+  @Argument(help: "VM name.") var name: String
+  @OptionGroup var state: StateOptions
+  @OptionGroup var output: OutputOptions
+
+  func run() throws {
+    try vmCall { try state.manager.resume(name: name) }
+    let st = try vmCall { try state.manager.status(name) }
+    printStatus(st, seconds: nil, json: output.json)
   }
 }
 
