@@ -191,7 +191,7 @@ extension KernelLayout {
       throw .invalidISF(path: path + ".kind", reason: "'\(kindText)' is not struct, class or union")
     }
     guard let size = value["size"]?.intValue, size >= 0, size <= KernelLayout.maxTypeSize else {
-      throw .invalidISF(path: path + ".size", reason: "not a size (0..\(KernelLayout.maxTypeSize))")
+      throw .invalidISF(path: path + ".size", reason: "not a size")
     }
     guard let fields = value["fields"]?.objectValue else {
       throw .invalidISF(path: path + ".fields", reason: "missing or not an object")
@@ -201,7 +201,7 @@ extension KernelLayout {
       let fieldPath = "\(path).fields.\(fieldName)"
       guard let offset = field["offset"]?.intValue, offset >= 0, offset <= KernelLayout.maxTypeSize
       else {
-        throw .invalidISF(path: fieldPath + ".offset", reason: "not an offset (0..\(KernelLayout.maxTypeSize))")
+        throw .invalidISF(path: fieldPath + ".offset", reason: "not an offset")
       }
       guard let typeValue = field["type"] else {
         throw .invalidISF(path: fieldPath + ".type", reason: "missing")
@@ -325,7 +325,7 @@ extension TypeDescriptor {
     case "array":
       guard let count = value["count"]?.intValue, count >= 0, count <= KernelLayout.maxArrayCount
       else {
-        throw .invalidISF(path: path + ".count", reason: "not a count (0..\(KernelLayout.maxArrayCount))")
+        throw .invalidISF(path: path + ".count", reason: "not a count")
       }
       self = .array(count: count, of: try subtype("subtype"))
     case "struct", "class": self = .structure(try name())
