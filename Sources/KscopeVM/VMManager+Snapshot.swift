@@ -76,9 +76,9 @@ extension VMManager {
     }
   }
 
-  /// Brings a VM into a state a snapshot can start from and returns its run state. A VM left
-  /// in "postmigrate" by a snapshot that was killed half-way is taken as paused; a migration
-  /// still running from it is cancelled first.
+  /// Brings a VM into a state a snapshot can start from and returns the run state it was in. A
+  /// VM left in "postmigrate" (a snapshot without --resume, or one killed half-way) is taken as
+  /// paused; a migration still running from it is cancelled first.
   func recoverForSnapshot(_ q: QMPClient, timeout: Double = 30) throws -> String {
     let state = try q.execute("query-status")["status"]?.string ?? ""
     let busy = ["setup", "active", "pre-switchover", "device", "cancelling"]
@@ -89,6 +89,9 @@ extension VMManager {
         Thread.sleep(forTimeInterval: 0.05)
       }
     }
+    // QEMU 7.2 refuses to migrate a VM "paused due to previous migration": run it again, for
+    // the moment until the snapshot's own stop.
+    if state == "postmigrate" { try q.execute("cont") }
     return state
   }
 
@@ -260,7 +263,8 @@ extension VMManager {
   public func resume(name: String) throws {
     let q = try qmp(name)
     defer { q.close() }
-    if try recoverForSnapshot(q) == "running" { return }
+    let state = try recoverForSnapshot(q)
+    if state == "running" || state == "postmigrate" { return }  // running now
     try q.execute("cont")
   }
 }
