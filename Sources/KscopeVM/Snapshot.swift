@@ -73,3 +73,21 @@ public final class Snapshot: @unchecked Sendable {
     }
   }
 }
+
+/// Whether a hint region can describe a guest. The agent's frame table covers the guest's own
+/// frames (its kpageflags length: up to the top of RAM, less what firmware reserves there), so
+/// a table for another machine (6,553,600 frames against 131,072) is refused even when it names
+/// the same kernel build; a snapshot's region must also have the size its manifest gives.
+public enum HintFit {
+  public static func mismatch(_ hints: HintSet, guestEnd: UInt64, regionSize: UInt64?) -> String? {
+    if let regionSize, hints.regionSize != regionSize {
+      return "a \(hints.regionSize)-byte region, the snapshot's is \(regionSize)"
+    }
+    guard let frames = hints.frames, hints.pageSize > 0 else { return nil }
+    let guestFrames = guestEnd / UInt64(hints.pageSize)
+    guard frames.totalFrames <= guestFrames, frames.totalFrames >= guestFrames - guestFrames / 16 else {
+      return "the frame table is for \(frames.totalFrames) frames, the guest has \(guestFrames)"
+    }
+    return nil
+  }
+}

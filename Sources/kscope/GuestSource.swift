@@ -74,19 +74,9 @@ struct GuestSource {
     return (snapshot.hints.path, try snapshot.hints.readAll(limit: HintFormat.maxRegionSize))
   }
 
-  /// Why hints cannot describe this guest, or nil: their frame table must cover the guest's
-  /// own frames (its kpageflags length, which ends at the top of RAM less what firmware keeps
-  /// there), and a snapshot's region must be the size its manifest gives.
+  /// Why hints cannot describe this guest, or nil (`HintFit`).
   func hintMismatch(_ hints: HintSet, memory: some PhysicalMemory) -> String? {
-    if let snapshot, hints.regionSize != snapshot.manifest.hintSize {
-      return "a \(hints.regionSize)-byte region, the snapshot's is \(snapshot.manifest.hintSize)"
-    }
-    guard let frames = hints.frames, hints.pageSize > 0 else { return nil }
-    let guestFrames = memory.end / UInt64(hints.pageSize)
-    guard frames.totalFrames <= guestFrames, frames.totalFrames >= guestFrames - guestFrames / 16 else {
-      return "the frame table is for \(frames.totalFrames) frames, the guest has \(guestFrames)"
-    }
-    return nil
+    HintFit.mismatch(hints, guestEnd: memory.end, regionSize: snapshot?.manifest.hintSize)
   }
 
   static func loadLayout(
