@@ -69,13 +69,6 @@ public final class ConfinedDirectory: @unchecked Sendable {
     owned = -1
     return file
   }
-
-  /// Whether `name` exists in the directory (without following a link in its last component).
-  public func contains(_ name: String) -> Bool {
-    guard ConfinedDirectory.components(name) != nil else { return false }
-    var st = stat()
-    return fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0
-  }
 }
 
 /// An open regular file that owns its descriptor.

@@ -108,7 +108,7 @@ public enum Files {
     var capacity = 1 << 20
     if fstat(fd, &st) == 0 && st.st_size > 0 && st.st_size < Int.max { capacity = Int(st.st_size) + 1 }
     var out = [UInt8]()
-    out.reserveCapacity(min(capacity, limit + 1, 1 << 30))
+    out.reserveCapacity(min(capacity, limit < Int.max ? limit + 1 : limit, 1 << 30))
     let chunk = 1 << 20
     var buffer = [UInt8](repeating: 0, count: chunk)
     while true {

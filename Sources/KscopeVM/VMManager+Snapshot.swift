@@ -35,6 +35,7 @@ extension VMManager {
     // snapshot leaves only that, which the next snapshot into the same parent removes.
     let parent = Files.directoryName(dir)
     let base = dir.split(separator: "/").last.map(String.init) ?? dir
+    try? fm.createDirectory(atPath: parent, withIntermediateDirectories: true)
     removeStalePartials(in: parent)
     let work = "\(parent)/.\(base)\(VMManager.partialMarker)\(getpid())"
     try? fm.removeItem(atPath: work)

@@ -65,14 +65,19 @@ struct ImageOptions: ParsableArguments {
 /// Runs a library call and turns its errors into one-line command failures.
 func vmCall<T>(_ body: () throws -> T) throws -> T {
   do { return try body() } catch let e as VMError {
-    throw CommandFailure(TerminalSafe.oneLine(e.description))
-  } catch let e as CustomStringConvertible where !(e is NSError) {
-    throw CommandFailure(TerminalSafe.oneLine(e.description))
+    throw CommandFailure(e.description)
+  } catch let e as CommandFailure {
+    throw e
   } catch {
-    // A Foundation error: its own words, never the NSCocoaErrorDomain dump.
+    // A Foundation error (a file that cannot be written...): its path and reason in one line,
+    // never the NSCocoaErrorDomain dump.
     let ns = error as NSError
+    guard ns.domain == NSCocoaErrorDomain || ns.domain == NSPOSIXErrorDomain else {
+      throw CommandFailure("\(error)")
+    }
+    let path = (ns.userInfo[NSFilePathErrorKey] as? String).map { "\($0): " } ?? ""
     let reason = (ns.userInfo[NSUnderlyingErrorKey] as? NSError)?.localizedDescription ?? ns.localizedDescription
-    throw CommandFailure(TerminalSafe.oneLine(reason))
+    throw CommandFailure(path + reason)
   }
 }
 
