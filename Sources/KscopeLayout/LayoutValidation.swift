@@ -22,6 +22,22 @@ extension KernelLayout {
   /// sizes, member offsets and array counts; every member, with its size, inside its type;
   /// bitfields inside their storage unit; sane enum and base type sizes.
   public func validateStructure() throws(LayoutError) {
+    // Names are printed by `layout show`: no control characters (terminal injection), bounded.
+    func checkName(_ name: String, _ path: String) throws(LayoutError) {
+      guard !name.isEmpty, name.utf8.count <= 256,
+        !name.unicodeScalars.contains(where: { $0.value < 0x20 || ($0.value >= 0x7f && $0.value < 0xa0) })
+      else { throw .invalidISF(path: path, reason: "a name with control characters, empty or too long") }
+    }
+    for name in baseTypes.keys { try checkName(name, "base_types") }
+    for (name, e) in enums {
+      try checkName(name, "enums")
+      for c in e.constants.keys { try checkName(c, "enums.\(name).constants") }
+    }
+    for name in symbols.keys { try checkName(name, "symbols") }
+    for (name, type) in userTypes {
+      try checkName(name, "user_types")
+      for m in type.members { try checkName(m.name, "user_types.\(name).fields") }
+    }
     for (name, base) in baseTypes where base.size < 0 || base.size > 16 {
       throw .invalidISF(path: "base_types.\(name).size", reason: "\(base.size) bytes (0..16)")
     }

@@ -175,7 +175,7 @@ extension ColorCommand {
       "colored \(map.frameCount) frames (\(Describe.mib(map.frameCount, pageSize: map.header.pageSize)) MiB)"
         + " of \(ram) in \(Describe.formatFixed(seconds, digits: 3)) s -> \(output) (\(bytes) bytes)")
     print(
-      "kernel \(map.header.kernelRelease ?? "?") build \(map.header.kernelBuildID ?? "?"):"
+      "kernel \(Describe.safe(map.header.kernelRelease ?? "?")) build \(map.header.kernelBuildID ?? "?"):"
         + " KASLR offset \(hex(loc.slide)), phys_base \(hex(loc.physBase)),"
         + " \(loc.fiveLevel ? 5 : 4)-level paging")
     print(

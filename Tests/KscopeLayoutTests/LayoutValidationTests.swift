@@ -88,6 +88,12 @@ func setting(_ json: JSONValue, _ path: [String], _ value: JSONValue?) -> JSONVa
     try refusedEverywhere(setting(json, ["user_types", "page", "fields", "lru"], nil), "page.lru")
   }
 
+  @Test func namesWithControlCharactersAreRefused() throws {
+    let json = try Self.recordedJSON()
+    let page = try #require(json["user_types"]?["page"]?["fields"]?["flags"])
+    try refusedEverywhere(setting(json, ["user_types", "page", "fields", "x\u{1b}[2J"], page), "control characters")
+  }
+
   @Test func showDoesNotTrapOnHugeArrays() {
     var l = KernelLayout()
     l.baseTypes["char"] = BaseType(size: 1, signed: true, kind: .char)
