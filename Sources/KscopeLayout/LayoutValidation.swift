@@ -25,8 +25,12 @@ extension KernelLayout {
     // Names are printed by `layout show`: no control characters (terminal injection), bounded.
     func checkName(_ name: String, _ path: String) throws(LayoutError) {
       guard !name.isEmpty, name.utf8.count <= 256,
-        !name.unicodeScalars.contains(where: { $0.value < 0x20 || ($0.value >= 0x7f && $0.value < 0xa0) })
-      else { throw .invalidISF(path: path, reason: "a name with control characters, empty or too long") }
+        !name.unicodeScalars.contains(where: {
+          $0.value < 0x20 || ($0.value >= 0x7f && $0.value < 0xa0)
+        })
+      else {
+        throw .invalidISF(path: path, reason: "a name with control characters, empty or too long")
+      }
     }
     for name in baseTypes.keys { try checkName(name, "base_types") }
     for (name, e) in enums {
@@ -47,25 +51,30 @@ extension KernelLayout {
     for (name, type) in userTypes.sorted(by: { $0.key < $1.key }) {
       let path = "user_types.\(name)"
       guard type.size >= 0, type.size <= KernelLayout.maxTypeSize else {
-        throw .invalidISF(path: path + ".size", reason: "\(type.size) bytes (at most \(KernelLayout.maxTypeSize))")
+        throw .invalidISF(
+          path: path + ".size", reason: "\(type.size) bytes (at most \(KernelLayout.maxTypeSize))")
       }
       for member in type.members {
         let where_ = "\(path).fields.\(member.name)"
         guard member.offset >= 0, member.offset <= type.size else {
           throw .invalidISF(
-            path: where_ + ".offset", reason: "offset \(member.offset) is outside the \(type.size)-byte \(name)")
+            path: where_ + ".offset",
+            reason: "offset \(member.offset) is outside the \(type.size)-byte \(name)")
         }
         let size = try checkedSize(of: member.type, path: where_ + ".type", depth: 0)
         if let bits = member.bitfield {
           guard bits.position >= 0, bits.length > 0,
             bits.position + bits.length <= min(KernelLayout.maxBitfieldBits, 8 * max(size ?? 8, 1))
           else {
-            throw .invalidISF(path: where_, reason: "bitfield bits \(bits.position)+\(bits.length) outside its storage unit")
+            throw .invalidISF(
+              path: where_,
+              reason: "bitfield bits \(bits.position)+\(bits.length) outside its storage unit")
           }
           // The storage unit of a trailing bitfield may reach past a packed struct's end; its
           // bits may not.
           guard member.offset * 8 + bits.position + bits.length <= type.size * 8 else {
-            throw .invalidISF(path: where_, reason: "bitfield ends past the \(type.size)-byte \(name)")
+            throw .invalidISF(
+              path: where_, reason: "bitfield ends past the \(type.size)-byte \(name)")
           }
           continue
         }
@@ -73,7 +82,9 @@ extension KernelLayout {
           let (end, overflow) = member.offset.addingReportingOverflow(size)
           guard !overflow, end <= type.size else {
             throw .invalidISF(
-              path: where_, reason: "\(size) bytes at offset \(member.offset) end past the \(type.size)-byte \(name)")
+              path: where_,
+              reason:
+                "\(size) bytes at offset \(member.offset) end past the \(type.size)-byte \(name)")
           }
         }
       }
@@ -91,7 +102,8 @@ extension KernelLayout {
       let range = KernelLayout.requiredSizes[name] ?? 1...KernelLayout.maxTypeSize
       guard range.contains(type.size) else {
         throw .invalidISF(
-          path: "user_types.\(name).size", reason: "\(type.size) bytes (expected \(range.lowerBound)..\(range.upperBound))")
+          path: "user_types.\(name).size",
+          reason: "\(type.size) bytes (expected \(range.lowerBound)..\(range.upperBound))")
       }
     }
   }
@@ -105,9 +117,12 @@ extension KernelLayout {
     case .pointer: return baseTypes["pointer"]?.size ?? 8
     case .array(let count, let inner):
       guard count >= 0, count <= KernelLayout.maxArrayCount else {
-        throw .invalidISF(path: path + ".count", reason: "\(count) elements (at most \(KernelLayout.maxArrayCount))")
+        throw .invalidISF(
+          path: path + ".count", reason: "\(count) elements (at most \(KernelLayout.maxArrayCount))"
+        )
       }
-      guard let element = try checkedSize(of: inner, path: path + ".subtype", depth: depth + 1) else { return nil }
+      guard let element = try checkedSize(of: inner, path: path + ".subtype", depth: depth + 1)
+      else { return nil }
       let (total, overflow) = element.multipliedReportingOverflow(by: count)
       guard !overflow, total <= KernelLayout.maxTypeSize else {
         throw .invalidISF(path: path, reason: "array of \(count) x \(element) bytes is too large")
@@ -116,7 +131,8 @@ extension KernelLayout {
     case .structure(let name), .union(let name): return userTypes[name]?.size
     case .enumeration(let name): return enums[name]?.size
     case .function: return nil
-    case .bitfield(_, _, let storage): return try checkedSize(of: storage, path: path + ".type", depth: depth + 1)
+    case .bitfield(_, _, let storage):
+      return try checkedSize(of: storage, path: path + ".type", depth: depth + 1)
     }
   }
 }

@@ -1,7 +1,8 @@
+import KscopeCore
+
 #if canImport(Glibc)
   import Glibc
 #endif
-import KscopeCore
 
 /// A directory whose files are opened relative to it and never outside it: each component of a
 /// relative name is opened with openat(O_NOFOLLOW) from the one before, so neither a symbolic
@@ -51,7 +52,7 @@ public final class ConfinedDirectory: @unchecked Sendable {
         // O_NOFOLLOW on a link gives ELOOP (last component) or ENOTDIR (O_DIRECTORY): say what
         // it is instead.
         var st = stat()
-        if (e == ELOOP || e == ENOTDIR), fstatat(dir, part, &st, AT_SYMLINK_NOFOLLOW) == 0,
+        if e == ELOOP || e == ENOTDIR, fstatat(dir, part, &st, AT_SYMLINK_NOFOLLOW) == 0,
           st.st_mode & S_IFMT == S_IFLNK
         {
           throw FileError(
@@ -94,7 +95,9 @@ public final class OpenFile: @unchecked Sendable {
   /// The whole file, refused before reading when over `limit` bytes.
   public func readAll(limit: Int) throws(FileError) -> [UInt8] {
     try Files.checkSize(fd, path: path, limit: limit)
-    guard lseek(fd, 0, SEEK_SET) == 0 else { throw FileError(path: path, operation: "seek", errno: errno) }
+    guard lseek(fd, 0, SEEK_SET) == 0 else {
+      throw FileError(path: path, operation: "seek", errno: errno)
+    }
     return try Files.readAll(fd, path: path, limit: limit)
   }
 
@@ -104,7 +107,11 @@ public final class OpenFile: @unchecked Sendable {
     var done = 0
     while done < out.count {
       let n = out.withUnsafeMutableBytes { b in
-        Files.retrying { pread(fd, b.baseAddress! + done, b.count - done, off_t(truncatingIfNeeded: offset &+ UInt64(done))) }
+        Files.retrying {
+          pread(
+            fd, b.baseAddress! + done, b.count - done,
+            off_t(truncatingIfNeeded: offset &+ UInt64(done)))
+        }
       }
       if n < 0 { throw FileError(path: path, operation: "read", errno: errno) }
       if n == 0 { break }

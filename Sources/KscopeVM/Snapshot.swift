@@ -36,19 +36,24 @@ public final class Snapshot: @unchecked Sendable {
     let manifestFile: OpenFile
     do throws(FileError) { manifestFile = try dir.openFile("manifest.json") } catch {
       if error.errno == ENOENT {
-        throw VMError.badSnapshot("\(TerminalSafe.oneLine(path))/manifest.json is missing or unreadable")
+        throw VMError.badSnapshot(
+          "\(TerminalSafe.oneLine(path))/manifest.json is missing or unreadable")
       }
       throw VMError.badSnapshot(error.description)
     }
     let bytes: [UInt8]
-    do throws(FileError) { bytes = try manifestFile.readAll(limit: SnapshotManifest.maxManifestBytes) } catch {
+    do throws(FileError) {
+      bytes = try manifestFile.readAll(limit: SnapshotManifest.maxManifestBytes)
+    } catch {
       throw VMError.badSnapshot(error.description)
     }
     let m = try SnapshotManifest.decode(Data(bytes))
     func file(_ name: String, size: UInt64?, max: UInt64) throws -> OpenFile {
       let f: OpenFile
       do throws(FileError) { f = try dir.openFile(name) } catch {
-        if error.errno == ENOENT { throw VMError.badSnapshot("\(TerminalSafe.oneLine(path))/\(name) is missing") }
+        if error.errno == ENOENT {
+          throw VMError.badSnapshot("\(TerminalSafe.oneLine(path))/\(name) is missing")
+        }
         throw VMError.badSnapshot(error.description)
       }
       let actual = f.size
@@ -56,7 +61,9 @@ public final class Snapshot: @unchecked Sendable {
         throw VMError.badSnapshot("\(f.path) has \(actual) bytes, manifest says \(size)")
       }
       if actual == 0 { throw VMError.badSnapshot("\(f.path) is empty") }
-      if actual > max { throw VMError.badSnapshot("\(f.path) has \(actual) bytes (at most \(max))") }
+      if actual > max {
+        throw VMError.badSnapshot("\(f.path) has \(actual) bytes (at most \(max))")
+      }
       return f
     }
     let ram = try file(m.ram, size: m.ramSize, max: m.ramSize)
@@ -69,7 +76,8 @@ public final class Snapshot: @unchecked Sendable {
   public func checkFitsHost(memory: UInt64 = ProcessInfo.processInfo.physicalMemory) throws {
     guard manifest.ramSize <= memory else {
       throw VMError.badSnapshot(
-        "\(path): \(manifest.ramSize >> 20) MiB of guest RAM, more than this host's \(memory >> 20) MiB")
+        "\(path): \(manifest.ramSize >> 20) MiB of guest RAM, more than this host's \(memory >> 20) MiB"
+      )
     }
   }
 }
@@ -85,7 +93,8 @@ public enum HintFit {
     }
     guard let frames = hints.frames, hints.pageSize > 0 else { return nil }
     let guestFrames = guestEnd / UInt64(hints.pageSize)
-    guard frames.totalFrames <= guestFrames, frames.totalFrames >= guestFrames - guestFrames / 16 else {
+    guard frames.totalFrames <= guestFrames, frames.totalFrames >= guestFrames - guestFrames / 16
+    else {
       return "the frame table is for \(frames.totalFrames) frames, the guest has \(guestFrames)"
     }
     return nil

@@ -23,7 +23,9 @@ import Testing
       ColorMapFormat.encode(sampleMap(frames: 300, seed: 1)),
       ColorMapFormat.encode(sampleMap(frames: 4000, seed: 2)),
       ColorMapFormat.encode(
-        ColorMap(header: ColorMapHeader(), entries: [UInt16](repeating: FrameEntry(.free).rawValue, count: 64), extents: [])),
+        ColorMap(
+          header: ColorMapHeader(),
+          entries: [UInt16](repeating: FrameEntry(.free).rawValue, count: 64), extents: [])),
     ]
   }
 

@@ -29,9 +29,12 @@ func fileKind(_ path: String) -> mode_t {
     // A private copy of /dev/null's device node: what `-o /dev/null` would have replaced.
     #expect(mknod(dir + "/null", S_IFCHR | 0o600, deviceNumber(1, 3)) == 0)
     try "keep".write(toFile: dir + "/target", atomically: false, encoding: .utf8)
-    try FileManager.default.createSymbolicLink(atPath: dir + "/link", withDestinationPath: dir + "/target")
-    try FileManager.default.createDirectory(atPath: dir + "/sub", withIntermediateDirectories: false)
-    for (name, kind) in [("fifo", S_IFIFO), ("null", S_IFCHR), ("link", S_IFLNK), ("sub", S_IFDIR)] {
+    try FileManager.default.createSymbolicLink(
+      atPath: dir + "/link", withDestinationPath: dir + "/target")
+    try FileManager.default.createDirectory(
+      atPath: dir + "/sub", withIntermediateDirectories: false)
+    for (name, kind) in [("fifo", S_IFIFO), ("null", S_IFCHR), ("link", S_IFLNK), ("sub", S_IFDIR)]
+    {
       do {
         try Files.writeAtomically([1, 2, 3], to: dir + "/" + name)
         Issue.record("replaced \(name)")
@@ -43,7 +46,10 @@ func fileKind(_ path: String) -> mode_t {
     }
     #expect(try String(contentsOfFile: dir + "/target", encoding: .utf8) == "keep")
     // No temporary left behind.
-    #expect(try FileManager.default.contentsOfDirectory(atPath: dir).sorted() == ["fifo", "link", "null", "sub", "target"])
+    #expect(
+      try FileManager.default.contentsOfDirectory(atPath: dir).sorted() == [
+        "fifo", "link", "null", "sub", "target",
+      ])
     // Regular files are replaced, new ones created.
     try Files.writeAtomically([7], to: dir + "/target")
     try Files.writeAtomically([8], to: dir + "/new")
@@ -80,13 +86,18 @@ func fileKind(_ path: String) -> mode_t {
     try "secret".write(toFile: other + "/ram", atomically: false, encoding: .utf8)
     try "mine".write(toFile: dir + "/ram", atomically: false, encoding: .utf8)
     try FileManager.default.createSymbolicLink(atPath: dir + "/sub", withDestinationPath: other)
-    try FileManager.default.createSymbolicLink(atPath: dir + "/hints", withDestinationPath: "/etc/shadow")
-    try FileManager.default.createDirectory(atPath: dir + "/real", withIntermediateDirectories: false)
+    try FileManager.default.createSymbolicLink(
+      atPath: dir + "/hints", withDestinationPath: "/etc/shadow")
+    try FileManager.default.createDirectory(
+      atPath: dir + "/real", withIntermediateDirectories: false)
     try "inner".write(toFile: dir + "/real/x", atomically: false, encoding: .utf8)
     let d = try ConfinedDirectory(path: dir)
     #expect(try d.openFile("ram").readAll(limit: 100) == Array("mine".utf8))
     #expect(try d.openFile("real/x").readAll(limit: 100) == Array("inner".utf8))
-    for name in ["sub/ram", "hints", "../" + (other as NSString).lastPathComponent + "/ram", "/etc/passwd", "real/../ram", "real//x", ""] {
+    for name in [
+      "sub/ram", "hints", "../" + (other as NSString).lastPathComponent + "/ram", "/etc/passwd",
+      "real/../ram", "real//x", "",
+    ] {
       do {
         _ = try d.openFile(name)
         Issue.record("opened \(name)")
@@ -103,7 +114,9 @@ func fileKind(_ path: String) -> mode_t {
 @Suite struct HostileTextTests {
   @Test func controlCharactersAreEscaped() {
     #expect(TerminalSafe.escaped("plain /srv/www/index.html") == "plain /srv/www/index.html")
-    #expect(TerminalSafe.escaped("a\u{1b}[2Jb\nc\r\t\u{7f}\u{9b}\u{202e}") == "a\\x1b[2Jb\\nc\\r\\t\\x7f\\x9b\\u{202e}")
+    #expect(
+      TerminalSafe.escaped("a\u{1b}[2Jb\nc\r\t\u{7f}\u{9b}\u{202e}")
+        == "a\\x1b[2Jb\\nc\\r\\t\\x7f\\x9b\\u{202e}")
     // Idempotent: a message escaped twice reads the same.
     let once = TerminalSafe.escaped("x\ny")
     #expect(TerminalSafe.escaped(once) == once)

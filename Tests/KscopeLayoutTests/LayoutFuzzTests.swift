@@ -12,7 +12,8 @@ import Testing
     ProcessInfo.processInfo.environment["KSCOPE_FUZZ_ITERATIONS"].flatMap { Int($0) } ?? 300
   }
   static var seed: UInt64 {
-    ProcessInfo.processInfo.environment["KSCOPE_FUZZ_SEED"].flatMap { UInt64($0) } ?? 0x6c61_796f_7574
+    ProcessInfo.processInfo.environment["KSCOPE_FUZZ_SEED"].flatMap { UInt64($0) }
+      ?? 0x6c61_796f_7574
   }
   static let interesting: [JSONValue] = [
     .unsigned(0), .unsigned(1), .unsigned(7), .unsigned(64), .unsigned(4096), .unsigned(1 << 24),
@@ -68,7 +69,9 @@ import Testing
         if let l = try? KernelLayout(isfBytes: bytes) { Self.exercise(l) } else { refused += 1 }
       } else {
         var v = json
-        for _ in 0..<Int.random(in: 1...4, using: &g) { v = Self.mutateValue(v, depth: 0, using: &g) }
+        for _ in 0..<Int.random(in: 1...4, using: &g) {
+          v = Self.mutateValue(v, depth: 0, using: &g)
+        }
         do {
           let l = try KernelLayout(isf: v)
           Self.exercise(l)

@@ -26,15 +26,20 @@ func setting(_ json: JSONValue, _ path: [String], _ value: JSONValue?) -> JSONVa
   }
 
   /// Writes `json` to a file and runs every way in: read (show, --layout, cache) and import.
-  func refusedEverywhere(_ json: JSONValue, _ words: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
-    let path = NSTemporaryDirectory() + "kscope-hostile-layout-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).json"
+  func refusedEverywhere(
+    _ json: JSONValue, _ words: String, sourceLocation: SourceLocation = #_sourceLocation
+  ) throws {
+    let path =
+      NSTemporaryDirectory()
+      + "kscope-hostile-layout-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).json"
     try json.serialized().write(toFile: path, atomically: false, encoding: .utf8)
     defer { unlink(path) }
     var reasons: [String] = []
     do {
       let l = try LayoutFile.read(path)
       try l.validate(request: .default)
-      Issue.record("read + validate accepted a hostile layout (\(words))", sourceLocation: sourceLocation)
+      Issue.record(
+        "read + validate accepted a hostile layout (\(words))", sourceLocation: sourceLocation)
     } catch {
       reasons.append("\(error)")
     }
@@ -59,25 +64,35 @@ func setting(_ json: JSONValue, _ path: [String], _ value: JSONValue?) -> JSONVa
     let json = try Self.recordedJSON()
     // page.flags at 2^63-1 (made the walker's offset arithmetic trap).
     try refusedEverywhere(
-      setting(json, ["user_types", "page", "fields", "flags", "offset"], .unsigned(UInt64(Int64.max))), "not an offset")
+      setting(
+        json, ["user_types", "page", "fields", "flags", "offset"], .unsigned(UInt64(Int64.max))),
+      "not an offset")
     // mem_section of 2^62 bytes (made pageSize / size zero, then a division by zero).
-    try refusedEverywhere(setting(json, ["user_types", "mem_section", "size"], .unsigned(1 << 62)), "not a size")
+    try refusedEverywhere(
+      setting(json, ["user_types", "mem_section", "size"], .unsigned(1 << 62)), "not a size")
     // An array of 2^62 elements (made `layout show` multiply past Int.max).
     try refusedEverywhere(
       setting(
         json, ["user_types", "task_struct", "fields", "comm", "type"],
-        .object(["kind": .string("array"), "count": .unsigned(1 << 62), "subtype": .object(["kind": .string("base"), "name": .string("char")])])),
+        .object([
+          "kind": .string("array"), "count": .unsigned(1 << 62),
+          "subtype": .object(["kind": .string("base"), "name": .string("char")]),
+        ])),
       "not a count")
   }
 
   @Test func membersMustLieInsideTheirStruct() throws {
     let json = try Self.recordedJSON()
     // mm_struct.pgd far past the end of mm_struct (silently emptied user-code before).
-    try refusedEverywhere(setting(json, ["user_types", "mm_struct", "fields", "pgd", "offset"], .unsigned(1 << 22)), "outside")
-    try refusedEverywhere(setting(json, ["user_types", "page", "fields", "flags", "offset"], .unsigned(60)), "end past")
+    try refusedEverywhere(
+      setting(json, ["user_types", "mm_struct", "fields", "pgd", "offset"], .unsigned(1 << 22)),
+      "outside")
+    try refusedEverywhere(
+      setting(json, ["user_types", "page", "fields", "flags", "offset"], .unsigned(60)), "end past")
     // A struct page the walkers cannot step through.
     try refusedEverywhere(setting(json, ["user_types", "page", "size"], .unsigned(0)), "page")
-    try refusedEverywhere(setting(json, ["user_types", "mem_section", "size"], .unsigned(1 << 20)), "mem_section")
+    try refusedEverywhere(
+      setting(json, ["user_types", "mem_section", "size"], .unsigned(1 << 20)), "mem_section")
   }
 
   @Test func requiredTypesAndMembersAreChecked() throws {
@@ -91,7 +106,8 @@ func setting(_ json: JSONValue, _ path: [String], _ value: JSONValue?) -> JSONVa
   @Test func namesWithControlCharactersAreRefused() throws {
     let json = try Self.recordedJSON()
     let page = try #require(json["user_types"]?["page"]?["fields"]?["flags"])
-    try refusedEverywhere(setting(json, ["user_types", "page", "fields", "x\u{1b}[2J"], page), "control characters")
+    try refusedEverywhere(
+      setting(json, ["user_types", "page", "fields", "x\u{1b}[2J"], page), "control characters")
   }
 
   @Test func showDoesNotTrapOnHugeArrays() {
@@ -99,7 +115,8 @@ func setting(_ json: JSONValue, _ path: [String], _ value: JSONValue?) -> JSONVa
     l.baseTypes["char"] = BaseType(size: 1, signed: true, kind: .char)
     let huge = TypeDescriptor.array(count: 1 << 40, of: .array(count: 1 << 40, of: .base("char")))
     #expect(l.byteSize(of: huge) == nil)
-    l.userTypes["t"] = UserType(kind: .structure, size: 8, members: [Member(name: "x", offset: 0, type: huge)])
+    l.userTypes["t"] = UserType(
+      kind: .structure, size: 8, members: [Member(name: "x", offset: 0, type: huge)])
     #expect(throws: LayoutError.self) { try l.validateStructure() }
     _ = try? l.describe(type: "t")
   }

@@ -13,7 +13,9 @@ import Testing
 @Suite struct HostileManifestTests {
   static func good() -> SnapshotManifest { ManifestTests.manifest() }
 
-  func refused(_ m: SnapshotManifest, _ words: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+  func refused(
+    _ m: SnapshotManifest, _ words: String, sourceLocation: SourceLocation = #_sourceLocation
+  ) throws {
     let data = try m.encoded()
     do {
       _ = try SnapshotManifest.decode(data)
@@ -34,7 +36,10 @@ import Testing
   }
 
   @Test func fileNamesCannotReachAShellOrLeaveTheDirectory() throws {
-    for name in ["ds';touch /tmp/PWNED;'", "sub/ram", "../ram", ".hidden", "a b", "x$(id)", "", "/etc/passwd", "ram\n"] {
+    for name in [
+      "ds';touch /tmp/PWNED;'", "sub/ram", "../ram", ".hidden", "a b", "x$(id)", "", "/etc/passwd",
+      "ram\n",
+    ] {
       var m = Self.good()
       m.deviceState = name
       try refused(m, "plain file name")
@@ -49,7 +54,10 @@ import Testing
     let cases: [([GuestMemoryRegion], String)] = [
       // file_offset 2^64-1 with size 1: the old check wrapped around.
       ([GuestMemoryRegion(guestPhysicalStart: 0, size: 1, fileOffset: UInt64.max)], "page-aligned"),
-      ([GuestMemoryRegion(guestPhysicalStart: 0, size: 4096, fileOffset: UInt64.max - 4095)], "outside"),
+      (
+        [GuestMemoryRegion(guestPhysicalStart: 0, size: 4096, fileOffset: UInt64.max - 4095)],
+        "outside"
+      ),
       // Sizes that sum past 2^64 (and each fits the RAM file only by wrapping).
       (
         [
@@ -58,7 +66,10 @@ import Testing
         ], "physical address"
       ),
       // guest_physical_start 2^64-4096: start + size wraps to 0.
-      ([GuestMemoryRegion(guestPhysicalStart: UInt64.max - 4095, size: ram, fileOffset: 0)], "physical address"),
+      (
+        [GuestMemoryRegion(guestPhysicalStart: UInt64.max - 4095, size: ram, fileOffset: 0)],
+        "physical address"
+      ),
       // Overlapping and unsorted regions.
       (
         [
@@ -111,11 +122,15 @@ import Testing
     m.ramSize = 64 << 30
     m.memoryLayout = GuestMemoryRegion.q35Layout(ramSize: 64 << 30)
     _ = try SnapshotManifest.decode(try m.encoded())
-    #expect(throws: VMError.self) { try SnapshotManifest.decode(Data(count: SnapshotManifest.maxManifestBytes + 1)) }
+    #expect(throws: VMError.self) {
+      try SnapshotManifest.decode(Data(count: SnapshotManifest.maxManifestBytes + 1))
+    }
   }
 
   @Test func buildIDsAreHexadecimal() throws {
-    for id in ["../../../../tmp/x", "ABCDEF12", "abc", "", "12345678/", String(repeating: "a", count: 130)] {
+    for id in [
+      "../../../../tmp/x", "ABCDEF12", "abc", "", "12345678/", String(repeating: "a", count: 130),
+    ] {
       var m = Self.good()
       m.kernel.buildID = id
       try refused(m, "build_id")
@@ -125,7 +140,8 @@ import Testing
 
   @Test func aBuildIDOfNoCachedKernelIsRefused() throws {
     do {
-      _ = try GuestKernel.find(buildID: String(repeating: "0", count: 40), release: "6.1.0-56-cloud-amd64")
+      _ = try GuestKernel.find(
+        buildID: String(repeating: "0", count: 40), release: "6.1.0-56-cloud-amd64")
       Issue.record("a build id of no kernel was accepted")
     } catch {
       #expect("\(error)".contains("no cached kernel has build id"))
@@ -134,14 +150,17 @@ import Testing
 
   @Test func imagesAreFoundByKeyNeverByPath() throws {
     #expect(throws: VMError.self) { try GuestImage.cached(key: "../../etc", stateDir: "/tmp") }
-    #expect(throws: VMError.self) { try GuestImage.cached(key: "0123456789abcdef", stateDir: "/nonexistent") }
+    #expect(throws: VMError.self) {
+      try GuestImage.cached(key: "0123456789abcdef", stateDir: "/nonexistent")
+    }
   }
 }
 
 /// A snapshot directory on disk: files are opened inside it, never through a link.
 @Suite struct SnapshotDirectoryTests {
   func makeSnapshot() throws -> String {
-    let dir = NSTemporaryDirectory() + "kscope-hostile-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    let dir =
+      NSTemporaryDirectory() + "kscope-hostile-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     try ManifestTests.manifest().encoded().write(to: URL(fileURLWithPath: dir + "/manifest.json"))
     try createSparseFile(dir + "/ram", size: 512 << 20)
@@ -162,7 +181,8 @@ import Testing
     let dir = try makeSnapshot()
     defer { try? FileManager.default.removeItem(atPath: dir) }
     try FileManager.default.moveItem(atPath: dir + "/manifest.json", toPath: dir + "/real.json")
-    try FileManager.default.createSymbolicLink(atPath: dir + "/manifest.json", withDestinationPath: dir + "/real.json")
+    try FileManager.default.createSymbolicLink(
+      atPath: dir + "/manifest.json", withDestinationPath: dir + "/real.json")
     #expect { try Snapshot.open(dir) } throws: { "\($0)".contains("symbolic link") }
   }
 
@@ -175,7 +195,8 @@ import Testing
     }
     // "Someone else's RAM": a link out of the directory.
     try FileManager.default.removeItem(atPath: dir + "/ram")
-    try FileManager.default.createSymbolicLink(atPath: dir + "/ram", withDestinationPath: other + "/ram")
+    try FileManager.default.createSymbolicLink(
+      atPath: dir + "/ram", withDestinationPath: other + "/ram")
     #expect { try Snapshot.open(dir) } throws: { "\($0)".contains("symbolic link") }
   }
 
@@ -254,7 +275,10 @@ import Testing
     defer { unlink(file) }
     let server = try FakeUnixServer(path: sock)
     defer { server.close() }
-    final class Box: @unchecked Sendable { var line = ""; var content = "" }
+    final class Box: @unchecked Sendable {
+      var line = ""
+      var content = ""
+    }
     let got = Box()
     let t = Thread {
       guard let c = server.accept() else { return }

@@ -15,20 +15,32 @@ import Testing
   static var seed: UInt64 {
     ProcessInfo.processInfo.environment["KSCOPE_FUZZ_SEED"].flatMap { UInt64($0) } ?? 0x6d61_6e69
   }
-  static var interesting: [Any] { [
-    0, 1, -1, 4095, 4096, 1 << 20, 128 << 20, 1 << 32, Int64.max, Int64.min, UInt64.max, UInt64.max - 4095,
-    1e300, "", "..", "a/b", "ds';touch /tmp/PWNED;'", "\u{1b}[2J", NSNull(), [Any](), [String: Any](), true,
-  ] }
+  static var interesting: [Any] {
+    [
+      0, 1, -1, 4095, 4096, 1 << 20, 128 << 20, 1 << 32, Int64.max, Int64.min, UInt64.max,
+      UInt64.max - 4095,
+      1e300, "", "..", "a/b", "ds';touch /tmp/PWNED;'", "\u{1b}[2J", NSNull(), [Any](),
+      [String: Any](), true,
+    ]
+  }
 
   static func mutate(_ v: Any, depth: Int, using g: inout SplitMix64) -> Any {
     if var d = v as? [String: Any], !d.isEmpty, depth < 6 {
       let key = d.keys.sorted().randomElement(using: &g)!
-      if Int.random(in: 0..<12, using: &g) == 0 { d[key] = nil } else { d[key] = mutate(d[key]!, depth: depth + 1, using: &g) }
+      if Int.random(in: 0..<12, using: &g) == 0 {
+        d[key] = nil
+      } else {
+        d[key] = mutate(d[key]!, depth: depth + 1, using: &g)
+      }
       return d
     }
     if var a = v as? [Any], !a.isEmpty, depth < 6 {
       let i = Int.random(in: 0..<a.count, using: &g)
-      if Int.random(in: 0..<6, using: &g) == 0 { a.append(a[i]) } else { a[i] = mutate(a[i], depth: depth + 1, using: &g) }
+      if Int.random(in: 0..<6, using: &g) == 0 {
+        a.append(a[i])
+      } else {
+        a[i] = mutate(a[i], depth: depth + 1, using: &g)
+      }
       return a
     }
     return interesting.randomElement(using: &g)!
@@ -38,7 +50,9 @@ import Testing
     var big = ManifestTests.manifest()
     big.ramSize = 4 << 30
     big.memoryLayout = GuestMemoryRegion.q35Layout(ramSize: 4 << 30)
-    let bases = try [ManifestTests.manifest(), big].map { try JSONSerialization.jsonObject(with: try $0.encoded()) }
+    let bases = try [ManifestTests.manifest(), big].map {
+      try JSONSerialization.jsonObject(with: try $0.encoded())
+    }
     var g = SplitMix64(seed: Self.seed)
     var accepted = 0
     for i in 0..<Self.iterations {

@@ -19,7 +19,8 @@ import Testing
       // A snapshot into a regular file is refused with a plain sentence, before anything.
       try "x".write(toFile: m.stateDir + "/afile", atomically: false, encoding: .utf8)
       #expect { try m.snapshot(name: "parent", to: m.stateDir + "/afile", resume: true) } throws: {
-        "\($0)".contains("is a regular file, not a directory") && !"\($0)".contains("NSCocoaErrorDomain")
+        "\($0)".contains("is a regular file, not a directory")
+          && !"\($0)".contains("NSCocoaErrorDomain")
       }
       // First snapshot leaves the parent paused (postmigrate), as a killed --resume would.
       let s1 = m.stateDir + "/snap1"
@@ -33,7 +34,9 @@ import Testing
       try m.snapshot(name: "parent", to: s2, resume: true)
       #expect(try m.status("parent").state == "running")
       #expect(!FileManager.default.fileExists(atPath: stale))
-      let leftovers = try FileManager.default.contentsOfDirectory(atPath: m.stateDir).filter { $0.contains(".partial-") }
+      let leftovers = try FileManager.default.contentsOfDirectory(atPath: m.stateDir).filter {
+        $0.contains(".partial-")
+      }
       #expect(leftovers.isEmpty)
       #expect(FileManager.default.fileExists(atPath: s2 + "/manifest.json"))
       // `vm resume` of a running VM is harmless; of a paused one, resumes it.
