@@ -5,7 +5,7 @@ public enum LayoutFile {
   /// Reads a layout file (ISF JSON), as it is: no request is checked.
   /// kscope's own layouts are ~80 KB; an ISF of a whole kernel (dwarf2json) tens of MB.
   public static let maxLayoutBytes = 8 << 20
-  public static let maxImportBytes = 128 << 20
+  public static let maxImportBytes = 64 << 20
 
   /// Reads a layout file (ISF JSON) and checks its structure (sizes bounded, members inside
   /// their types); whether it has what the walkers need is `KernelLayout.validate(request:)`.
