@@ -98,6 +98,21 @@ import Testing
     }
   }
 
+  @Test func layoutsHaveFewRegionsBelowTheArchitecturesLimit() throws {
+    var m = Self.good()
+    // Nine regions of 64 MiB: one more than any q35 guest has.
+    m.memoryLayout = (0..<8).map {
+      GuestMemoryRegion(guestPhysicalStart: UInt64($0) << 32, size: 64 << 20, fileOffset: UInt64($0) * (64 << 20))
+    }
+    _ = try SnapshotManifest.decode(try m.encoded())
+    m.memoryLayout[7].size = 32 << 20
+    m.memoryLayout.append(GuestMemoryRegion(guestPhysicalStart: 9 << 32, size: 32 << 20, fileOffset: 480 << 20))
+    try refused(m, "9 regions")
+    m = Self.good()
+    m.memoryLayout = [GuestMemoryRegion(guestPhysicalStart: 1 << 52, size: 512 << 20, fileOffset: 0)]
+    try refused(m, "52-bit")
+  }
+
   @Test func sizesAndCountsAreBounded() throws {
     var m = Self.good()
     for cpus in [-1, 0, 9, 1000] {
