@@ -33,7 +33,7 @@ let package = Package(
     .target(name: "KscopeLayout", dependencies: ["KscopeCore"], swiftSettings: strict),
     // The guest vmlinux's ELF symbols and DWARF through libdw -> a kernel layout.
     .target(
-      name: "KscopeDebugInfo", dependencies: ["KscopeCore", "KscopeLayout", "CElfutils"],
+      name: "KscopeDebugInfo", dependencies: ["KscopeCore", "KscopeOS", "KscopeLayout", "CElfutils"],
       swiftSettings: strict),
     // Color map producers and queries used by the CLI and the benchmarks.
     .target(

@@ -11,12 +11,19 @@ public final class RAMImage: PhysicalMemory, @unchecked Sendable {
   public let regions: [GuestRAMRegion]
 
   /// Maps `path`; without `regions`, the whole file is RAM from guest physical 0.
-  public init(path: String, regions: [GuestRAMRegion]? = nil) throws {
-    file = try MappedFile(path: path)
+  public convenience init(path: String, regions: [GuestRAMRegion]? = nil) throws {
+    try self.init(file: try MappedFile(path: path), regions: regions)
+  }
+
+  /// Guest RAM in an already mapped file (a snapshot's, opened inside its directory).
+  public init(file: MappedFile, regions: [GuestRAMRegion]? = nil) throws {
+    self.file = file
     let r = regions ?? [GuestRAMRegion(start: 0, size: UInt64(file.size), fileOffset: 0)]
-    for region in r where region.fileOffset > UInt64(file.size) || region.size > UInt64(file.size) - region.fileOffset {
+    for region in r where region.fileOffset > UInt64(file.size) || region.size > UInt64(file.size) - region.fileOffset
+      || region.start > UInt64.max - region.size
+    {
       throw AnalyzerError.badImage(
-        "\(path): \(file.size) bytes, but the layout puts guest RAM at file offsets up to \(region.fileOffset + region.size)")
+        "\(file.path): \(file.size) bytes, but the layout puts guest RAM at file offset \(region.fileOffset) + \(region.size) or at physical \(region.start) + \(region.size)")
     }
     self.regions = r
   }

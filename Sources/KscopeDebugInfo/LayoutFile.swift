@@ -3,10 +3,20 @@ import KscopeLayout
 /// Layout files on disk: ours and other tools' ISF.
 public enum LayoutFile {
   /// Reads a layout file (ISF JSON), as it is: no request is checked.
-  public static func read(_ path: String) throws(DebugInfoError) -> KernelLayout {
-    let bytes = try AtomicFile.read(path)
+  /// kscope's own layouts are ~80 KB; an ISF of a whole kernel (dwarf2json) tens of MB.
+  public static let maxLayoutBytes = 8 << 20
+  public static let maxImportBytes = 64 << 20
+
+  /// Reads a layout file (ISF JSON) and checks its structure (sizes bounded, members inside
+  /// their types); whether it has what the walkers need is `KernelLayout.validate(request:)`.
+  public static func read(_ path: String, limit: Int = maxLayoutBytes) throws(DebugInfoError)
+    -> KernelLayout
+  {
+    let bytes = try AtomicFile.read(path, limit: limit)
     do {
-      return try KernelLayout(isfBytes: bytes)
+      let layout = try KernelLayout(isfBytes: bytes)
+      try layout.validateStructure()
+      return layout
     } catch {
       throw .invalidLayout(path: path, reason: error.description)
     }
@@ -18,7 +28,7 @@ public enum LayoutFile {
     throws(DebugInfoError)
     -> KernelLayout
   {
-    let layout = try read(path)
+    let layout = try read(path, limit: maxImportBytes)
     do {
       // Our own files name anonymous types after their typedef (atomic_t) and are already
       // restricted: keep what they reference. Other producers' anonymous types are unnamed_*.
@@ -36,6 +46,8 @@ public enum LayoutFile {
             kind: "dwarf", name: path.split(separator: "/").last.map(String.init) ?? path)
         ]
       }
+      // The one validator every layout passes before it is written or used.
+      try result.validate(request: request)
       return result
     } catch {
       if case .incomplete(let missing) = error {

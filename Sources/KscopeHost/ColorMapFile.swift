@@ -5,14 +5,19 @@ import KscopeOS
 public struct ColorMapFileError: Error, Sendable, CustomStringConvertible {
   public let path: String
   public let reason: String
-  public var description: String { "\(path): \(reason)" }
+  public var description: String { TerminalSafe.oneLine("\(path): \(reason)") }
 }
 
 /// Reading and writing color map files.
 public enum ColorMapFile {
+  /// The largest map file read: 2^32 frames (the format's limit) at ~16 bytes each in the
+  /// worst case (a different color on every frame) stays under this.
+  public static let maxFileBytes = 1 << 36
+
   /// Reads and fully validates a color map.
   public static func open(_ path: String) throws -> ColorMap {
-    let bytes = try Files.read(path, limit: 1 << 36)
+    // A FIFO, a device or a file larger than any map is refused before reading.
+    let bytes = try Files.readBounded(path, limit: maxFileBytes)
     do {
       return try ColorMapFormat.decode(bytes)
     } catch {

@@ -2,6 +2,10 @@ import KscopeCore
 
 /// Text and JSON renderings of color maps shared by the CLI and the benchmarks.
 public enum Describe {
+  /// Map metadata, paths and names come from whoever wrote the map (a guest, another host):
+  /// text output shows them with control characters escaped.
+  public static func safe(_ text: String) -> String { TerminalSafe.escaped(text) }
+
   /// "12.5" MiB for a frame count.
   public static func mib(_ frames: UInt64, pageSize: UInt32) -> String {
     let v = Double(frames) * Double(pageSize) / 1_048_576
@@ -58,7 +62,9 @@ public enum Describe {
   }
 
   /// Civil UTC time "2026-11-26T04:30:00Z" from Unix seconds (no Foundation in the core path).
+  /// Times outside years 0..9999 (a forged header) are printed as the raw number.
   public static func utc(_ seconds: Int64) -> String {
+    guard seconds >= -62_167_219_200, seconds <= 253_402_300_799 else { return "\(seconds) (seconds since 1970, out of range)" }
     let days = seconds >= 0 ? seconds / 86400 : (seconds - 86399) / 86400
     let rem = seconds - days * 86400
     // Days to civil date (proleptic Gregorian), after H. Hinnant's public-domain algorithm.

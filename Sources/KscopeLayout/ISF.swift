@@ -190,7 +190,7 @@ extension KernelLayout {
     default:
       throw .invalidISF(path: path + ".kind", reason: "'\(kindText)' is not struct, class or union")
     }
-    guard let size = value["size"]?.intValue, size >= 0 else {
+    guard let size = value["size"]?.intValue, size >= 0, size <= KernelLayout.maxTypeSize else {
       throw .invalidISF(path: path + ".size", reason: "not a size")
     }
     guard let fields = value["fields"]?.objectValue else {
@@ -199,7 +199,8 @@ extension KernelLayout {
     var members: [Member] = []
     for (fieldName, field) in fields {
       let fieldPath = "\(path).fields.\(fieldName)"
-      guard let offset = field["offset"]?.intValue, offset >= 0 else {
+      guard let offset = field["offset"]?.intValue, offset >= 0, offset <= KernelLayout.maxTypeSize
+      else {
         throw .invalidISF(path: fieldPath + ".offset", reason: "not an offset")
       }
       guard let typeValue = field["type"] else {
@@ -322,7 +323,8 @@ extension TypeDescriptor {
     case "base": self = .base(try name())
     case "pointer": self = .pointer(try subtype("subtype"))
     case "array":
-      guard let count = value["count"]?.intValue, count >= 0 else {
+      guard let count = value["count"]?.intValue, count >= 0, count <= KernelLayout.maxArrayCount
+      else {
         throw .invalidISF(path: path + ".count", reason: "not a count")
       }
       self = .array(count: count, of: try subtype("subtype"))
@@ -333,7 +335,8 @@ extension TypeDescriptor {
     case "bitfield":
       guard let position = value["bit_position"]?.intValue,
         let length = value["bit_length"]?.intValue,
-        position >= 0, length > 0
+        position >= 0, length > 0, position <= KernelLayout.maxBitfieldBits,
+        length <= KernelLayout.maxBitfieldBits
       else { throw .invalidISF(path: path, reason: "bitfield without bit_position/bit_length") }
       self = .bitfield(position: position, length: length, storage: try subtype("type"))
     default: throw .invalidISF(path: path + ".kind", reason: "unknown kind '\(kind)'")

@@ -26,7 +26,11 @@ extension KernelLayout {
     switch type {
     case .base(let name): return baseTypes[name]?.size
     case .pointer: return baseTypes["pointer"]?.size ?? 8
-    case .array(let count, let inner): return byteSize(of: inner).map { $0 * count }
+    case .array(let count, let inner):
+      // Counts come from files: an overflowing size is unknown, not a trap.
+      guard let element = byteSize(of: inner) else { return nil }
+      let (total, overflow) = element.multipliedReportingOverflow(by: count)
+      return overflow ? nil : total
     case .structure(let name), .union(let name): return userTypes[name]?.size
     case .enumeration(let name): return enums[name]?.size
     case .function: return nil

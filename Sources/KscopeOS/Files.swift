@@ -3,6 +3,7 @@
 #elseif canImport(Darwin)
   import Darwin
 #endif
+import KscopeCore
 
 /// A failed system call on a file, with the path and errno text: one line for the user.
 public struct FileError: Error, Sendable, CustomStringConvertible {
@@ -18,9 +19,17 @@ public struct FileError: Error, Sendable, CustomStringConvertible {
     self.detail = detail
   }
 
+  /// What went wrong, without the path (one line).
+  public var reason: String {
+    if let detail { return TerminalSafe.oneLine(detail) }
+    return "cannot \(operation): \(String(cString: strerror(errno)))"
+  }
+
+  /// One line: the path's control characters are escaped.
   public var description: String {
-    if let detail { return "\(path): \(detail)" }
-    return "\(path): cannot \(operation): \(String(cString: strerror(errno)))"
+    let p = TerminalSafe.oneLine(path)
+    if let detail { return "\(p): \(TerminalSafe.oneLine(detail))" }
+    return "\(p): cannot \(operation): \(String(cString: strerror(errno)))"
   }
 }
 
@@ -36,17 +45,70 @@ public enum Files {
     }
   }
 
-  /// Reads a whole file (regular or /proc) until end of file. Fails rather than read more than
-  /// `limit` bytes, so a hostile or huge input cannot exhaust memory.
+  /// Reads a whole regular file (a /proc or /sys file counts) until end of file. Fails rather
+  /// than read more than `limit` bytes, so a hostile or huge input cannot exhaust memory; a
+  /// FIFO, a device or a socket is refused before any read (`/dev/zero` would never end, and
+  /// opening a FIFO without O_NONBLOCK waits for a writer forever).
   public static func read(_ path: String, limit: Int = 1 << 34) throws(FileError) -> [UInt8] {
-    let fd = retrying { open(path, O_RDONLY | O_CLOEXEC) }
-    guard fd >= 0 else { throw FileError(path: path, operation: "open", errno: errno) }
+    let fd = try openRegular(path)
     defer { close(fd) }
+    return try readAll(fd, path: path, limit: limit)
+  }
+
+  /// Like `read`, but a file whose size is over `limit` is refused before anything is read (for
+  /// inputs of a known format: maps, layouts, manifests; not /proc or /sys, whose sizes lie).
+  public static func readBounded(_ path: String, limit: Int) throws(FileError) -> [UInt8] {
+    let fd = try openRegular(path)
+    defer { close(fd) }
+    try checkSize(fd, path: path, limit: limit)
+    return try readAll(fd, path: path, limit: limit)
+  }
+
+  /// Opens `path` read-only if it is a regular file (symlinks to one are followed: the path is
+  /// the user's own argument). The descriptor is blocking again when returned.
+  public static func openRegular(_ path: String) throws(FileError) -> Int32 {
+    let fd = retrying { open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK) }
+    guard fd >= 0 else { throw FileError(path: path, operation: "open", errno: errno) }
+    do throws(FileError) {
+      try requireRegular(fd, path: path)
+    } catch {
+      close(fd)
+      throw error
+    }
+    return fd
+  }
+
+  /// Throws unless `fd` is a regular file; clears O_NONBLOCK.
+  static func requireRegular(_ fd: Int32, path: String) throws(FileError) {
+    var st = stat()
+    guard fstat(fd, &st) == 0 else { throw FileError(path: path, operation: "stat", errno: errno) }
+    guard st.st_mode & S_IFMT == S_IFREG else {
+      throw FileError(
+        path: path, operation: "read", errno: EINVAL,
+        detail: "is \(kindName(st.st_mode)), not a regular file")
+    }
+    let flags = fcntl(fd, F_GETFL)
+    if flags >= 0 { _ = fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) }
+  }
+
+  /// Refuses a file larger than `limit` bytes, from its size alone.
+  public static func checkSize(_ fd: Int32, path: String, limit: Int) throws(FileError) {
+    var st = stat()
+    guard fstat(fd, &st) == 0 else { throw FileError(path: path, operation: "stat", errno: errno) }
+    guard st.st_size >= 0, UInt64(st.st_size) <= UInt64(max(limit, 0)) else {
+      throw FileError(
+        path: path, operation: "read", errno: EFBIG,
+        detail: "\(st.st_size) bytes, more than the \(limit) this input may have")
+    }
+  }
+
+  /// Reads from `fd` to end of file, at most `limit` bytes.
+  public static func readAll(_ fd: Int32, path: String, limit: Int) throws(FileError) -> [UInt8] {
     var st = stat()
     var capacity = 1 << 20
-    if fstat(fd, &st) == 0 && st.st_size > 0 { capacity = Int(st.st_size) + 1 }
+    if fstat(fd, &st) == 0 && st.st_size > 0 && st.st_size < Int.max { capacity = Int(st.st_size) + 1 }
     var out = [UInt8]()
-    out.reserveCapacity(min(capacity, limit + 1))
+    out.reserveCapacity(min(capacity, limit < Int.max ? limit + 1 : limit, 1 << 30))
     let chunk = 1 << 20
     var buffer = [UInt8](repeating: 0, count: chunk)
     while true {
@@ -61,6 +123,20 @@ public enum Files {
     return out
   }
 
+  /// "a FIFO", "a symbolic link", ... for messages.
+  public static func kindName(_ mode: mode_t) -> String {
+    switch mode & S_IFMT {
+    case S_IFREG: return "a regular file"
+    case S_IFDIR: return "a directory"
+    case S_IFLNK: return "a symbolic link"
+    case S_IFCHR: return "a character device"
+    case S_IFBLK: return "a block device"
+    case S_IFIFO: return "a FIFO"
+    case S_IFSOCK: return "a socket"
+    default: return "a special file"
+    }
+  }
+
   /// Reads a small text file (e.g. /proc/iomem); nil if it cannot be read.
   public static func readText(_ path: String, limit: Int = 1 << 22) -> String? {
     guard let b = try? read(path, limit: limit) else { return nil }
@@ -72,12 +148,20 @@ public enum Files {
 
   /// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync,
   /// rename over the target, fsync of the directory. Readers see the old file or the new one,
-  /// never a mix; a failure leaves the old file untouched and no temporary behind.
-  public static func writeAtomically(_ bytes: [UInt8], to path: String) throws(FileError) {
+  /// never a mix; a failure leaves the old file untouched and no temporary behind. Only a
+  /// regular file is ever replaced: a device node, a FIFO, a socket, a directory or a symbolic
+  /// link at `path` is an error and stays as it was (rename would replace the link or the
+  /// node itself: `-o /dev/null` must not turn /dev/null into a file). Every kscope output
+  /// file is written here.
+  public static func writeAtomically(_ bytes: [UInt8], to path: String, mode: mode_t = 0o644)
+    throws(FileError)
+  {
+    guard !path.isEmpty else { throw FileError(path: path, operation: "write", errno: ENOENT) }
+    try checkReplaceable(path)
     let dir = directoryName(path)
     let base = path.split(separator: "/").last.map(String.init) ?? path
     let temp = "\(dir)/.\(base).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-    let fd = retrying { open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644) }
+    let fd = retrying { open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode) }
     guard fd >= 0 else { throw FileError(path: path, operation: "create a file beside", errno: errno) }
     var ok = false
     defer {
@@ -101,13 +185,29 @@ public enum Files {
       close(fd)
       throw FileError(path: path, operation: "fsync", errno: e)
     }
-    close(fd)
+    if close(fd) != 0 { throw FileError(path: path, operation: "close", errno: errno) }
+    // Checked again right before the rename: the window is a few system calls, not a read.
+    try checkReplaceable(path)
     guard rename(temp, path) == 0 else { throw FileError(path: path, operation: "rename onto", errno: errno) }
     ok = true
     let dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
     if dfd >= 0 {
       _ = fsync(dfd)
       close(dfd)
+    }
+  }
+
+  /// Throws unless `path` names nothing or a regular file (lstat: a symbolic link is itself).
+  public static func checkReplaceable(_ path: String) throws(FileError) {
+    var st = stat()
+    if lstat(path, &st) != 0 {
+      if errno == ENOENT { return }
+      throw FileError(path: path, operation: "stat", errno: errno)
+    }
+    guard st.st_mode & S_IFMT == S_IFREG else {
+      throw FileError(
+        path: path, operation: "replace", errno: EEXIST,
+        detail: "is \(kindName(st.st_mode)), not a regular file: refusing to replace it")
     }
   }
 

@@ -10,23 +10,37 @@ public final class MappedFile: @unchecked Sendable {
   /// Start of the mapping; nil for an empty file.
   public let base: UnsafeRawPointer?
 
-  public init(path: String) throws(FileError) {
-    self.path = path
-    let fd = Files.retrying { open(path, O_RDONLY | O_CLOEXEC) }
-    guard fd >= 0 else { throw FileError(path: path, operation: "open", errno: errno) }
+  /// A duplicate of the descriptor the file was mapped from (for SEEK_DATA), owned.
+  private let fd: Int32
+
+  public convenience init(path: String) throws(FileError) {
+    let fd = try Files.openRegular(path)
     defer { close(fd) }
+    try self.init(descriptor: fd, path: path)
+  }
+
+  /// Maps the regular file open on `descriptor` (the caller keeps its descriptor).
+  public init(descriptor: Int32, path: String) throws(FileError) {
+    self.path = path
     var st = stat()
-    guard fstat(fd, &st) == 0 else { throw FileError(path: path, operation: "stat", errno: errno) }
+    guard fstat(descriptor, &st) == 0 else { throw FileError(path: path, operation: "stat", errno: errno) }
     guard st.st_mode & S_IFMT == S_IFREG else {
-      throw FileError(path: path, operation: "map", errno: EINVAL, detail: "not a regular file")
+      throw FileError(path: path, operation: "map", errno: EINVAL, detail: "is \(Files.kindName(st.st_mode)), not a regular file")
     }
+    let copy = fcntl(descriptor, F_DUPFD_CLOEXEC, 0)
+    guard copy >= 0 else { throw FileError(path: path, operation: "dup", errno: errno) }
+    fd = copy
     size = Int(st.st_size)
     if size == 0 {
       base = nil
       return
     }
-    let p = mmap(nil, size, PROT_READ, MAP_SHARED, fd, 0)
-    guard let p, p != MAP_FAILED else { throw FileError(path: path, operation: "mmap", errno: errno) }
+    let p = mmap(nil, size, PROT_READ, MAP_SHARED, descriptor, 0)
+    guard let p, p != MAP_FAILED else {
+      let e = errno
+      close(copy)
+      throw FileError(path: path, operation: "mmap", errno: e)
+    }
     // Random access: the walkers jump around page tables and struct pages.
     _ = madvise(p, size, MADV_RANDOM)
     base = UnsafeRawPointer(p)
@@ -34,6 +48,7 @@ public final class MappedFile: @unchecked Sendable {
 
   deinit {
     if let base { munmap(UnsafeMutableRawPointer(mutating: base), size) }
+    close(fd)
   }
 
   /// The bytes at `offset..<offset+count`, or nil when they are not all inside the file.
@@ -53,9 +68,6 @@ extension MappedFile {
     blockSize: Int = 1 << 16, _ body: (Int, UnsafeRawBufferPointer) -> Void
   ) throws(FileError) {
     guard let base, size > 0 else { return }
-    let fd = Files.retrying { open(path, O_RDONLY | O_CLOEXEC) }
-    guard fd >= 0 else { throw FileError(path: path, operation: "open", errno: errno) }
-    defer { close(fd) }
     let seekData: Int32 = 3  // SEEK_DATA and SEEK_HOLE (Linux); glibc hides them from Swift
     let seekHole: Int32 = 4
     var pos = 0

@@ -118,6 +118,7 @@ public struct GuestImage: Codable, Equatable, Sendable {
       return image
     }
     log("building image \(key) (kernel \(kernel.release), workload \(spec.workload.rawValue))")
+    removeStaleBuilds(in: stateDir + "/images")
     let tmp = stateDir + "/images/.tmp-\(key)-\(getpid())"
     try? fm.removeItem(atPath: tmp)
     try fm.createDirectory(atPath: tmp, withIntermediateDirectories: true)
@@ -151,6 +152,37 @@ public struct GuestImage: Codable, Equatable, Sendable {
     try enc.encode(image).write(to: URL(fileURLWithPath: out + "/image.json"))
     try? fm.removeItem(atPath: dir)
     try fm.moveItem(atPath: out, toPath: dir)
+    return image
+  }
+
+  /// Removes `.tmp-KEY-PID` build directories whose builder is gone (killed mid-build: a
+  /// half-built OLAP image is hundreds of MiB in /dev/shm).
+  static func removeStaleBuilds(in images: String) {
+    let fm = FileManager.default
+    for entry in (try? fm.contentsOfDirectory(atPath: images)) ?? [] where entry.hasPrefix(".tmp-") {
+      guard let pid = entry.split(separator: "-").last.flatMap({ Int32($0) }), pid > 0,
+        pid != getpid(), !processExists(pid)
+      else { continue }
+      try? fm.removeItem(atPath: images + "/" + entry)
+    }
+  }
+
+  /// The image built under `<state>/images/<key>/` (its image.json, written by kscope), for a
+  /// clone: a snapshot names its image by key, never by path.
+  public static func cached(key: String, stateDir: String) throws -> GuestImage {
+    guard !key.isEmpty, key.count <= 64,
+      key.unicodeScalars.allSatisfy({ ("0"..."9").contains($0) || ("a"..."f").contains($0) })
+    else { throw VMError.badSnapshot("image key is not hexadecimal") }
+    let dir = stateDir + "/images/" + key
+    let fm = FileManager.default
+    guard let data = fm.contents(atPath: dir + "/image.json"),
+      let image = try? JSONDecoder().decode(GuestImage.self, from: data),
+      image.directory == dir, fm.fileExists(atPath: image.initramfs),
+      fm.fileExists(atPath: image.dataDisk)
+    else {
+      throw VMError.badSnapshot(
+        "image \(key) is not in \(stateDir)/images (rebuild it with kscope vm image)")
+    }
     return image
   }
 

@@ -1,4 +1,5 @@
 import Foundation
+import KscopeCore
 
 /// A Debian cloud kernel unpacked by `host/fetch-kernels.sh` into
 /// `$KSCOPE_CACHE/kernels/<version>/` (default cache /var/cache/kscope), with a symlink per series
@@ -80,6 +81,29 @@ public struct GuestKernel: Codable, Equatable, Sendable {
     let buildID = try ELFNotes.gnuBuildID(path: dir + "/vmlinux")
     return GuestKernel(
       series: series, release: release, version: version, buildID: buildID, directory: dir)
+  }
+}
+
+extension GuestKernel {
+  /// The cached kernel whose vmlinux has GNU build id `buildID` (what a snapshot names), tried
+  /// first under `release`, then every complete kernel in the cache. A build id that matches
+  /// no kernel is refused: a clone boots only kscope's own kernels.
+  public static func find(buildID: String, release: String? = nil) throws -> GuestKernel {
+    guard SnapshotManifest.isBuildID(buildID) else {
+      throw VMError.badSnapshot("kernel build id '\(TerminalSafe.oneLine(buildID, limit: 200))' is not hexadecimal")
+    }
+    let fm = FileManager.default
+    var names = ((try? fm.contentsOfDirectory(atPath: cacheRoot())) ?? []).sorted()
+    if let release, let i = names.firstIndex(of: release) { names.swapAt(0, i) }
+    for name in names where name.hasSuffix("-cloud-amd64") && series(of: name) != nil {
+      let dir = cacheRoot() + "/" + name
+      guard fm.fileExists(atPath: dir + "/.complete"),
+        (try? ELFNotes.gnuBuildID(path: dir + "/vmlinux")) == buildID
+      else { continue }
+      return try resolve(series: name)
+    }
+    throw VMError.badSnapshot(
+      "no cached kernel has build id \(buildID) (fetch that kernel with host/fetch-kernels.sh)")
   }
 }
 

@@ -10,8 +10,16 @@ enum ProcessRunner {
     stdoutFile: String? = nil
   ) throws -> Data {
     let p = Process()
-    p.executableURL = URL(fileURLWithPath: try which(argv[0]))
-    p.arguments = Array(argv.dropFirst())
+    let tool = try which(argv[0])
+    // The tool dies with kscope (PR_SET_PDEATHSIG through util-linux's setpriv): a killed image
+    // build must not leave sqlite3 filling /dev/shm behind it.
+    if let setpriv = try? which("setpriv") {
+      p.executableURL = URL(fileURLWithPath: setpriv)
+      p.arguments = ["--pdeathsig", "KILL", "--", tool] + argv.dropFirst()
+    } else {
+      p.executableURL = URL(fileURLWithPath: tool)
+      p.arguments = Array(argv.dropFirst())
+    }
     if let cwd { p.currentDirectoryURL = URL(fileURLWithPath: cwd) }
     if let environment {
       p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }

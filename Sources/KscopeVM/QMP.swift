@@ -110,12 +110,20 @@ public final class QMPClient {
 
   /// Runs a command and returns its `return` value; a QMP error becomes `VMError.qmp`.
   @discardableResult
-  public func execute(_ name: String, arguments: [String: Any]? = nil, timeout: Double = 10) throws
+  public func execute(
+    _ name: String, arguments: [String: Any]? = nil, timeout: Double = 10,
+    passing descriptor: Int32? = nil
+  ) throws
     -> QMPValue
   {
     let id = nextID
     nextID += 1
-    try socket.write(try QMPMessage.command(name, arguments: arguments, id: id))
+    let line = try QMPMessage.command(name, arguments: arguments, id: id)
+    if let descriptor {
+      try socket.write(line, passing: descriptor)
+    } else {
+      try socket.write(line)
+    }
     let deadline = Date(timeIntervalSinceNow: timeout)
     while true {
       switch try readMessage(deadline: deadline) {
@@ -126,6 +134,12 @@ public final class QMPClient {
       default: continue  // a stale reply or a second greeting: not ours
       }
     }
+  }
+
+  /// Hands QEMU an open file under `name` (QMP getfd): a migration URI "fd:NAME" then reads or
+  /// writes it. No path and no shell is involved.
+  public func passFile(_ descriptor: Int32, name: String) throws {
+    try execute("getfd", arguments: ["fdname": name], passing: descriptor)
   }
 
   private func readMessage(deadline: Date) throws -> QMPMessage {

@@ -1,4 +1,6 @@
 import Foundation
+import KscopeCore
+import KscopeOS
 
 /// `DIR/manifest.json` of a snapshot: what the analyzer and the clone engine read. File names are
 /// relative to DIR, so a snapshot directory can be moved or copied as a whole.
@@ -77,46 +79,125 @@ public struct SnapshotManifest: Codable, Equatable, Sendable {
     return d
   }
 
-  /// Decodes and checks a manifest: the format, relative file names, and a layout that covers
-  /// exactly `ramSize` bytes of the RAM file.
+  /// The largest manifest.json accepted (ours are ~2 KB).
+  public static let maxManifestBytes = 1 << 20
+  /// Bounds of the values a manifest may hold; everything outside is refused before use.
+  public static let ramSizes: ClosedRange<UInt64> = (128 << 20)...(64 << 30)
+  public static let hintSizes: ClosedRange<UInt64> = (1 << 20)...(64 << 20)
+  public static let cpuCounts: ClosedRange<Int> = 1...8
+  public static let maxRegions = 8
+  /// x86-64 has at most 52 physical address bits.
+  public static let physicalLimit: UInt64 = 1 << 52
+  /// QEMU's device state without RAM is well under a megabyte; this bounds a hostile one.
+  public static let maxDeviceStateBytes: UInt64 = 256 << 20
+
+  /// Decodes and checks a manifest: the format, plain file names, bounded sizes and counts, a
+  /// build id in hex, and a memory layout whose regions are page-aligned, sorted, disjoint (in
+  /// guest-physical space and in the file) and cover exactly `ramSize` bytes of the RAM file.
+  /// All arithmetic on its numbers is checked: a hostile manifest is refused, never a trap.
   public static func decode(_ data: Data) throws -> SnapshotManifest {
+    guard data.count <= maxManifestBytes else {
+      throw VMError.badSnapshot("manifest.json has \(data.count) bytes (at most \(maxManifestBytes))")
+    }
     let m: SnapshotManifest
     do { m = try JSONDecoder().decode(SnapshotManifest.self, from: data) } catch {
       throw VMError.badSnapshot("manifest.json does not parse (\(describe(error)))")
     }
-    guard m.format == currentFormat else {
-      throw VMError.badSnapshot("manifest format '\(m.format)' (expected \(currentFormat))")
-    }
-    for f in [m.ram, m.hints, m.deviceState] where f.isEmpty || f.hasPrefix("/") || f.contains("..")
-    {
-      throw VMError.badSnapshot(
-        "manifest file name '\(f)' is not relative to the snapshot directory")
-    }
-    let covered = m.memoryLayout.reduce(UInt64(0)) { $0 + $1.size }
-    guard m.ramSize > 0, covered == m.ramSize,
-      m.memoryLayout.allSatisfy({ $0.fileOffset + $0.size <= m.ramSize })
-    else { throw VMError.badSnapshot("memory layout does not cover ram_size \(m.ramSize)") }
+    try m.validate()
     return m
+  }
+
+  /// The checks of `decode`, on a manifest value.
+  public func validate() throws {
+    func bad(_ why: String) -> VMError { .badSnapshot(TerminalSafe.oneLine(why, limit: 300)) }
+    guard format == SnapshotManifest.currentFormat else {
+      throw bad("manifest format '\(format)' (expected \(SnapshotManifest.currentFormat))")
+    }
+    for f in [ram, hints, deviceState] where !SnapshotManifest.isPlainFileName(f) {
+      throw bad(
+        "manifest file name '\(f)' is not a plain file name in the snapshot directory (letters, digits, '.', '-', '_')")
+    }
+    guard Set([ram, hints, deviceState]).count == 3 else {
+      throw bad("manifest names the same file twice")
+    }
+    do { try VMManager.validateName(vmName) } catch { throw bad("vm_name: \(error)") }
+    guard SnapshotManifest.ramSizes.contains(ramSize), ramSize % (1 << 20) == 0 else {
+      throw bad("ram_size \(ramSize) is not a whole number of MiB in 128 MiB..64 GiB")
+    }
+    guard SnapshotManifest.hintSizes.contains(hintSize), hintSize % (1 << 20) == 0 else {
+      throw bad("hint_size \(hintSize) is not a whole number of MiB in 1..64 MiB")
+    }
+    guard SnapshotManifest.cpuCounts.contains(cpus) else {
+      throw bad("cpus \(cpus) is not in \(SnapshotManifest.cpuCounts.lowerBound)..\(SnapshotManifest.cpuCounts.upperBound)")
+    }
+    try SnapshotManifest.checkLayout(memoryLayout, ramSize: ramSize)
+    guard SnapshotManifest.isBuildID(kernel.buildID) else {
+      throw bad("kernel build_id '\(kernel.buildID)' is not a hexadecimal GNU build id")
+    }
+    guard GuestKernel.supportedSeries.contains(kernel.series),
+      SnapshotManifest.isPlainFileName(kernel.release), kernel.release.count <= 64
+    else { throw bad("kernel series '\(kernel.series)' / release '\(kernel.release)' not supported") }
+    guard kernel.version.count <= 256, SnapshotManifest.isHex(image.key), image.key.count <= 64,
+      Workload(rawValue: image.workload) != nil, (8...4096).contains(image.olapMiB)
+    else { throw bad("image key, workload or olap size out of range") }
+  }
+
+  /// The memory layout's checks (see `decode`).
+  public static func checkLayout(_ layout: [GuestMemoryRegion], ramSize: UInt64) throws {
+    func bad(_ why: String) -> VMError { .badSnapshot("memory layout: \(why)") }
+    guard !layout.isEmpty, layout.count <= maxRegions else {
+      throw bad("\(layout.count) regions (1..\(maxRegions))")
+    }
+    var covered: UInt64 = 0
+    var previousEnd: UInt64 = 0
+    for (i, r) in layout.enumerated() {
+      let page: UInt64 = 4096
+      guard r.size > 0, r.size % page == 0, r.guestPhysicalStart % page == 0, r.fileOffset % page == 0
+      else { throw bad("region \(i) is empty or not page-aligned") }
+      let (end, o1) = r.guestPhysicalStart.addingReportingOverflow(r.size)
+      guard !o1, end <= physicalLimit else {
+        throw bad("region \(i) ends past the 52-bit physical address space")
+      }
+      let (fileEnd, o2) = r.fileOffset.addingReportingOverflow(r.size)
+      guard !o2, fileEnd <= ramSize else { throw bad("region \(i) lies outside the \(ramSize)-byte RAM file") }
+      guard i == 0 || r.guestPhysicalStart >= previousEnd else {
+        throw bad("region \(i) is not sorted after, or overlaps, region \(i - 1)")
+      }
+      previousEnd = end
+      let (sum, o3) = covered.addingReportingOverflow(r.size)
+      guard !o3 else { throw bad("sizes add up past 2^64") }
+      covered = sum
+    }
+    // File ranges must not overlap either: two guest addresses would share one byte.
+    let byOffset = layout.sorted { $0.fileOffset < $1.fileOffset }
+    for (a, b) in zip(byOffset, byOffset.dropFirst()) where a.fileOffset + a.size > b.fileOffset {
+      throw bad("two regions share bytes of the RAM file")
+    }
+    guard covered == ramSize else { throw bad("covers \(covered) bytes, ram_size is \(ramSize)") }
+  }
+
+  /// A file name in the snapshot directory: one component of letters, digits, '.', '-', '_',
+  /// not starting with '.', at most 64 characters.
+  public static func isPlainFileName(_ name: String) -> Bool {
+    guard let first = name.unicodeScalars.first, first != ".", name.unicodeScalars.count <= 64 else { return false }
+    return name.unicodeScalars.allSatisfy {
+      ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || $0 == "." || $0 == "-" || $0 == "_" || $0 == "+"
+    }
+  }
+
+  static func isHex(_ s: String) -> Bool {
+    !s.isEmpty && s.unicodeScalars.allSatisfy { ("0"..."9").contains($0) || ("a"..."f").contains($0) }
+  }
+
+  /// A GNU build id: an even number of lowercase hex digits, 8..128 (SHA-1 ids have 40). It
+  /// names files in the layout cache, so nothing else may pass.
+  public static func isBuildID(_ s: String) -> Bool {
+    isHex(s) && s.count % 2 == 0 && (8...128).contains(s.count)
   }
 
   /// Reads DIR/manifest.json and checks that the files it names exist with the right sizes.
   public static func load(directory: String) throws -> SnapshotManifest {
-    guard let data = FileManager.default.contents(atPath: directory + "/manifest.json") else {
-      throw VMError.badSnapshot("\(directory)/manifest.json is missing or unreadable")
-    }
-    let m = try decode(data)
-    for (file, size) in [(m.ram, m.ramSize), (m.hints, m.hintSize), (m.deviceState, UInt64(0))] {
-      let path = directory + "/" + file
-      guard let attrs = try? FileManager.default.attributesOfItem(atPath: path) else {
-        throw VMError.badSnapshot("\(path) is missing")
-      }
-      let actual = attrs[.size] as? UInt64 ?? 0
-      if size > 0 && actual != size {
-        throw VMError.badSnapshot("\(path) has \(actual) bytes, manifest says \(size)")
-      }
-      if size == 0 && actual == 0 { throw VMError.badSnapshot("\(path) is empty") }
-    }
-    return m
+    try Snapshot.open(directory).manifest
   }
 
   static func describe(_ error: Error) -> String {
@@ -130,13 +211,12 @@ public struct SnapshotManifest: Codable, Equatable, Sendable {
   }
 }
 
-/// Writes `data` to `path` atomically: a temporary file in the same directory, then rename.
+/// Writes `data` to `path` atomically (KscopeOS: temporary file, fsync, rename, fsync of the
+/// directory; only a regular file is ever replaced).
 func writeAtomically(_ data: Data, to path: String) throws {
-  let tmp = path + ".tmp-\(getpid())"
-  do { try data.write(to: URL(fileURLWithPath: tmp)) } catch {
-    throw VMError.invalidArgument("cannot write \(tmp): \(error.localizedDescription)")
+  do { try Files.writeAtomically([UInt8](data), to: path) } catch {
+    throw VMError.invalidArgument(error.description)
   }
-  try renameFile(tmp, path)
 }
 
 let iso8601: @Sendable (Date) -> String = { date in

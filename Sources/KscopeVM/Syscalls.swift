@@ -97,6 +97,39 @@ final class StreamSocket {
     }
   }
 
+  /// Writes all of `data`, passing `descriptor` along with its first byte (SCM_RIGHTS): how QMP
+  /// `getfd` receives a file, so QEMU reads a snapshot's device state from a descriptor kscope
+  /// opened instead of running a shell command with its path.
+  func write(_ data: Data, passing descriptor: Int32) throws {
+    guard !data.isEmpty else { return }
+    // struct cmsghdr { size_t len; int level; int type; } + one int, padded: CMSG_SPACE(4) = 24.
+    var control = [UInt8](repeating: 0, count: 24)
+    let header = MemoryLayout<Int>.size + 8
+    withUnsafeBytes(of: Int(header + 4)) { control.replaceSubrange(0..<8, with: $0) }
+    withUnsafeBytes(of: Int32(SOL_SOCKET)) { control.replaceSubrange(8..<12, with: $0) }
+    withUnsafeBytes(of: Int32(SCM_RIGHTS)) { control.replaceSubrange(12..<16, with: $0) }
+    withUnsafeBytes(of: descriptor) { control.replaceSubrange(16..<20, with: $0) }
+    let sent: Int = data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) -> Int in
+      control.withUnsafeMutableBytes { cbuf -> Int in
+        var iov = iovec(iov_base: UnsafeMutableRawPointer(mutating: raw.baseAddress!), iov_len: raw.count)
+        return withUnsafeMutablePointer(to: &iov) { iovp -> Int in
+          var msg = msghdr()
+          msg.msg_iov = iovp
+          msg.msg_iovlen = 1
+          msg.msg_control = cbuf.baseAddress
+          msg.msg_controllen = cbuf.count
+          while true {
+            let n = sendmsg(fd, &msg, Int32(MSG_NOSIGNAL))
+            if n < 0 && errno == EINTR { continue }
+            return n
+          }
+        }
+      }
+    }
+    guard sent >= 0 else { throw fail("sendmsg", "socket") }
+    if sent < data.count { try write(data.suffix(from: data.startIndex + sent)) }
+  }
+
   /// Reads what is available (at most `max` bytes), waiting until `deadline`. Returns an empty
   /// Data at end of stream; throws `.timeout` when the deadline passes first.
   func read(max: Int, deadline: Date) throws -> Data {
@@ -169,7 +202,16 @@ func sparseCopy(
   let src = open(source, O_RDONLY | O_CLOEXEC)
   guard src >= 0 else { throw fail("open", source) }
   defer { close(src) }
-  let dst = open(destination, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+  return try sparseCopy(from: src, name: source, to: destination, progress: progress)
+}
+
+/// `sparseCopy` from an open descriptor (a snapshot file opened inside its directory).
+@discardableResult
+func sparseCopy(
+  from src: Int32, name source: String, to destination: String,
+  progress: (_ done: UInt64, _ total: UInt64) -> Void = { _, _ in }
+) throws -> UInt64 {
+  let dst = open(destination, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
   guard dst >= 0 else { throw fail("open", destination) }
   defer { close(dst) }
   var st = stat()

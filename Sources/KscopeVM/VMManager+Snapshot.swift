@@ -1,4 +1,10 @@
 import Foundation
+import KscopeCore
+import KscopeOS
+
+#if canImport(Glibc)
+  import Glibc
+#endif
 
 extension VMManager {
   /// Snapshots a running VM into `directory`: pause, save device state with x-ignore-shared (the
@@ -13,28 +19,83 @@ extension VMManager {
   {
     let rec = try record(name)
     let dir = URL(fileURLWithPath: directory).standardizedFileURL.path
-    guard !dir.contains("'") else {
-      throw VMError.invalidArgument("snapshot path contains a quote")
-    }
     let fm = FileManager.default
-    if let existing = try? fm.contentsOfDirectory(atPath: dir), !existing.isEmpty {
-      throw VMError.invalidArgument("\(dir) exists and is not empty")
+    var st = stat()
+    if lstat(dir, &st) == 0 {
+      guard st.st_mode & S_IFMT == S_IFDIR else {
+        throw VMError.invalidArgument(
+          "\(TerminalSafe.oneLine(dir)) exists and is \(Files.kindName(st.st_mode)), not a directory")
+      }
+      if let existing = try? fm.contentsOfDirectory(atPath: dir), !existing.isEmpty {
+        throw VMError.invalidArgument("\(TerminalSafe.oneLine(dir)) exists and is not empty")
+      }
     }
-    try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
-
+    // The VM must answer before anything is created: a dead VM leaves no directory behind.
     let q = try qmp(name)
     defer { q.close() }
-    let wasRunning = (try q.execute("query-status"))["status"]?.string == "running"
+    // Written into a temporary directory beside the target, renamed at the end: a killed
+    // snapshot leaves only that, which the next snapshot into the same parent removes.
+    let parent = Files.directoryName(dir)
+    let base = dir.split(separator: "/").last.map(String.init) ?? dir
+    try? fm.createDirectory(atPath: parent, withIntermediateDirectories: true)
+    removeStalePartials(in: parent)
+    let work = "\(parent)/.\(base)\(VMManager.partialMarker)\(getpid())"
+    try? fm.removeItem(atPath: work)
+    guard mkdir(work, 0o755) == 0 else {
+      throw VMError.system(operation: "mkdir", detail: TerminalSafe.oneLine(work), errno: errno)
+    }
+    var wasRunning = false
     do {
-      let m = try saveSnapshot(q, record: rec, to: dir, timeout: timeout, progress: progress)
+      wasRunning = try recoverForSnapshot(q) == "running"
+      let m = try saveSnapshot(q, record: rec, to: work, timeout: timeout, progress: progress)
+      guard rename(work, dir) == 0 else {
+        throw VMError.system(
+          operation: "rename", detail: TerminalSafe.oneLine("\(work) -> \(dir)"), errno: errno)
+      }
       if resume { try q.execute("cont") }
       return m
     } catch {
-      // Leave the parent as we found it and no half-written snapshot behind.
-      if wasRunning { _ = try? q.execute("cont") }
-      try? fm.removeItem(atPath: dir)
+      // Leave the parent as we found it (or resumed, as asked) and no half-written snapshot.
+      if wasRunning || resume { _ = try? q.execute("cont") }
+      try? fm.removeItem(atPath: work)
       throw error
     }
+  }
+
+  static let partialMarker = ".partial-"
+
+  /// Removes `.NAME.partial-PID` directories of snapshots whose process is gone (killed).
+  func removeStalePartials(in parent: String) {
+    let fm = FileManager.default
+    for entry in (try? fm.contentsOfDirectory(atPath: parent)) ?? []
+    where entry.hasPrefix(".") && entry.contains(VMManager.partialMarker) {
+      guard
+        let pid = entry.components(separatedBy: VMManager.partialMarker).last.flatMap({
+          Int32($0)
+        }),
+        pid > 0, pid != getpid(), !processExists(pid)
+      else { continue }
+      try? fm.removeItem(atPath: parent + "/" + entry)
+    }
+  }
+
+  /// Brings a VM into a state a snapshot can start from and returns the run state it was in. A
+  /// VM left in "postmigrate" (a snapshot without --resume, or one killed half-way) is taken as
+  /// paused; a migration still running from it is cancelled first.
+  func recoverForSnapshot(_ q: QMPClient, timeout: Double = 30) throws -> String {
+    let state = try q.execute("query-status")["status"]?.string ?? ""
+    let busy = ["setup", "active", "pre-switchover", "device", "cancelling"]
+    if busy.contains(try q.execute("query-migrate")["status"]?.string ?? "none") {
+      _ = try? q.execute("migrate_cancel")
+      let deadline = Date(timeIntervalSinceNow: timeout)
+      while Date() < deadline, busy.contains(try q.execute("query-migrate")["status"]?.string ?? "none") {
+        Thread.sleep(forTimeInterval: 0.05)
+      }
+    }
+    // QEMU 7.2 refuses to migrate a VM "paused due to previous migration": run it again, for
+    // the moment until the snapshot's own stop.
+    if state == "postmigrate" { try q.execute("cont") }
+    return state
   }
 
   private func saveSnapshot(
@@ -50,11 +111,19 @@ extension VMManager {
     try q.execute(
       "migrate-set-capabilities",
       arguments: ["capabilities": [["capability": "x-ignore-shared", "state": true]]])
-    // QEMU runs the exec: URI with /bin/sh -c; the path is single-quoted (checked above).
-    let partial = dir + "/device.state.partial"
-    try q.execute("migrate", arguments: ["uri": "exec:cat > '\(partial)'"])
+    // QEMU writes the device state into a file kscope opened, passed as a descriptor (QMP
+    // getfd + an "fd:" URI): no path reaches a shell.
+    let stateFD = open(
+      dir + "/device.state", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
+    guard stateFD >= 0 else {
+      throw VMError.system(operation: "open", detail: dir + "/device.state", errno: errno)
+    }
+    do {
+      defer { close(stateFD) }
+      try q.passFile(stateFD, name: "kscope-save")
+    }
+    try q.execute("migrate", arguments: ["uri": "fd:kscope-save"])
     try waitMigration(q, what: "saving device state of '\(config.name)'", timeout: timeout)
-    try renameFile(partial, dir + "/device.state")
     let deviceSeconds = Date().timeIntervalSince(t0)
 
     let t1 = Date()
@@ -124,50 +193,46 @@ extension VMManager {
   ) throws -> VMStatus
   {
     try VMManager.validateName(name)
-    let snap = URL(fileURLWithPath: directory).standardizedFileURL.path
-    guard !snap.contains("'") else {
-      throw VMError.invalidArgument("snapshot path contains a quote")
-    }
-    let m = try SnapshotManifest.load(directory: snap)
-    guard let workload = Workload(rawValue: m.image.workload) else {
-      throw VMError.badSnapshot("unknown workload '\(m.image.workload)' in manifest")
-    }
-    let fm = FileManager.default
-    for f in [m.image.initramfs, m.image.dataDisk, m.kernel.directory + "/vmlinuz"]
-    where !fm.fileExists(atPath: f) {
-      throw VMError.badSnapshot("\(f) named by the manifest is gone (rebuild with kscope vm image)")
+    let snap = try Snapshot.open(URL(fileURLWithPath: directory).standardizedFileURL.path)
+    try snap.checkFitsHost()
+    let m = snap.manifest
+    // The clone's command line comes from kscope's own profile (VMConfig) and the validated
+    // manifest fields; the kernel and image are kscope's own, found by build id and image key,
+    // never paths from the manifest, and the manifest's stored argv is never used.
+    let kernel = try GuestKernel.find(buildID: m.kernel.buildID, release: m.kernel.release)
+    let image = try GuestImage.cached(key: m.image.key, stateDir: stateDir)
+    guard image.kernel.buildID == kernel.buildID, image.workload.rawValue == m.image.workload else {
+      throw VMError.badSnapshot(
+        "image \(m.image.key) is for kernel build \(image.kernel.buildID), workload \(image.workload.rawValue); the snapshot is \(m.kernel.buildID), \(m.image.workload)"
+      )
     }
     _ = try ProcessRunner.which("qemu-system-x86_64")
-    let kernel = GuestKernel(
-      series: m.kernel.series, release: m.kernel.release, version: m.kernel.version,
-      buildID: m.kernel.buildID, directory: m.kernel.directory)
-    let imageDir = (m.image.initramfs as NSString).deletingLastPathComponent
-    let image = GuestImage(
-      key: m.image.key, directory: imageDir, kernel: kernel, workload: workload,
-      olapMiB: m.image.olapMiB, hasAgent: m.image.hasAgent)
-    guard image.initramfs == m.image.initramfs, image.dataDisk == m.image.dataDisk else {
-      throw VMError.badSnapshot("image files are not in one image directory")
-    }
 
     let dir = try prepareDirectory(name)
     let config = VMConfig(
       name: name, directory: dir, memoryBytes: m.ramSize, cpus: m.cpus, kernel: kernel,
       image: image, hostPort: try freeLoopbackPort(), hintBytes: m.hintSize, hintsShared: false)
     do {
-      try sparseCopy(from: snap + "/" + m.ram, to: config.ramPath, progress: progress)
-      try sparseCopy(from: snap + "/" + m.hints, to: config.hintsPath)
+      try sparseCopy(from: snap.ram.fd, name: snap.ram.path, to: config.ramPath, progress: progress)
+      try sparseCopy(from: snap.hints.fd, name: snap.hints.path, to: config.hintsPath)
     } catch {
-      try? fm.removeItem(atPath: dir)
+      try? FileManager.default.removeItem(atPath: dir)
       throw error
     }
-    try launch(config, incoming: true, clonedFrom: snap)
+    try launch(config, incoming: true, clonedFrom: snap.path)
     do {
       let q = try QMPClient(path: config.qmpPath, timeout: 10)
       defer { q.close() }
       try q.execute(
         "migrate-set-capabilities",
         arguments: ["capabilities": [["capability": "x-ignore-shared", "state": true]]])
-      try q.execute("migrate-incoming", arguments: ["uri": "exec:cat '\(snap)/\(m.deviceState)'"])
+      // The device state goes to QEMU as the descriptor kscope opened inside the snapshot
+      // directory (QMP getfd + "fd:"): no path, no shell.
+      guard lseek(snap.deviceState.fd, 0, SEEK_SET) == 0 else {
+        throw VMError.system(operation: "lseek", detail: snap.deviceState.path, errno: errno)
+      }
+      try q.passFile(snap.deviceState.fd, name: "kscope-state")
+      try q.execute("migrate-incoming", arguments: ["uri": "fd:kscope-state"])
       try waitIncoming(q, timeout: timeout)
       try q.execute("cont")
       try waitForWorkload(config, timeout: timeout, watchConsole: false)
@@ -200,9 +265,13 @@ extension VMManager {
   }
 
   /// Resumes a paused VM (e.g. a parent snapshotted without --resume).
+  /// A parent left in "postmigrate" by a snapshot that was killed is resumed too (a migration
+  /// still running from it is cancelled first).
   public func resume(name: String) throws {
     let q = try qmp(name)
     defer { q.close() }
+    let state = try recoverForSnapshot(q)
+    if state == "running" || state == "postmigrate" { return }  // running now
     try q.execute("cont")
   }
 }

@@ -118,14 +118,22 @@ extension ColorCommand {
     let guest = try GuestSource.resolve(source, layoutPath: layout, vmlinux: vmlinux, flat: flat)
     let kernelLayout = guest.layout
     let ram = guest.ramPath
-    let memory = try RAMImage(path: ram, regions: guest.regions)
-    // The hints are the guest's word: a region that does not pass the reader's checks is set
-    // aside with its reason, and the analysis goes on with host introspection only.
+    let memory = try guest.openMemory()
+    // The hints are the guest's word: a region that does not pass the reader's checks (or
+    // describes another machine's frames) is set aside with its reason, and the analysis goes
+    // on with host introspection only.
     var hintSet: HintSet? = nil
     var hintNote: String? = nil
     if !noHints, let path = hints ?? guest.hintsPath {
       do {
-        hintSet = try HintFormat.decode(try Files.read(path, limit: 1 << 30))
+        if let (_, bytes) = try guest.readHints(hints) {
+          let h = try HintFormat.decode(bytes)
+          if let why = guest.hintMismatch(h, memory: memory) {
+            hintNote = "hints rejected (\(path): \(why)): host introspection only"
+          } else {
+            hintSet = h
+          }
+        }
       } catch let e as HintError {
         hintNote = e == .empty ? "no hints (the guest published none)" : "hints rejected (\(path): \(e)): host introspection only"
       } catch {
@@ -169,7 +177,7 @@ extension ColorCommand {
       "colored \(map.frameCount) frames (\(Describe.mib(map.frameCount, pageSize: map.header.pageSize)) MiB)"
         + " of \(ram) in \(Describe.formatFixed(seconds, digits: 3)) s -> \(output) (\(bytes) bytes)")
     print(
-      "kernel \(map.header.kernelRelease ?? "?") build \(map.header.kernelBuildID ?? "?"):"
+      "kernel \(Describe.safe(map.header.kernelRelease ?? "?")) build \(map.header.kernelBuildID ?? "?"):"
         + " KASLR offset \(hexAddress(loc.slide)), phys_base \(signedHex(Int64(bitPattern: loc.physBase))),"
         + " \(loc.fiveLevel ? 5 : 4)-level paging")
     print(

@@ -1,4 +1,5 @@
 import Foundation
+import KscopeCore
 import KscopeAnalyzer
 import KscopeDebugInfo
 import KscopeLayout
@@ -15,6 +16,8 @@ struct GuestSource {
   var layoutOrigin: String
   /// The snapshot's hint region, when there is one.
   var hintsPath: String?
+  /// The opened snapshot (its files are read through it, never by path again).
+  var snapshot: Snapshot? = nil
 
   /// A snapshot directory (manifest.json) or a raw RAM file. For a snapshot, the layout is
   /// found from its manifest's kernel unless given: the layout cache, the cached debug
@@ -25,18 +28,23 @@ struct GuestSource {
       throw CommandFailure("\(source): no such file or snapshot directory")
     }
     if isDir.boolValue {
-      let manifest: SnapshotManifest
-      do { manifest = try SnapshotManifest.load(directory: source) } catch {
+      // Everything in a snapshot is untrusted: the manifest is validated and every file is
+      // opened inside the directory without following links (KscopeVM.Snapshot).
+      let snap: Snapshot
+      do {
+        snap = try Snapshot.open(source)
+        try snap.checkFitsHost()
+      } catch {
         throw CommandFailure("\(source): not a usable snapshot: \(error)")
       }
+      let manifest = snap.manifest
       let regions = manifest.memoryLayout.map {
         GuestRAMRegion(start: $0.guestPhysicalStart, size: $0.size, fileOffset: $0.fileOffset)
       }
       let (layout, origin) = try loadLayout(layoutPath: layoutPath, vmlinux: vmlinux, kernel: manifest.kernel)
-      let hints = manifest.hints.isEmpty ? nil : source + "/" + manifest.hints
       return GuestSource(
-        ramPath: source + "/" + manifest.ram, regions: regions, layout: layout, layoutOrigin: origin,
-        hintsPath: hints.flatMap { FileManager.default.fileExists(atPath: $0) ? $0 : nil })
+        ramPath: snap.ram.path, regions: regions, layout: layout, layoutOrigin: origin,
+        hintsPath: snap.hints.path, snapshot: snap)
     }
     guard layoutPath != nil || vmlinux != nil else {
       throw CommandFailure("coloring the raw RAM file \(source) needs the guest kernel's layout: --layout FILE or --vmlinux FILE")
@@ -53,24 +61,54 @@ struct GuestSource {
     return GuestSource(ramPath: source, regions: regions, layout: layout, layoutOrigin: origin, hintsPath: nil)
   }
 
+  /// The guest RAM, mapped: a snapshot's from the file it opened, a raw file by its path.
+  func openMemory() throws -> RAMImage {
+    guard let snapshot else { return try RAMImage(path: ramPath, regions: regions) }
+    return try RAMImage(file: try snapshot.ram.map(), regions: regions)
+  }
+
+  /// The hint region's bytes: `explicit` (the user's own --hints file), else the snapshot's.
+  func readHints(_ explicit: String?) throws -> (path: String, bytes: [UInt8])? {
+    if let explicit { return (explicit, try Files.readBounded(explicit, limit: HintFormat.maxRegionSize)) }
+    guard let snapshot else { return nil }
+    return (snapshot.hints.path, try snapshot.hints.readAll(limit: HintFormat.maxRegionSize))
+  }
+
+  /// Why hints cannot describe this guest, or nil (`HintFit`).
+  func hintMismatch(_ hints: HintSet, memory: some PhysicalMemory) -> String? {
+    HintFit.mismatch(hints, guestEnd: memory.end, regionSize: snapshot?.manifest.hintSize)
+  }
+
   static func loadLayout(
     layoutPath: String?, vmlinux: String?, kernel: SnapshotManifest.Kernel?
   ) throws -> (KernelLayout, String) {
-    if let layoutPath { return (try LayoutFile.read(layoutPath), layoutPath) }
-    if let vmlinux { return (try LayoutExtractor.extract(vmlinux: vmlinux), vmlinux) }
+    if let layoutPath { return (try checked(LayoutFile.read(layoutPath), layoutPath), layoutPath) }
+    if let vmlinux { return (try checked(LayoutExtractor.extract(vmlinux: vmlinux), vmlinux), vmlinux) }
     guard let kernel else { throw CommandFailure("no layout given") }
+    // The build id names a file in the cache: hex only (the manifest's validation said so;
+    // checked again here, where it becomes a path).
+    guard SnapshotManifest.isBuildID(kernel.buildID) else {
+      throw CommandFailure("kernel build id '\(TerminalSafe.oneLine(kernel.buildID, limit: 200))' is not hexadecimal")
+    }
     let cache = cacheRoot()
     let cached = "\(cache)/layouts/\(kernel.buildID).json"
-    if let layout = try? LayoutFile.read(cached), layout.buildID == kernel.buildID {
+    if let layout = try? LayoutFile.read(cached), layout.buildID == kernel.buildID,
+      (try? layout.validate(request: .default)) != nil
+    {
       return (layout, cached)
     }
-    var candidates = [kernel.directory + "/vmlinux", "\(cache)/kernels/\(kernel.release)/vmlinux"]
+    // kscope's own kernel cache, by release (validated as a plain name) or by build id: never
+    // a directory named by the manifest.
+    var candidates = ["\(cache)/kernels/\(kernel.release)/vmlinux"]
+    if let k = try? GuestKernel.find(buildID: kernel.buildID, release: kernel.release) {
+      candidates.insert(k.vmlinux, at: 0)
+    }
     if !candidates.contains(where: { FileManager.default.fileExists(atPath: $0) }) {
       try fetchKernel(kernel.release)
       candidates = ["\(cache)/kernels/\(kernel.release)/vmlinux"]
     }
     for vmlinux in candidates where FileManager.default.fileExists(atPath: vmlinux) {
-      let layout = try LayoutExtractor.extract(vmlinux: vmlinux)
+      let layout = try checked(LayoutExtractor.extract(vmlinux: vmlinux), vmlinux)
       guard layout.buildID == kernel.buildID else { continue }
       try? FileManager.default.createDirectory(atPath: "\(cache)/layouts", withIntermediateDirectories: true)
       try? Files.writeAtomically(Array(layout.isfText().utf8), to: cached)
@@ -78,6 +116,15 @@ struct GuestSource {
     }
     throw CommandFailure(
       "no debug info for kernel \(kernel.release) build \(kernel.buildID): give --layout or --vmlinux")
+  }
+
+  /// Every layout, whatever its origin, passes the one validator before a walker sees it.
+  static func checked(_ layout: @autoclosure () throws -> KernelLayout, _ origin: String) throws -> KernelLayout {
+    let l = try layout()
+    do { try l.validate(request: .default) } catch {
+      throw CommandFailure("\(TerminalSafe.oneLine(origin)): unusable layout: \(error)")
+    }
+    return l
   }
 
   static func cacheRoot() -> String {

@@ -27,15 +27,15 @@ struct HintsReadCommand: ParsableCommand {
   @OptionGroup var output: OutputOptions
 
   func run() throws {
-    let file = try HintsFiles.regionPath(path)
+    let file = try HintsFiles.open(path)
     let hints: HintSet
-    do { hints = try HintRegionFile.read(file) } catch {
-      throw CommandFailure("\(file): \(error)")
+    do { hints = try HintsFiles.read(file) } catch {
+      throw CommandFailure("\(file.path): \(error)")
     }
     if output.json {
       try printJSON(HintsReport.json(hints))
     } else {
-      print(HintsReport.text(hints, path: file), terminator: "")
+      print(HintsReport.text(hints, path: file.path), terminator: "")
     }
   }
 }

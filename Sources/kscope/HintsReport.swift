@@ -1,26 +1,60 @@
 import Foundation
 import KscopeCore
+import KscopeOS
+import KscopeVM
 
-/// Locating the hint region of a path given on the command line.
+/// Locating and reading the hint region of a path given on the command line.
 enum HintsFiles {
-  /// The region file: PATH itself, or for a directory the file its manifest.json names.
-  static func regionPath(_ path: String) throws -> String {
+  /// The region file, opened: PATH itself (a regular file), or for a snapshot directory the
+  /// file its manifest.json names, opened inside the directory without following links (a
+  /// `hints` link to /etc/shadow is refused, never read).
+  static func open(_ path: String) throws -> OpenFile {
     var isDir: ObjCBool = false
     guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
       throw CommandFailure("\(path): no such file or directory")
     }
-    guard isDir.boolValue else { return path }
-    let manifest = path + "/manifest.json"
-    guard let data = FileManager.default.contents(atPath: manifest) else {
-      throw CommandFailure("\(path): a directory without a readable manifest.json (not a snapshot?)")
+    do {
+      guard isDir.boolValue else { return try OpenFile.open(path) }
+      let dir = try ConfinedDirectory(path: path)
+      let manifest: [UInt8]
+      do {
+        manifest = try dir.openFile("manifest.json").readAll(limit: SnapshotManifest.maxManifestBytes)
+      } catch {
+        throw CommandFailure("\(path): a directory without a usable manifest.json (not a snapshot?): \(error)")
+      }
+      guard let object = try? JSONSerialization.jsonObject(with: Data(manifest)) as? [String: Any],
+        let hints = object["hints"] as? String
+      else { throw CommandFailure("\(path)/manifest.json: no \"hints\" entry") }
+      guard SnapshotManifest.isPlainFileName(hints) else {
+        throw CommandFailure("\(path)/manifest.json: \"hints\" must be a plain file name inside the snapshot, not \(hints)")
+      }
+      return try dir.openFile(hints)
+    } catch let e as CommandFailure {
+      throw e
+    } catch {
+      throw CommandFailure("\(error)")
     }
-    guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-      let hints = object["hints"] as? String
-    else { throw CommandFailure("\(manifest): no \"hints\" entry") }
-    guard !hints.isEmpty, !hints.hasPrefix("/"), !hints.split(separator: "/").contains("..") else {
-      throw CommandFailure("\(manifest): \"hints\" must be a file inside the snapshot, not \(hints)")
+  }
+
+  /// Reads a region with the seqlock protocol (generation, copy, generation again): the guest
+  /// may be writing. The size is checked against the format's limit before reading.
+  static func read(_ file: OpenFile) throws(HintError) -> HintSet {
+    let size = file.size
+    guard size <= UInt64(HintFormat.maxRegionSize) else {
+      throw .oversized(what: "bytes of region file", count: size, limit: UInt64(HintFormat.maxRegionSize))
     }
-    return path + "/" + hints
+    return try HintReader.readConsistent(
+      generation: { () throws(HintError) -> UInt64 in
+        guard let b = try? file.read(at: UInt64(HintFormat.generationOffset), count: 8), b.count == 8 else {
+          return 0  // too short to hold a generation: the decoder names the problem
+        }
+        return HintReader.generation(inPrefix: [UInt8](repeating: 0, count: 16) + b) ?? 0
+      },
+      copy: { () throws(HintError) -> [UInt8] in
+        do throws(FileError) { return try file.read(at: 0, count: Int(size)) } catch {
+          throw .unreadable(error.description)
+        }
+      })
   }
 }
 
@@ -82,11 +116,11 @@ enum HintsReport {
   }
 
   static func text(_ h: HintSet, path: String) -> String {
-    var s = "\(path): hint region, generation \(h.generation), \(h.regionSize) bytes (\(h.usedSize) used)"
+    var s = "\(TerminalSafe.escaped(path)): hint region, generation \(h.generation), \(h.regionSize) bytes (\(h.usedSize) used)"
     s += h.partial ? ", PARTIAL\n" : ", complete\n"
     let when = Date(timeIntervalSince1970: TimeInterval(h.published))
     s += "published:        \(ISO8601DateFormatter().string(from: when)) (guest clock)\n"
-    s += "kernel:           \(h.kernelRelease.isEmpty ? "?" : h.kernelRelease), build id \(h.buildIDHex.isEmpty ? "?" : h.buildIDHex)\n"
+    s += "kernel:           \(h.kernelRelease.isEmpty ? "?" : TerminalSafe.escaped(h.kernelRelease)), build id \(h.buildIDHex.isEmpty ? "?" : h.buildIDHex)\n"
     let k = h.kernel
     func line(_ name: String, _ v: UInt64?) {
       s += name.padding(toLength: 18, withPad: " ", startingAt: 0) + (v.map(hex) ?? "unknown") + "\n"
@@ -115,11 +149,11 @@ enum HintsReport {
     let pages = h.files.reduce(UInt64(0)) { $0 + $1.residentPages }
     s += "files:            \(h.files.count) cached (\(pages) pages), \(withFrames) with frames\n"
     for f in h.files.prefix(15) {
-      s += "  " + String(f.residentPages).leftPad(9) + " pages  " + f.path + "\n"
+      s += "  " + String(f.residentPages).leftPad(9) + " pages  " + TerminalSafe.escaped(f.path) + "\n"
     }
     if h.files.count > 15 { s += "  ... \(h.files.count - 15) more (--json lists them all)\n" }
     for (key, value) in h.metadata where key.hasPrefix("partial.") || key.hasPrefix("problem.") {
-      s += "note: \(key): \(value)\n"
+      s += "note: \(TerminalSafe.escaped(key)): \(TerminalSafe.escaped(value))\n"
     }
     return s
   }

@@ -21,6 +21,10 @@ func parseTypeList(_ text: String?) -> [String] {
 
 /// Writes the layout to `output` (atomically) and prints a summary, or prints the ISF text.
 func emitLayout(_ layout: KernelLayout, output: String?, json: Bool) throws {
+  // The one validator: nothing is written or printed that `color --layout` would refuse.
+  do { try layout.validate(request: .default) } catch {
+    throw CommandFailure("refusing to write an unusable layout: \(error)")
+  }
   let text = layout.isfText()
   guard let output else {
     FileHandle.standardOutput.write(Data(text.utf8))

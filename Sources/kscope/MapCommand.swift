@@ -48,16 +48,16 @@ struct MapInfo: ParsableCommand {
     // always at least two spaces before the value.
     let width = max(12, (h.metadata.map(\.key.count).max() ?? 0) + 2)
     let pad = { (s: String) in Describe.pad(s, width) }
-    print(pad("color map") + "\(file) (format \(ColorMapFormat.version), \(fileBytes) bytes)")
+    print(pad("color map") + "\(Describe.safe(file)) (format \(ColorMapFormat.version), \(fileBytes) bytes)")
     print(
       pad("frames") + "\(map.frameCount) x \(h.pageSize) bytes = "
         + "\(Describe.mib(map.frameCount, pageSize: h.pageSize)) MiB")
-    print(pad("kernel") + "\(h.kernelRelease ?? "unknown"), build id \(h.kernelBuildID ?? "unknown")")
+    print(pad("kernel") + Describe.safe("\(h.kernelRelease ?? "unknown"), build id \(h.kernelBuildID ?? "unknown")"))
     print(pad("sources") + (h.sources.names.isEmpty ? "none" : h.sources.names.joined(separator: ", ")))
     print(pad("image") + "\(h.image.text) of \(h.image.size) bytes")
     print(pad("created") + Describe.utc(h.created))
     print(pad("index") + "\(plural(map.runs.count, "run")), \(plural(map.extents.count, "attribute extent"))")
-    for (k, v) in h.metadata { print(pad(k) + v) }
+    for (k, v) in h.metadata { print(pad(Describe.safe(k)) + Describe.safe(v)) }
     print("")
     for line in Describe.colorTable(map) { print(line) }
   }
@@ -167,7 +167,7 @@ struct MapQuery: ParsableCommand {
       if let f = a.file {
         s += "  dev \(deviceText(f.device)) inode \(f.inode) offset \(f.index &* pageSize)"
       }
-      if let p = a.path { s += "  \(p)" }
+      if let p = a.path { s += "  \(Describe.safe(p))" }
       if let o = a.owner { s += "  pid \(o)" }
     }
     if let f = r.flags, !f.names.isEmpty { s += "  [\(f.names.joined(separator: ","))]" }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import KscopeCore
 
 /// `--json`, shared by every command.
 struct OutputOptions: ParsableArguments {
@@ -18,7 +19,8 @@ func printJSON(_ value: Any) throws {
 /// A failure reported to the user as one line ("Error: ...") with a non-zero exit.
 struct CommandFailure: Error, CustomStringConvertible {
   let description: String
-  init(_ description: String) { self.description = description }
+  /// Control characters (from a file name, a guest) are escaped: the error stays one line.
+  init(_ description: String) { self.description = TerminalSafe.oneLine(description) }
 }
 
 /// A 64-bit address (or offset in the address space) as JSON and text show it: "0x" and hex,

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import KscopeHost
+import KscopeCore
 import KscopeVM
 
 /// `kscope vm ...`: parent VMs under QEMU.
@@ -22,7 +23,7 @@ struct VMCommand: ParsableCommand {
       """,
     subcommands: [
       VMImageCommand.self, VMStartCommand.self, VMListCommand.self, VMStopCommand.self,
-      VMSnapshotCommand.self, VMCloneCommand.self, VMExecCommand.self,
+      VMSnapshotCommand.self, VMCloneCommand.self, VMExecCommand.self, VMResumeCommand.self,
     ])
 }
 
@@ -64,10 +65,20 @@ struct ImageOptions: ParsableArguments {
 
 /// Runs a library call and turns its errors into one-line command failures.
 func vmCall<T>(_ body: () throws -> T) throws -> T {
-  do { return try body() } catch let e as VMError { throw CommandFailure(e.description) } catch {
-    // Foundation errors (a file that cannot be written...) also become one line.
-    let text = "\(error)".split(whereSeparator: \.isNewline).first.map(String.init) ?? "\(error)"
-    throw CommandFailure(text)
+  do { return try body() } catch let e as VMError {
+    throw CommandFailure(e.description)
+  } catch let e as CommandFailure {
+    throw e
+  } catch {
+    // A Foundation error (a file that cannot be written...): its path and reason in one line,
+    // never the NSCocoaErrorDomain dump.
+    let ns = error as NSError
+    guard ns.domain == NSCocoaErrorDomain || ns.domain == NSPOSIXErrorDomain else {
+      throw CommandFailure("\(error)")
+    }
+    let path = (ns.userInfo[NSFilePathErrorKey] as? String).map { "\($0): " } ?? ""
+    let reason = (ns.userInfo[NSUnderlyingErrorKey] as? NSError)?.localizedDescription ?? ns.localizedDescription
+    throw CommandFailure(path + reason)
   }
 }
 
@@ -232,6 +243,21 @@ struct VMCloneCommand: ParsableCommand {
     }
     progress.finish()
     printStatus(st, seconds: Date().timeIntervalSince(t), json: output.json)
+  }
+}
+
+struct VMResumeCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "resume",
+    abstract: "Resume a paused VM (after vm snapshot without --resume, or a killed snapshot).")
+  @Argument(help: "VM name.") var name: String
+  @OptionGroup var state: StateOptions
+  @OptionGroup var output: OutputOptions
+
+  func run() throws {
+    try vmCall { try state.manager.resume(name: name) }
+    let st = try vmCall { try state.manager.status(name) }
+    printStatus(st, seconds: nil, json: output.json)
   }
 }
 

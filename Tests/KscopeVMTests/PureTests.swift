@@ -110,7 +110,7 @@ import Testing
         series: "6.1", release: "6.1.0-56-cloud-amd64", version: "#1 SMP PREEMPT_DYNAMIC Debian",
         buildID: "3b43fad5", directory: "/var/cache/kscope/kernels/6.1.0-56-cloud-amd64"),
       image: .init(
-        key: "k", workload: "web", initramfs: "/s/images/k/initramfs.cpio",
+        key: "0123456789abcdef", workload: "web", initramfs: "/s/images/k/initramfs.cpio",
         dataDisk: "/s/images/k/data.ext4", olapMiB: 200, hasAgent: false),
       qemuCommandLine: ["qemu-system-x86_64", "-m", "512M"], pausedAt: "2026-11-26T04:00:00.000Z",
       completedAt: "2026-11-26T04:00:00.200Z", deviceStateSeconds: 0.05, ramCopySeconds: 0.1,
