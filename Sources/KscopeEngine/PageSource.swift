@@ -16,9 +16,18 @@ public final class LocalRAMSource: PageSource, @unchecked Sendable {
   public let path: String
   public let size: UInt64
 
-  public init(path: String) throws(EngineError) {
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+  public convenience init(path: String) throws(EngineError) {
+    let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
     guard fd >= 0 else { throw EngineError("cannot open \(path): \(String(cString: strerror(errno)))") }
+    defer { close(fd) }
+    try self.init(descriptor: fd, path: path)
+  }
+
+  /// The file open on `descriptor` (a snapshot's RAM opened inside its directory); the caller
+  /// keeps its descriptor.
+  public init(descriptor: Int32, path: String) throws(EngineError) {
+    fd = fcntl(descriptor, F_DUPFD_CLOEXEC, 0)
+    guard fd >= 0 else { throw EngineError("cannot use \(path): \(String(cString: strerror(errno)))") }
     var st = stat()
     guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
       close(fd)

@@ -162,19 +162,18 @@ struct SnapshotRAM {
   let file: MappedFile
   let layout: RAMLayout
   init(_ dir: String) throws {
-    let manifest: SnapshotManifest
-    do { manifest = try SnapshotManifest.load(directory: dir) } catch {
-      throw CommandFailure("\(dir): not a usable snapshot: \(error)")
-    }
-    guard !manifest.ram.contains("/"), !manifest.ram.isEmpty, manifest.ram != ".." else {
-      throw CommandFailure("\(dir): manifest names RAM file '\(manifest.ram)' outside the snapshot")
+    let snapshot: Snapshot
+    do { snapshot = try Snapshot.open(dir) } catch let e as VMError {
+      throw CommandFailure("\(TerminalSafe.oneLine(dir)): not a usable snapshot: \(e.description)")
     }
     do {
-      layout = try RAMLayout(segments: manifest.memoryLayout.map {
+      layout = try RAMLayout(segments: snapshot.manifest.memoryLayout.map {
         RAMLayout.Segment(guestPhysicalStart: $0.guestPhysicalStart, fileOffset: $0.fileOffset, size: $0.size)
       })
-      file = try MappedFile(path: dir + "/" + manifest.ram)
-    } catch let e as RAMLayout.LayoutError { throw CommandFailure("\(dir): \(e.description)") }
+      file = try MappedFile(descriptor: snapshot.ram.fd, path: snapshot.ram.path)
+    } catch let e as RAMLayout.LayoutError {
+      throw CommandFailure("\(TerminalSafe.oneLine(dir)): \(e.description)")
+    }
     guard UInt64(file.size) >= layout.fileSize else {
       throw CommandFailure("\(dir): RAM file is shorter than its layout")
     }

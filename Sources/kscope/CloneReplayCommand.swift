@@ -5,30 +5,27 @@ import KscopeClone
 import KscopeCore
 import KscopeEngine
 import KscopeHost
+import KscopeOS
 import KscopeVM
 
 /// A snapshot as the replay sees it: its RAM file, layout, and the color map that drives it.
 struct ReplayInputs {
-  let ramPath: String
+  let snapshot: Snapshot
   let layout: RAMLayout
   let map: ColorMap
   let policy: any ClonePolicy
   let trace: [Access]
 
-  init(snapshot: String, mapPath: String?, options: PolicyOptions, checkDigest: Bool) throws {
-    let manifest: SnapshotManifest
-    do { manifest = try SnapshotManifest.load(directory: snapshot) } catch {
-      throw CommandFailure("\(snapshot): not a usable snapshot: \(error)")
+  init(snapshot path: String, mapPath: String?, options: PolicyOptions, checkDigest: Bool) throws {
+    do { snapshot = try Snapshot.open(path) } catch let e as VMError {
+      throw CommandFailure("\(TerminalSafe.oneLine(path)): not a usable snapshot: \(e.description)")
     }
-    guard !manifest.ram.contains("/"), !manifest.ram.isEmpty, manifest.ram != ".." else {
-      throw CommandFailure("\(snapshot): manifest names RAM file '\(manifest.ram)' outside the snapshot")
-    }
-    ramPath = snapshot + "/" + manifest.ram
+    let manifest = snapshot.manifest
     do {
       layout = try RAMLayout(segments: manifest.memoryLayout.map {
         RAMLayout.Segment(guestPhysicalStart: $0.guestPhysicalStart, fileOffset: $0.fileOffset, size: $0.size)
       })
-    } catch { throw CommandFailure("\(snapshot): \(error.description)") }
+    } catch { throw CommandFailure("\(TerminalSafe.oneLine(path)): \(error.description)") }
     let frames = (manifest.memoryLayout.map { $0.guestPhysicalStart + $0.size }.max() ?? 0) / layout.pageSize
     if let mapPath {
       let m = try ColorMapFile.open(mapPath)
@@ -39,7 +36,7 @@ struct ReplayInputs {
         throw CommandFailure("\(mapPath) was made for kernel build \(id), the snapshot runs \(manifest.kernel.buildID)")
       }
       if checkDigest, m.header.image.algorithm != .none {
-        let digest = try RAMImage(path: ramPath).contentDigest()
+        let digest = try RAMImage(file: MappedFile(descriptor: snapshot.ram.fd, path: snapshot.ram.path), regions: nil).contentDigest()
         guard digest == m.header.image else {
           throw CommandFailure("\(mapPath)'s image digest \(m.header.image.text) is not the snapshot's RAM (\(digest.text)): it belongs to another image")
         }
@@ -54,6 +51,13 @@ struct ReplayInputs {
     }
     trace = try options.readTrace(options.trace, frameCount: frames)
     policy = try options.makePolicy(map: map)
+  }
+}
+
+extension ReplayInputs {
+  /// The snapshot's RAM as a page source, through the descriptor opened inside its directory.
+  func ramSource() throws(EngineError) -> LocalRAMSource {
+    try LocalRAMSource(descriptor: snapshot.ram.fd, path: snapshot.ram.path)
   }
 }
 
@@ -95,7 +99,7 @@ struct CloneReplay: ParsableCommand {
     var resident: UInt64 = 0
     var resumeSeconds = 0.0
     do {
-      let local = try LocalRAMSource(path: inputs.ramPath)
+      let local = try inputs.ramSource()
       let source: any PageSource
       if let from {
         let nbd = try NBDSource(uri: from)
@@ -240,7 +244,7 @@ struct CloneWorker: ParsableCommand {
     do {
       let report = try ReplayWorker.run(
         cachePath: cache, layout: inputs.layout, holes: inputs.policy.holes(), trace: inputs.trace,
-        snapshot: try LocalRAMSource(path: inputs.ramPath), socketPath: socket)
+        snapshot: try inputs.ramSource(), socketPath: socket)
       FileHandle.standardOutput.write(try JSONEncoder().encode(report))
     } catch let e as EngineError { throw CommandFailure(e.description) }
   }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import KscopeCore
 import KscopeVM
 
 /// `kscope serve`: a snapshot's RAM as a read-only NBD export (nbdkit), for remote clones.
@@ -37,14 +38,13 @@ struct ServeCommand: ParsableCommand {
   }
 
   func run() throws {
-    let manifest: SnapshotManifest
-    do { manifest = try SnapshotManifest.load(directory: snapshot) } catch {
-      throw CommandFailure("\(snapshot): not a usable snapshot: \(error)")
+    let snap: Snapshot
+    do { snap = try Snapshot.open(snapshot) } catch let e as VMError {
+      throw CommandFailure("\(TerminalSafe.oneLine(snapshot)): not a usable snapshot: \(e.description)")
     }
-    guard !manifest.ram.contains("/"), !manifest.ram.isEmpty, manifest.ram != ".." else {
-      throw CommandFailure("\(snapshot): manifest names RAM file '\(manifest.ram)' outside the snapshot")
-    }
-    let ram = URL(fileURLWithPath: snapshot + "/" + manifest.ram).standardizedFileURL.path
+    let manifest = snap.manifest
+    // nbdkit opens the very file checked here, through our descriptor (it lives as long as we do).
+    let ram = "/proc/\(getpid())/fd/\(snap.ram.fd)"
     guard let nbdkit = ["/usr/sbin/nbdkit", "/usr/bin/nbdkit"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
       throw CommandFailure("nbdkit is not installed (host/setup.sh installs it)")
     }
@@ -78,7 +78,7 @@ struct ServeCommand: ParsableCommand {
       link = "emulated link: " + [delay.map { "+\($0) ms per read" }, rate.map { "\($0)bit/s" }].compactMap { $0 }.joined(separator: ", ")
     }
     if out.json {
-      try printJSON(["uri": uri, "pid": Int(p.processIdentifier), "ram": ram, "link": link])
+      try printJSON(["uri": uri, "pid": Int(p.processIdentifier), "ram": snap.ram.path, "link": link])
     } else {
       // Written unbuffered: whoever started us reads the URI while we keep running.
       FileHandle.standardOutput.write(Data("\(uri)  (\(manifest.ramSize >> 20) MiB, read-only; \(link); Ctrl-C stops it)\n".utf8))
