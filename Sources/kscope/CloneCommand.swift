@@ -12,7 +12,7 @@ struct CloneCommand: ParsableCommand {
     commandName: "clone",
     abstract: "Compare clone fetch policies on access traces (simulated, or on real userfaultfd).",
     discussion: """
-      A trace is a text file, one access per line: <frame number> <r|w> [time µs]; '#' starts a
+      A trace is a text file, one access per line: <frame number> <r|w> [time µs]; '#' starts a \
       comment. Policies: \(PolicyName.all.joined(separator: ", ")).
 
         kscope clone simulate --map web1.kcm --trace t.txt --policy kaleidoscope
@@ -81,9 +81,9 @@ struct CloneSimulate: ParsableCommand {
     commandName: "simulate",
     abstract: "Run a policy over a trace without syscalls (a model of the engine and the link).",
     discussion: """
-      The model: a miss costs the userfaultfd round trip (9 µs, measured here) plus one request
-      on the link (its round trip and the batch's bytes); background fetch runs in the trace's
-      idle time and holds off after misses as the policy says. Links: local (a tmpfs snapshot,
+      The model: a miss costs the userfaultfd round trip (9 µs, measured here) plus one request \
+      on the link (its round trip and the batch's bytes); background fetch runs in the trace's \
+      idle time and holds off after misses as the policy says. Links: local (a tmpfs snapshot, \
       1 µs, 1.7 GB/s) or 1gbit (an emulated 1 Gbit/s link with 0.2 ms round trips).
       """)
 
@@ -118,10 +118,8 @@ struct CloneTrace: ParsableCommand {
     commandName: "trace",
     abstract: "Record a trace from two snapshots of one parent: the frames its workload wrote between them.",
     discussion: """
-      Compares the two snapshots' RAM page by page and writes '<frame> w' for every frame whose
+      Compares the two snapshots' RAM page by page and writes '<frame> w' for every frame whose \
       content changed, in frame order (two snapshots tell what changed, not when or in what order).
-      Frames the map given with --map proves free in the first snapshot are left out (a clone
-      would allocate them, not read them).
       """)
 
   @Option(help: "The earlier snapshot.") var from: String

@@ -66,11 +66,11 @@ struct CloneReplay: ParsableCommand {
     commandName: "replay",
     abstract: "Replay a trace in K clone processes served by the engine on real userfaultfd.",
     discussion: """
-      The engine makes a host cache file (sparse, on tmpfs) laid out like the snapshot's RAM,
-      fetches the policy's resume set, and serves misses from the snapshot's RAM file. Each clone
-      maps the cache file privately, registers it with userfaultfd (large free runs stay
-      unregistered), hands the uffd to the engine, touches pages in trace order, and checks every
-      page it touches against the snapshot (zeros for a frame the map proves free): any mismatch
+      The engine makes a host cache file (sparse, on tmpfs) laid out like the snapshot's RAM, \
+      fetches the policy's resume set, and serves misses from the snapshot's RAM file. Each clone \
+      maps the cache file privately, registers it with userfaultfd (large free runs stay \
+      unregistered), hands the uffd to the engine, touches pages in trace order, and checks every \
+      page it touches against the snapshot (zeros for a frame the map proves free): any mismatch \
       fails the command. Fault latency is measured in the clones, around each faulting access.
       """)
 

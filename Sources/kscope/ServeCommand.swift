@@ -9,8 +9,8 @@ struct ServeCommand: ParsableCommand {
     commandName: "serve",
     abstract: "Export a snapshot's RAM read-only over NBD (nbdkit) and print its nbd:// URI.",
     discussion: """
-      Runs nbdkit's file plugin on the snapshot's RAM file, read-only, many clients at once, and
-      stays in the foreground until interrupted (nbdkit exits with it). --delay and --rate put
+      Runs nbdkit's file plugin on the snapshot's RAM file, read-only, many clients at once, and \
+      stays in the foreground until interrupted (nbdkit exits with it). --delay and --rate put \
       nbdkit's delay and rate filters in front, to emulate a real link; the URI line says so.
 
         kscope serve /dev/shm/snap1 --listen 127.0.0.1 --port 10809 --rate 1G --delay 0.1
