@@ -21,10 +21,11 @@ struct Bench {
     case "vm": try VMBench.run(Array(args.dropFirst()))
     case "host": try HostBench.run(Array(args.dropFirst()))
     case "engine": try EngineBench.run(Array(args.dropFirst()))
+    case "clones-memory": try ClonesMemoryBench.run(Array(args.dropFirst()))
     case nil:
-      print("usage: kscope-bench colormap|color|layout|vm|host|engine [options]")
+      print("usage: kscope-bench colormap|color|layout|vm|host|engine|clones-memory [options]")
     case let other?:
-      throw BenchError("unknown benchmark '\(other)' (colormap, color, layout, vm, host, engine)")
+      throw BenchError("unknown benchmark '\(other)' (colormap, color, layout, vm, host, engine, clones-memory)")
     }
   }
 }
