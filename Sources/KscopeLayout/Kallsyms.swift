@@ -20,6 +20,10 @@
 // the decoding; and the symbol addresses must come out sorted, as kallsyms sorts them. Found
 // tables that fail a check are not used: the search moves on or fails with the reason.
 
+#if canImport(Glibc)
+  import Glibc
+#endif
+
 /// Addresses of the symbols asked for, from kallsyms.
 public struct KallsymsResult: Sendable, Equatable {
   /// Name -> address as stored in the image (link-time in a file; in guest memory the
@@ -55,18 +59,17 @@ public enum Kallsyms {
     throw BTFError("kallsyms: \(reason)")
   }
 
-  static func search(_ hay: UnsafeRawBufferPointer, _ needle: [UInt8], from: Int) -> Int? {
-    guard needle.count > 0, hay.count >= needle.count else { return nil }
+  /// The first offset at or after `from` where `needle` occurs (memchr for its first byte).
+  public static func search(_ hay: UnsafeRawBufferPointer, _ needle: [UInt8], from: Int) -> Int? {
+    guard needle.count > 0, hay.count >= needle.count, from >= 0, let base = hay.baseAddress else { return nil }
     var i = from
     let last = hay.count - needle.count
-    let first = needle[0]
+    let first = Int32(needle[0])
     while i <= last {
-      if hay[i] == first {
-        var j = 1
-        while j < needle.count && hay[i + j] == needle[j] { j += 1 }
-        if j == needle.count { return i }
-      }
-      i += 1
+      guard let p = memchr(base + i, first, last - i + 1) else { return nil }
+      let at = UnsafeRawPointer(p) - base
+      if needle.withUnsafeBytes({ memcmp(base + at, $0.baseAddress!, needle.count) }) == 0 { return at }
+      i = at + 1
     }
     return nil
   }

@@ -19,7 +19,9 @@ struct GuestSource {
   /// A snapshot directory (manifest.json) or a raw RAM file. For a snapshot, the layout is
   /// found from its manifest's kernel unless given: the layout cache, the cached debug
   /// package, or a fetch of that exact kernel version (host/fetch-kernels.sh).
-  static func resolve(_ source: String, layoutPath: String?, vmlinux: String?, flat: Bool) throws -> GuestSource {
+  static func resolve(
+    _ source: String, layoutPath: String?, vmlinux: String?, flat: Bool, btf: Bool = false, fetchDebug: Bool = false
+  ) throws -> GuestSource {
     var isDir: ObjCBool = false
     guard FileManager.default.fileExists(atPath: source, isDirectory: &isDir) else {
       throw CommandFailure("\(source): no such file or snapshot directory")
@@ -32,16 +34,17 @@ struct GuestSource {
       let regions = manifest.memoryLayout.map {
         GuestRAMRegion(start: $0.guestPhysicalStart, size: $0.size, fileOffset: $0.fileOffset)
       }
-      let (layout, origin) = try loadLayout(layoutPath: layoutPath, vmlinux: vmlinux, kernel: manifest.kernel)
+      let ram = (source + "/" + manifest.ram, regions)
+      let (layout, origin) = try loadLayout(
+        layoutPath: layoutPath, vmlinux: vmlinux, kernel: manifest.kernel, btfFrom: ram, btfOnly: btf, fetchDebug: fetchDebug)
       let hints = manifest.hints.isEmpty ? nil : source + "/" + manifest.hints
       return GuestSource(
         ramPath: source + "/" + manifest.ram, regions: regions, layout: layout, layoutOrigin: origin,
         hintsPath: hints.flatMap { FileManager.default.fileExists(atPath: $0) ? $0 : nil })
     }
-    guard layoutPath != nil || vmlinux != nil else {
-      throw CommandFailure("coloring the raw RAM file \(source) needs the guest kernel's layout: --layout FILE or --vmlinux FILE")
+    guard layoutPath != nil || vmlinux != nil || btf else {
+      throw CommandFailure("coloring the raw RAM file \(source) needs the guest kernel's layout: --layout FILE, --vmlinux FILE or --btf")
     }
-    let (layout, origin) = try loadLayout(layoutPath: layoutPath, vmlinux: vmlinux, kernel: nil)
     let size = (try? FileManager.default.attributesOfItem(atPath: source)[.size] as? UInt64) ?? 0
     // A raw file from `kscope vm` (or any q35 QEMU guest) splits RAM around the PCI hole.
     let regions =
@@ -50,22 +53,33 @@ struct GuestSource {
       : GuestMemoryRegion.q35Layout(ramSize: size).map {
         GuestRAMRegion(start: $0.guestPhysicalStart, size: $0.size, fileOffset: $0.fileOffset)
       }
+    let (layout, origin) = try loadLayout(
+      layoutPath: layoutPath, vmlinux: vmlinux, kernel: nil, btfFrom: (source, regions), btfOnly: btf)
     return GuestSource(ramPath: source, regions: regions, layout: layout, layoutOrigin: origin, hintsPath: nil)
   }
 
+  /// Without debug info on the machine, the layout comes from the kernel's own BTF and
+  /// kallsyms (`btfFrom`, BTFLayoutSource); the debug package is downloaded only on request.
   static func loadLayout(
-    layoutPath: String?, vmlinux: String?, kernel: SnapshotManifest.Kernel?
+    layoutPath: String?, vmlinux: String?, kernel: SnapshotManifest.Kernel?,
+    btfFrom ram: (path: String, regions: [GuestRAMRegion])? = nil, btfOnly: Bool = false, fetchDebug: Bool = false
   ) throws -> (KernelLayout, String) {
     if let layoutPath { return (try LayoutFile.read(layoutPath), layoutPath) }
     if let vmlinux { return (try LayoutExtractor.extract(vmlinux: vmlinux), vmlinux) }
-    guard let kernel else { throw CommandFailure("no layout given") }
     let cache = cacheRoot()
+    if btfOnly, let ram {
+      return try BTFLayoutSource.layout(ramPath: ram.path, regions: ram.regions, kernel: kernel, cache: cache)
+    }
+    guard let kernel else { throw CommandFailure("no layout given") }
     let cached = "\(cache)/layouts/\(kernel.buildID).json"
     if let layout = try? LayoutFile.read(cached), layout.buildID == kernel.buildID {
       return (layout, cached)
     }
     var candidates = [kernel.directory + "/vmlinux", "\(cache)/kernels/\(kernel.release)/vmlinux"]
     if !candidates.contains(where: { FileManager.default.fileExists(atPath: $0) }) {
+      if !fetchDebug, let ram {
+        return try BTFLayoutSource.layout(ramPath: ram.path, regions: ram.regions, kernel: kernel, cache: cache)
+      }
       try fetchKernel(kernel.release)
       candidates = ["\(cache)/kernels/\(kernel.release)/vmlinux"]
     }
