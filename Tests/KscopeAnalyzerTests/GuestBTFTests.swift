@@ -1,0 +1,134 @@
+import Foundation
+import KscopeCore
+import KscopeDebugInfo
+import KscopeLayout
+import KscopeVM
+import Testing
+
+@testable import KscopeAnalyzer
+
+/// Real guests colored with no debug package: the layout from the kernel's BTF and kallsyms
+/// in guest memory equals the DWARF layout (arrays compared flattened, the one legitimate
+/// difference), and colors the snapshot frame for frame the same. Needs QEMU and the cached
+/// kernels (host/setup.sh); fails, never skips, without them.
+@Suite(.serialized) struct GuestBTFTests {
+  @Test(arguments: ["6.1", "6.12"]) func guestMemoryLayoutColorsTheSame(kernel: String) throws {
+    let state = "/dev/shm/kscope-btf-test-\(getpid())-\(kernel)"
+    let vms = VMManager(stateDir: state)
+    defer {
+      _ = vms.stopAll()
+      try? FileManager.default.removeItem(atPath: state)
+    }
+    var options = StartOptions()
+    options.kernelSeries = kernel
+    options.workload = .web
+    options.memory = 512 << 20
+    try vms.start(name: "btf", options: options)
+    let record = try vms.record("btf")
+    _ = try WorkloadDriver.web(port: record.config.hostPort, requests: 50)
+    let snapshot = state + "/snapshot"
+    let manifest = try vms.snapshot(name: "btf", to: snapshot, resume: false)
+    let memory = try RAMImage(
+      path: snapshot + "/" + manifest.ram,
+      regions: manifest.memoryLayout.map {
+        GuestRAMRegion(start: $0.guestPhysicalStart, size: $0.size, fileOffset: $0.fileOffset)
+      })
+
+    let dwarf = try LayoutExtractor.extract(vmlinux: manifest.kernel.directory + "/vmlinux")
+    let found = try GuestKernelImage.layout(memory: memory, buildID: manifest.kernel.buildID)
+    let btf = found.layout
+    #expect(btf.sources.map(\.kind) == ["btf", "kallsyms"])
+    let diffs = btf.differences(from: dwarf)
+    #expect(diffs.isEmpty, "\(diffs.joined(separator: "\n"))")
+
+    let a = try Analyzer.analyze(memory: memory, layout: btf)
+    let b = try Analyzer.analyze(memory: memory, layout: dwarf)
+    #expect(a.map.entries == b.map.entries)
+    #expect(a.map.extents == b.map.extents)
+    #expect(a.processes == b.processes)
+    #expect(a.map.header.kernelBuildID == manifest.kernel.buildID)
+
+    // A build the memory does not hold is refused, not guessed.
+    #expect(throws: BTFError.self) {
+      try GuestKernelImage.layout(memory: memory, buildID: String(repeating: "0", count: 40))
+    }
+  }
+
+  /// Damaged images: the BTF blob or the kallsyms tables in guest memory overwritten. Each is
+  /// a one-line error naming the problem, never a crash or a layout.
+  @Test func damagedGuestImagesAreErrors() throws {
+    guard KernelCache.release("6.12") != nil else { return }
+    let state = "/dev/shm/kscope-btf-test-\(getpid())-damage"
+    let vms = VMManager(stateDir: state)
+    defer {
+      _ = vms.stopAll()
+      try? FileManager.default.removeItem(atPath: state)
+    }
+    var options = StartOptions()
+    options.kernelSeries = "6.12"
+    options.memory = 512 << 20
+    try vms.start(name: "btf", options: options)
+    let snapshot = state + "/snapshot"
+    let manifest = try vms.snapshot(name: "btf", to: snapshot, resume: false)
+    let ramPath = snapshot + "/" + manifest.ram
+    let regions = manifest.memoryLayout.map {
+      GuestRAMRegion(start: $0.guestPhysicalStart, size: $0.size, fileOffset: $0.fileOffset)
+    }
+    let memory = try RAMImage(path: ramPath, regions: regions)
+    let found = try GuestKernelImage.layout(memory: memory)
+    #expect(found.btfBytes > 1 << 20)
+
+    /// Every file offset where `needle` is in guest RAM.
+    func offsets(of needle: [UInt8]) -> [UInt64] {
+      var out: [UInt64] = []
+      var from: UInt64 = 0
+      while out.count < 64, let pa = memory.find(needle, from: from) {
+        let r = regions.first { pa >= $0.start && pa < $0.end }!
+        out.append(r.fileOffset + pa - r.start)
+        from = pa + 1
+      }
+      return out
+    }
+    /// A copy of the RAM with `patch` written at each offset, and the error reading it gives.
+    func damagedError(_ at: [UInt64], _ patch: [UInt8]) throws -> String? {
+      let copy = state + "/damaged"
+      try? FileManager.default.removeItem(atPath: copy)
+      try FileManager.default.copyItem(atPath: ramPath, toPath: copy)
+      let h = try FileHandle(forWritingTo: URL(fileURLWithPath: copy))
+      for o in at {
+        try h.seek(toOffset: o)
+        try h.write(contentsOf: Data(patch))
+      }
+      try h.close()
+      defer { try? FileManager.default.removeItem(atPath: copy) }
+      do {
+        _ = try GuestKernelImage.layout(memory: try RAMImage(path: copy, regions: regions))
+        return nil
+      } catch {
+        return "\(error)"
+      }
+    }
+    // BTF whose type section is longer than the blob.
+    let btfHeader: [UInt8] = [0x9F, 0xEB, 1, 0, 24, 0, 0, 0, 0, 0, 0, 0]
+    let headers = offsets(of: btfHeader)
+    #expect(!headers.isEmpty)
+    let e1 = try damagedError(headers.map { $0 + 12 }, [0xFF, 0xFF, 0xFF, 0x0F])
+    #expect(e1?.contains("BTF") == true, "\(e1 ?? "accepted")")
+    #expect(e1?.contains("\n") == false)
+    // kallsyms without its digit tokens: no token table to be found.
+    let digits = Array("0\u{0}1\u{0}2\u{0}3\u{0}4\u{0}5\u{0}6\u{0}7\u{0}8\u{0}9\u{0}".utf8)
+    let e2 = try damagedError(offsets(of: digits), [UInt8](repeating: 0x41, count: digits.count))
+    #expect(e2?.contains("kallsyms") == true, "\(e2 ?? "accepted")")
+  }
+}
+
+enum KernelCache {
+  static func release(_ series: String) -> String? {
+    let root = ProcessInfo.processInfo.environment["KSCOPE_CACHE"] ?? "/var/cache/kscope"
+    guard let v = try? String(contentsOfFile: "\(root)/kernels/\(series)/version", encoding: .utf8) else {
+      Issue.record("no cached \(series) kernel: run host/setup.sh")
+      return nil
+    }
+    return v.trimmingCharacters(in: .whitespacesAndNewlines)
+  }
+}
