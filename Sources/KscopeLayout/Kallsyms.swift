@@ -155,6 +155,8 @@ public enum Kallsyms {
       defer { p -= 8 }
       let n = Int(u32(img, p - 8))
       guard u32(img, p - 4) == 0, n >= 256, n < (1 << 22) else { continue }
+      // Cheap first: the first entries must expand to "<nm type letter><printable name>".
+      guard plausibleEntries(img, from: p, limit: tokenTable, tokens: tokens) else { continue }
       guard let end = namesExtent(img, from: p, count: n, limit: tokenTable) else { continue }
       guard markersAgree(img, namesStart: p, namesEnd: end, count: n) else { continue }
       numSymsAt = p - 8
@@ -186,6 +188,32 @@ public enum Kallsyms {
         tokenTableAddress: base &+ UInt64(tokenTable), relativeBase: relBase)
     }
     throw BTFError("no kallsyms_offsets/kallsyms_relative_base giving sorted addresses")
+  }
+
+  /// Whether the first 8 entries at `from` expand to symbol-looking text: a letter (nm's
+  /// type) and then printable ASCII. Rejects most wrong starts without walking all names.
+  static func plausibleEntries(_ img: UnsafeRawBufferPointer, from: Int, limit: Int, tokens: [[UInt8]]) -> Bool {
+    var at = from
+    for _ in 0..<8 {
+      guard at < limit else { return false }
+      var len = Int(img[at])
+      at += 1
+      if len & 0x80 != 0 {
+        guard at < limit else { return false }
+        len = (len & 0x7F) | Int(img[at]) << 7
+        at += 1
+      }
+      guard len > 0, len < 1024, at + len <= limit else { return false }
+      for k in 0..<len {
+        let token = tokens[Int(img[at + k])]
+        for (j, c) in token.enumerated() {
+          let isLetter = (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A)
+          if k == 0 && j == 0 ? !isLetter : (c < 0x21 || c > 0x7E) { return false }
+        }
+      }
+      at += len
+    }
+    return true
   }
 
   /// Where the names of `count` entries starting at `from` end, if they all fit before
