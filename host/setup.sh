@@ -14,6 +14,7 @@ packages=(
   qemu-system-x86 busybox-static cpio zstd e2fsprogs sqlite3
   hyperfine
   gcc libc6-dev                                # builds the guest-side kpageflags recorder
+  libzstd-dev liblz4-dev liblzma-dev           # vmlinuz payloads (zstd, lz4, xz) for layouts from BTF
 )
 
 missing=()

@@ -33,6 +33,7 @@ public enum GuestKernelImage {
   ) throws(BTFError) -> Found {
     var candidates: [(UInt64, VMCoreInfo)] = []
     if let at = hintedNote, let info = KernelLocator.note(at: at, in: memory) { candidates.append((at, info)) }
+    if candidates.isEmpty { candidates = pageAlignedNotes(in: memory) }
     if candidates.isEmpty { candidates = KernelLocator.notes(in: memory, limit: 16) }
     guard !candidates.isEmpty else { throw BTFError("guest memory: no vmcoreinfo note") }
     var reason = "no vmcoreinfo note names build \(buildID ?? "?")"
@@ -45,6 +46,24 @@ public enum GuestKernelImage {
       }
     }
     throw BTFError("guest memory: \(reason)")
+  }
+
+  /// The kernel allocates its vmcoreinfo note as whole pages (alloc_pages_exact), so the
+  /// note starts a page: checking 24 bytes per page finds it without scanning all of RAM.
+  static func pageAlignedNotes(in memory: any PhysicalMemory) -> [(UInt64, VMCoreInfo)] {
+    var out: [(UInt64, VMCoreInfo)] = []
+    for r in memory.regions {
+      var page = (r.start + 4095) & ~4095
+      while page + 24 <= r.end, out.count < 16 {
+        defer { page += 4096 }
+        guard memory.u32(at: page) == 11, memory.u32(at: page + 8) == 0,
+          memory.bytes(at: page + 12, count: KernelLocator.noteName.count) == KernelLocator.noteName,
+          let info = KernelLocator.note(at: page, in: memory)
+        else { continue }
+        out.append((page, info))
+      }
+    }
+    return out
   }
 
   static func fromImage(memory: any PhysicalMemory, info: VMCoreInfo, noteAt: UInt64, request: LayoutRequest)
@@ -74,32 +93,55 @@ public enum GuestKernelImage {
     _ view: UnsafeRawBufferPointer, base stext: UInt64, info: VMCoreInfo, slide: UInt64, wanted: Set<String>,
     request: LayoutRequest, noteAt: UInt64
   ) throws(BTFError) -> Found {
-    // 1. BTF: the first header in the image whose blob parses.
+    // 1. Symbols: kallsyms, at the places vmcoreinfo names (6.0+) or found by their shape.
+    var kallsyms: KallsymsResult
+    var kallsymsHow = "found by shape"
+    func offset(_ name: String) -> Int? {
+      guard let va = info.symbol(name), va >= stext, va - stext < UInt64(view.count) else { return nil }
+      return Int(va - stext)
+    }
+    if let names = offset("kallsyms_names"), let numSyms = offset("kallsyms_num_syms"),
+      let tokenTable = offset("kallsyms_token_table"), let tokenIndex = offset("kallsyms_token_index"),
+      let offsets = offset("kallsyms_offsets"), let relativeBase = offset("kallsyms_relative_base"),
+      let read = try? Kallsyms.read(
+        in: view, base: stext,
+        tables: .init(names: names, numSyms: numSyms, tokenTable: tokenTable, tokenIndex: tokenIndex, offsets: offsets, relativeBase: relativeBase),
+        wanted: wanted)
+    {
+      kallsyms = read
+      kallsymsHow = "tables from vmcoreinfo"
+    } else {
+      kallsyms = try Kallsyms.find(in: view, base: stext, wanted: wanted)
+    }
+
+    // 2. BTF: the first header whose blob parses; .BTF follows .rodata (and kallsyms in it).
     var btf: BTF? = nil
     var btfAt = 0
     var btfReason = "no BTF header in the kernel image"
-    var from = 0
-    var hits = 0
-    while btf == nil, hits < 32, let at = Kallsyms.search(view, btfHeader, from: from) {
-      hits += 1
-      from = at + 1
-      guard let length = BTF.declaredLength(UnsafeRawBufferPointer(rebasing: view[at..<min(view.count, at + 24)])),
-        length <= view.count - at
-      else {
-        btfReason = "BTF header at image offset \(at) declares more bytes than the image holds"
-        continue
-      }
-      do {
-        btf = try BTF(Array(UnsafeRawBufferPointer(rebasing: view[at..<(at + length)])))
-        btfAt = at
-      } catch {
-        btfReason = error.description
+    let after = Int(kallsyms.tokenTableAddress &- stext)
+    for start in [after, 0] where btf == nil {
+      var from = start
+      var hits = 0
+      while btf == nil, hits < 32, let at = Kallsyms.search(view, btfHeader, from: from) {
+        hits += 1
+        from = at + 1
+        guard let length = BTF.declaredLength(UnsafeRawBufferPointer(rebasing: view[at..<min(view.count, at + 24)])),
+          length <= view.count - at
+        else {
+          btfReason = "BTF header at image offset \(at) declares more bytes than the image holds"
+          continue
+        }
+        do {
+          btf = try BTF(Array(UnsafeRawBufferPointer(rebasing: view[at..<(at + length)])))
+          btfAt = at
+        } catch {
+          btfReason = error.description
+        }
       }
     }
     guard let btf else { throw BTFError(btfReason) }
 
-    // 2. Symbols: kallsyms, checked against and completed by vmcoreinfo.
-    let kallsyms = try Kallsyms.find(in: view, base: stext, wanted: wanted)
+    // 3. Addresses checked against and completed by vmcoreinfo.
     guard let kStext = kallsyms.addresses["_stext"] else { throw BTFError("kallsyms has no _stext") }
     // The tables hold running addresses when the kernel relocated them, link-time otherwise.
     let toLink: UInt64
@@ -129,7 +171,7 @@ public enum GuestKernelImage {
       addresses["_stext"] = nil
     }
 
-    // 3. Build id: vmcoreinfo's, placed where its note is in the image.
+    // 4. Build id: vmcoreinfo's, placed where its note is in the image.
     var buildID: (address: UInt64, bytes: [UInt8])? = nil
     if let hex = info.buildID, let bytes = hexBytes(hex) {
       let needle: [UInt8] = [0x47, 0x4E, 0x55, 0] + bytes
@@ -142,7 +184,7 @@ public enum GuestKernelImage {
     }
     let layout = try KernelLayout.fromBTF(
       btf, symbols: symbols, request: request, sourceName: "guest-memory",
-      extraSources: [LayoutSource(kind: "kallsyms", name: "guest-memory")])
+      extraSources: [LayoutSource(kind: "kallsyms", name: "guest-memory (\(kallsymsHow))")])
     // The banner must name the release vmcoreinfo names: the same kernel.
     if let release = info.release, let named = layout.release, named != release {
       throw BTFError("the kernel image's banner names \(named), vmcoreinfo \(release)")

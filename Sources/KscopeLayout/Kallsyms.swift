@@ -59,6 +59,65 @@ public enum Kallsyms {
     throw BTFError("kallsyms: \(reason)")
   }
 
+  /// Where vmcoreinfo says the tables are (6.0+ exports them), as offsets into the image.
+  public struct Tables: Sendable {
+    public var names: Int, numSyms: Int, tokenTable: Int, tokenIndex: Int, offsets: Int, relativeBase: Int
+    public init(names: Int, numSyms: Int, tokenTable: Int, tokenIndex: Int, offsets: Int, relativeBase: Int) {
+      self.names = names
+      self.numSyms = numSyms
+      self.tokenTable = tokenTable
+      self.tokenIndex = tokenIndex
+      self.offsets = offsets
+      self.relativeBase = relativeBase
+    }
+  }
+
+  /// Reads the tables at known places, with the same checks as the search: the token index
+  /// lists the token starts, the names decode within the image, the addresses come out sorted.
+  public static func read(in img: UnsafeRawBufferPointer, base: UInt64, tables t: Tables, wanted: Set<String>)
+    throws(BTFError) -> KallsymsResult
+  {
+    for (name, at, size) in [("names", t.names, 1), ("num_syms", t.numSyms, 4), ("token_table", t.tokenTable, 256),
+                             ("token_index", t.tokenIndex, 512), ("offsets", t.offsets, 4), ("relative_base", t.relativeBase, 8)]
+    where at < 0 || at > img.count - size {
+      throw BTFError("kallsyms: vmcoreinfo puts kallsyms_\(name) outside the kernel image")
+    }
+    let tokens = try tokenTable(img, at: t.tokenTable)
+    for n in 0..<256 where Int(u16(img, t.tokenIndex + 2 * n)) != tokens.starts[n] {
+      throw BTFError("kallsyms: kallsyms_token_index does not match kallsyms_token_table")
+    }
+    let count = Int(u32(img, t.numSyms))
+    guard count > 0, count < (1 << 22), t.offsets <= img.count - 4 * count,
+      namesExtent(img, from: t.names, count: count, limit: img.count) != nil
+    else { throw BTFError("kallsyms: \(count) names do not decode inside the kernel image") }
+    let relBase = u64(img, t.relativeBase)
+    guard let found = resolve(img, names: t.names, offsets: t.offsets, count: count, relBase: relBase, tokens: tokens.expansions, wanted: wanted)
+    else { throw BTFError("kallsyms: the symbol addresses are not sorted") }
+    return KallsymsResult(
+      addresses: found, symbolCount: count, namesAddress: base &+ UInt64(t.names),
+      tokenTableAddress: base &+ UInt64(t.tokenTable), relativeBase: relBase)
+  }
+
+  /// The 256 tokens from `at`: where each starts (relative to `at`) and what it expands to.
+  static func tokenTable(_ img: UnsafeRawBufferPointer, at start: Int) throws(BTFError) -> (starts: [Int], expansions: [[UInt8]], end: Int) {
+    var starts = [Int](repeating: 0, count: 256)
+    var expansions: [[UInt8]] = []
+    expansions.reserveCapacity(256)
+    var at = start
+    for n in 0..<256 {
+      starts[n] = at - start
+      let s = at
+      while at < img.count, img[at] != 0 {
+        at += 1
+        guard at - s < 256 else { throw BTFError("kallsyms: token \(n) is implausibly long") }
+      }
+      guard at < img.count, at > s else { throw BTFError("kallsyms: token table is cut off or has an empty token") }
+      expansions.append(Array(UnsafeRawBufferPointer(rebasing: img[s..<at])))
+      at += 1
+    }
+    return (starts, expansions, at)
+  }
+
   /// The first offset at or after `from` where `needle` occurs (memchr for its first byte).
   public static func search(_ hay: UnsafeRawBufferPointer, _ needle: [UInt8], from: Int) -> Int? {
     guard needle.count > 0, hay.count >= needle.count, from >= 0, let base = hay.baseAddress else { return nil }
@@ -104,21 +163,10 @@ public enum Kallsyms {
       start = s
     }
     let tokenTable = start
-    var tokenStarts = [Int](repeating: 0, count: 256)
-    var at = tokenTable
-    for n in 0..<256 {
-      tokenStarts[n] = at - tokenTable
-      var len = 0
-      while at < img.count, img[at] != 0 {
-        at += 1
-        len += 1
-        guard len < 256 else { throw BTFError("token \(n) is implausibly long") }
-      }
-      guard at < img.count, len > 0 else { throw BTFError("token table is cut off or has an empty token") }
-      at += 1
-    }
+    let table = try Kallsyms.tokenTable(img, at: tokenTable)
+    let tokenStarts = table.starts
     guard tokenStarts[0x30] == digitsAt - tokenTable else { throw BTFError("token table does not line up with its digits") }
-    let tokenTableEnd = at
+    let tokenTableEnd = table.end
 
     // 2. Token index: right after the table (aligned), listing the token starts.
     var tokenIndex: Int? = nil
@@ -134,15 +182,7 @@ public enum Kallsyms {
     }
     guard let tokenIndex else { throw BTFError("no token index after the token table") }
 
-    // Token expansions, once.
-    var tokens: [[UInt8]] = []
-    tokens.reserveCapacity(256)
-    for n in 0..<256 {
-      let s = tokenTable + tokenStarts[n]
-      var e = s
-      while img[e] != 0 { e += 1 }
-      tokens.append(Array(img[s..<e]))
-    }
+    let tokens = table.expansions
 
     // 3. num_syms + names: scan back from the token table for an 8-byte slot holding N whose
     //    N entries decode and end before the token table, followed by markers that agree.
@@ -281,11 +321,14 @@ public enum Kallsyms {
       guard a >= previous else { return nil }
       previous = a
     }
-    var byLength: [Int: [(String, [UInt8])]] = [:]
-    for name in wanted { byLength[name.utf8.count, default: []].append((name, Array(name.utf8))) }
+    // Wanted names by length (+1 for the type letter): most entries are skipped after summing
+    // their tokens' lengths, without copying or hashing anything.
+    var byLength = [[(String, [UInt8])]](repeating: [], count: 1025)
+    for name in wanted where name.utf8.count < 1024 { byLength[name.utf8.count + 1].append((name, Array(name.utf8))) }
+    let tokenLengths = tokens.map(\.count)
     var found: [String: UInt64] = [:]
     var buffer: [UInt8] = []
-    buffer.reserveCapacity(512)
+    buffer.reserveCapacity(1100)
     var at = names
     for i in 0..<count {
       var len = Int(img[at])
@@ -294,15 +337,18 @@ public enum Kallsyms {
         len = (len & 0x7F) | Int(img[at]) << 7
         at += 1
       }
-      buffer.removeAll(keepingCapacity: true)
-      for k in 0..<len { buffer.append(contentsOf: tokens[Int(img[at + k])]) }
-      at += len
-      // buffer[0] is the type letter.
-      guard buffer.count > 1, let candidates = byLength[buffer.count - 1] else { continue }
-      for (name, bytes) in candidates where found[name] == nil && buffer[1...].elementsEqual(bytes) {
-        found[name] = address(i)
+      var expanded = 0
+      for k in 0..<len { expanded += tokenLengths[Int(img[at + k])] }
+      if expanded <= 1024, !byLength[expanded].isEmpty {
+        buffer.removeAll(keepingCapacity: true)
+        for k in 0..<len { buffer.append(contentsOf: tokens[Int(img[at + k])]) }
+        // buffer[0] is the type letter.
+        for (name, bytes) in byLength[expanded] where found[name] == nil && buffer[1...].elementsEqual(bytes) {
+          found[name] = address(i)
+        }
+        if found.count == wanted.count { break }
       }
-      if found.count == wanted.count { break }
+      at += len
     }
     return found
   }

@@ -17,7 +17,7 @@ enum BTFLayoutSource {
       let memory = try RAMImage(path: ramPath, regions: regions)
       let found = try GuestKernelImage.layout(memory: memory, buildID: kernel?.buildID)
       let origin =
-        "btf+kallsyms:guest-memory (BTF at 0x\(String(found.btfAddress, radix: 16)), \(found.btfBytes) bytes; \(found.kallsymsSymbols) kallsyms; vmcoreinfo at 0x\(String(found.vmcoreinfoAddress, radix: 16)))"
+        "btf+kallsyms:guest-memory (BTF at 0x\(String(found.btfAddress, radix: 16)), \(found.btfBytes) bytes; \(found.kallsymsSymbols) kallsyms symbols, \(found.layout.sources.last?.name ?? ""); vmcoreinfo at 0x\(String(found.vmcoreinfoAddress, radix: 16)))"
       return (found.layout, origin)
     } catch {
       reasons.append("\(error)")
