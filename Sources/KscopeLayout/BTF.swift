@@ -275,12 +275,12 @@ public struct BTF: Sendable {
     var byLength: [Int: [(String, [UInt8])]] = [:]
     for name in names { byLength[name.utf8.count, default: []].append((name, Array(name.utf8))) }
     var found: [String: [UInt32]] = [:]
+    // A bit per kind: no hashing per type.
+    let mask = kinds.reduce(UInt32(0)) { $0 | 1 << UInt32($1.rawValue) }
     bytes.withUnsafeBytes { raw in
       for (i, offset) in recordOffsets.enumerated() {
         let at = Int(offset)
-        guard let kind = BTFKind(rawValue: UInt8((BTF.u32(raw, at + 4) >> 24) & 0x1F)),
-          kinds.contains(kind)
-        else { continue }
+        guard mask & 1 << ((BTF.u32(raw, at + 4) >> 24) & 0x1F) != 0 else { continue }
         let nameOff = BTF.u32(raw, at)
         guard nameOff != 0, let length = stringLength(at: nameOff),
           let candidates = byLength[length]

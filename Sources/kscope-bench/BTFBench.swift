@@ -19,6 +19,13 @@ import KscopeOS
 
 enum BTFBench {
   static func run(_ args: [String]) throws {
+    if args.first == "--extract" {
+      // The raw .BTF of a vmlinuz, written by a child so that this process stays small: a
+      // spawned child's peak RSS counts its parent's high-water mark until it execs.
+      guard args.count == 3 else { throw BenchError("usage: btf --extract VMLINUZ OUT") }
+      try Files.writeAtomically(try rawBTF(args[1]).blob, to: args[2])
+      return
+    }
     if args.first == "--child" {
       guard args.count == 3 else { throw BenchError("usage: btf --child BTF OUT") }
       let layout = try KernelImageFile.layout(path: args[1], typesOnly: true)
@@ -47,30 +54,26 @@ enum BTFBench {
     }
     guard access(vmlinuz, R_OK) == 0 else { throw BenchError("no vmlinuz at \(vmlinuz): run host/setup.sh") }
 
-    // In process: decompress, find .BTF, write it out as the raw blob the children read.
-    let file = try MappedFile(path: vmlinuz)
-    guard let all = file.bytes(at: 0, count: file.size) else { throw BenchError("\(vmlinuz): unreadable") }
-    var t = monotonic()
-    let elf = try KernelImageFile.decompressELF(all)
-    let decompress = monotonic() - t
-    let (blob, kallsymsSeconds, kallsymsCount): ([UInt8], Double, Int) = try elf.withUnsafeBytes { raw in
-      let sections = try ElfSections(raw)
-      guard let s = sections.section(".BTF"), let ro = sections.section(".rodata") else {
-        throw BenchError("\(vmlinuz): no .BTF or .rodata")
-      }
-      let t0 = monotonic()
-      let k = try Kallsyms.find(
-        in: UnsafeRawBufferPointer(rebasing: raw[ro.offset..<(ro.offset + ro.size)]), base: ro.address,
-        wanted: KernelLayout.symbolNames(.default))
-      return (Array(raw[s.offset..<(s.offset + s.size)]), monotonic() - t0, k.symbolCount)
-    }
     let btfPath = "/tmp/kscope-bench-btf-\(getpid()).btf"
     let output = "/tmp/kscope-bench-btf-\(getpid()).json"
     defer {
       unlink(btfPath)
       unlink(output)
     }
-    try Files.writeAtomically(blob, to: btfPath)
+    _ = try LayoutBench.measure([LayoutBench.selfPath(), "btf", "--extract", vmlinuz, btfPath])
+
+    // Fresh processes first, while this one is small.
+    let extract = kscope.map { [$0, "layout", "extract", btfPath, "--types-only", "-o", output] }
+      ?? [LayoutBench.selfPath(), "btf", "--child", btfPath, output]
+    var ours: [LayoutBench.Measurement] = []
+    for _ in 0..<runs { ours.append(try LayoutBench.measure(extract)) }
+    let pahole = ["/usr/bin/pahole", "-F", "btf", "-C", LayoutRequest.default.types.joined(separator: ","), btfPath]
+    var theirs: [LayoutBench.Measurement] = []
+    for _ in 0..<paholeRuns { theirs.append(try LayoutBench.measure(pahole)) }
+
+    // In process: the phases.
+    let (blob, decompress, kallsymsSeconds, kallsymsCount) = try rawBTF(vmlinuz)
+    var t = monotonic()
     var parse: [Double] = []
     var collect: [Double] = []
     var request = LayoutRequest.default
@@ -85,14 +88,6 @@ enum BTFBench {
       collect.append(monotonic() - t1)
     }
     let btf = try BTF(blob)
-
-    let extract = kscope.map { [$0, "layout", "extract", btfPath, "--types-only", "-o", output] }
-      ?? [LayoutBench.selfPath(), "btf", "--child", btfPath, output]
-    var ours: [LayoutBench.Measurement] = []
-    for _ in 0..<runs { ours.append(try LayoutBench.measure(extract)) }
-    let pahole = ["/usr/bin/pahole", "-F", "btf", "-C", LayoutRequest.default.types.joined(separator: ","), btfPath]
-    var theirs: [LayoutBench.Measurement] = []
-    for _ in 0..<paholeRuns { theirs.append(try LayoutBench.measure(pahole)) }
 
     print("btf benchmark: \(vmlinuz)")
     print("  raw BTF \(blob.count) bytes, \(btf.typeCount) types; kallsyms \(kallsymsCount) symbols")
@@ -116,6 +111,26 @@ enum BTFBench {
         times.append(monotonic() - t)
       }
       print("  guest memory (\(snapshotRAM)): layout median \(LayoutBench.format(times.median)) s, of which the vmcoreinfo scan \(LayoutBench.format(notes.median)) s")
+    }
+  }
+
+  /// The vmlinuz's .BTF, with the decompression and kallsyms times.
+  static func rawBTF(_ vmlinuz: String) throws -> (blob: [UInt8], decompress: Double, kallsyms: Double, symbols: Int) {
+    let file = try MappedFile(path: vmlinuz)
+    guard let all = file.bytes(at: 0, count: file.size) else { throw BenchError("\(vmlinuz): unreadable") }
+    let t = monotonic()
+    let elf = try KernelImageFile.decompressELF(all)
+    let decompress = monotonic() - t
+    return try elf.withUnsafeBytes { raw in
+      let sections = try ElfSections(raw)
+      guard let s = sections.section(".BTF"), let ro = sections.section(".rodata") else {
+        throw BenchError("\(vmlinuz): no .BTF or .rodata")
+      }
+      let t0 = monotonic()
+      let k = try Kallsyms.find(
+        in: UnsafeRawBufferPointer(rebasing: raw[ro.offset..<(ro.offset + ro.size)]), base: ro.address,
+        wanted: KernelLayout.symbolNames(.default))
+      return (Array(raw[s.offset..<(s.offset + s.size)]), decompress, monotonic() - t0, k.symbolCount)
     }
   }
 
