@@ -141,6 +141,11 @@ public enum KernelImageFile {
         throw BTFError("\(path) is raw BTF: it has types but no symbols; give --types-only for a types-only layout, or the kernel's vmlinuz")
       }
       let btf = try BTF(Array(all))
+      // Raw BTF names no release, so only a kernel with `enum pagetype` (6.12) tells its
+      // page_type encoding; older ones need the rule kscope keeps per release.
+      guard !btf.ids(named: [PageTypeEncoding.dwarfEnumName], kinds: [.enumeration, .enum64]).isEmpty else {
+        throw BTFError("\(path): raw BTF without enum pagetype names no release, and the page_type encoding of kernels before 6.12 depends on it: give the kernel's vmlinuz")
+      }
       var typesRequest = request
       typesRequest.symbols = []
       typesRequest.optionalSymbols = []

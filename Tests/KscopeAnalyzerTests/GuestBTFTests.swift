@@ -1,6 +1,7 @@
 import Foundation
 import KscopeCore
 import KscopeDebugInfo
+import KscopeHost
 import KscopeLayout
 import KscopeVM
 import Testing
@@ -49,6 +50,36 @@ import Testing
     #expect(a.map.extents == b.map.extents)
     #expect(a.processes == b.processes)
     #expect(a.map.header.kernelBuildID == manifest.kernel.buildID)
+
+    // `kscope color SNAPSHOT` with no debug info on the machine (an empty cache, a manifest
+    // whose kernel directory is empty): the layout comes from guest memory, nothing is
+    // downloaded, and the map is the DWARF map.
+    let bare = state + "/bare"
+    let empty = state + "/empty"
+    try FileManager.default.createDirectory(atPath: bare, withIntermediateDirectories: true)
+    try FileManager.default.createDirectory(atPath: empty, withIntermediateDirectories: true)
+    for f in try FileManager.default.contentsOfDirectory(atPath: snapshot) where f != "manifest.json" {
+      try FileManager.default.linkItem(atPath: snapshot + "/" + f, toPath: bare + "/" + f)  // a hard link: the manifest checks sizes
+    }
+    var json = try #require(
+      try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: snapshot + "/manifest.json"))) as? [String: Any])
+    var kernelJSON = try #require(json["kernel"] as? [String: Any])
+    kernelJSON["directory"] = empty
+    json["kernel"] = kernelJSON
+    try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: bare + "/manifest.json"))
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: try kscopeExecutable())
+    p.arguments = ["color", bare, "-o", state + "/bare.kcm", "--no-digest"]
+    p.environment = ProcessInfo.processInfo.environment.merging(["KSCOPE_CACHE": empty]) { $1 }
+    p.standardOutput = FileHandle.nullDevice
+    try p.run()
+    p.waitUntilExit()
+    #expect(p.terminationStatus == 0)
+    let cli = try ColorMapFile.open(state + "/bare.kcm")
+    #expect(cli.entries == b.map.entries)
+    let origin = cli.header.metadata.first { $0.0 == "source.layout" }?.1 ?? ""
+    #expect(origin.hasPrefix("btf+kallsyms:guest-memory"), "\(origin)")
+    #expect((try? FileManager.default.contentsOfDirectory(atPath: empty)) == [])
 
     // A build the memory does not hold is refused, not guessed.
     #expect(throws: BTFError.self) {
@@ -126,6 +157,16 @@ import Testing
     #expect(e2?.contains("kallsyms") == true, "\(e2 ?? "accepted")")
     #expect(e2?.contains("\n") == false)
   }
+}
+
+/// The `kscope` executable built beside the test bundle.
+func kscopeExecutable() throws -> String {
+  let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+  for candidate in [dir, dir.deletingLastPathComponent()] {
+    let p = candidate.appendingPathComponent("kscope").path
+    if FileManager.default.isExecutableFile(atPath: p) { return p }
+  }
+  throw AnalyzerTestError("the kscope executable is not built beside the tests in \(dir.path); run swift build first")
 }
 
 enum KernelCache {
