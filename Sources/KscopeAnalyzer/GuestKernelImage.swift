@@ -31,39 +31,51 @@ public enum GuestKernelImage {
     memory: any PhysicalMemory, request: LayoutRequest = .default, hintedNote: UInt64? = nil,
     buildID: String? = nil
   ) throws(BTFError) -> Found {
-    var candidates: [(UInt64, VMCoreInfo)] = []
-    if let at = hintedNote, let info = KernelLocator.note(at: at, in: memory) { candidates.append((at, info)) }
-    if candidates.isEmpty { candidates = pageAlignedNotes(in: memory) }
-    if candidates.isEmpty { candidates = KernelLocator.notes(in: memory, limit: 16) }
-    guard !candidates.isEmpty else { throw BTFError("guest memory: no vmcoreinfo note") }
     var reason = "no vmcoreinfo note names build \(buildID ?? "?")"
-    for (at, info) in candidates {
-      if let buildID, info.buildID != buildID { continue }
+    var found: Found? = nil
+    var seen = 0
+    func attempt(_ at: UInt64, _ info: VMCoreInfo) -> Bool {
+      seen += 1
+      if let buildID, info.buildID != buildID { return false }
       do {
-        return try fromImage(memory: memory, info: info, noteAt: at, request: request)
+        found = try fromImage(memory: memory, info: info, noteAt: at, request: request)
+        return true
       } catch {
         reason = error.description
+        return false
       }
     }
+    if let at = hintedNote, let info = KernelLocator.note(at: at, in: memory), attempt(at, info) { return found! }
+    pageAlignedNotes(in: memory, until: attempt)
+    if let found { return found }
+    // Not at a page start (never seen): a scan of all RAM.
+    for (at, info) in KernelLocator.notes(in: memory, limit: 16) where attempt(at, info) { return found! }
+    guard seen > 0 else { throw BTFError("guest memory: no vmcoreinfo note") }
     throw BTFError("guest memory: \(reason)")
   }
 
   /// The kernel allocates its vmcoreinfo note as whole pages (alloc_pages_exact), so the
   /// note starts a page: checking 24 bytes per page finds it without scanning all of RAM.
-  static func pageAlignedNotes(in memory: any PhysicalMemory) -> [(UInt64, VMCoreInfo)] {
-    var out: [(UInt64, VMCoreInfo)] = []
-    for r in memory.regions {
-      var page = (r.start + 4095) & ~4095
-      while page + 24 <= r.end, out.count < 16 {
-        defer { page += 4096 }
-        guard memory.u32(at: page) == 11, memory.u32(at: page + 8) == 0,
+  /// Offers each note at a page start to `until`, from the top of RAM down (the allocator
+  /// hands out high pages first, so the note is usually near the top), until it accepts one.
+  /// Pages are touched only as far as the probe goes: each touch maps file pages.
+  static func pageAlignedNotes(in memory: any PhysicalMemory, until accept: (UInt64, VMCoreInfo) -> Bool) {
+    var offered = 0
+    for r in memory.regions.sorted(by: { $0.start > $1.start }) {
+      guard r.end >= 4096 + r.start else { continue }
+      var page = (r.end - 4096) & ~4095
+      while page >= r.start, offered < 64 {
+        if memory.u32(at: page) == 11, memory.u32(at: page + 8) == 0,
           memory.bytes(at: page + 12, count: KernelLocator.noteName.count) == KernelLocator.noteName,
           let info = KernelLocator.note(at: page, in: memory)
-        else { continue }
-        out.append((page, info))
+        {
+          offered += 1
+          if accept(page, info) { return }
+        }
+        guard page >= 4096 else { break }
+        page -= 4096
       }
     }
-    return out
   }
 
   static func fromImage(memory: any PhysicalMemory, info: VMCoreInfo, noteAt: UInt64, request: LayoutRequest)

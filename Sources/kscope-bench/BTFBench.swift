@@ -110,7 +110,7 @@ enum BTFBench {
         _ = try GuestKernelImage.layout(memory: memory)
         times.append(monotonic() - t)
       }
-      print("  guest memory (\(snapshotRAM)): layout median \(LayoutBench.format(times.median)) s, of which the vmcoreinfo scan \(LayoutBench.format(notes.median)) s")
+      print("  guest memory (\(snapshotRAM)): layout median \(LayoutBench.format(times.median)) s (a full scan of RAM for vmcoreinfo, not needed when its note starts a page as the kernel allocates it: \(LayoutBench.format(notes.median)) s)")
     }
   }
 

@@ -149,7 +149,12 @@ import Testing
     #expect(e1?.contains("BTF") == true, "\(e1 ?? "accepted")")
     #expect(e1?.contains("\n") == false)
     // kallsyms offsets out of order (found through vmcoreinfo, or by shape: both refuse).
-    let (_, info) = GuestKernelImage.pageAlignedNotes(in: memory).first!
+    var first: VMCoreInfo? = nil
+    GuestKernelImage.pageAlignedNotes(in: memory) { _, info in
+      first = info
+      return true
+    }
+    let info = try #require(first)
     let offsetsVA = try #require(info.symbol("kallsyms_offsets"))
     let pa = offsetsVA - startKernelMap + info.physBase! + 400
     let r = regions.first { pa >= $0.start && pa < $0.end }!
