@@ -21,6 +21,9 @@ public struct BTFTypeCollector {
   static let maxDepth = 32
   /// How deep anonymous struct/union members may nest.
   static let maxNesting = 16
+  /// Anonymous types being recorded inside one another (C cannot make an anonymous type refer
+  /// to itself, so a chain this long is a loop in damaged BTF).
+  var anonymousNesting = 0
 
   public init(btf: BTF) { self.btf = btf }
 
@@ -175,6 +178,11 @@ public struct BTFTypeCollector {
       let name = try btf.name(id)
       if !name.isEmpty { return kind == .union ? .union(name) : .structure(name) }
       if userTypes[anonymousName] == nil {
+        guard anonymousNesting < BTFTypeCollector.maxNesting else {
+          throw BTFError("BTF: anonymous types nest too deeply under \(anonymousName.prefix(80)) (a type loop?)")
+        }
+        anonymousNesting += 1
+        defer { anonymousNesting -= 1 }
         userTypes[anonymousName] = try userType(id, name: anonymousName)
       }
       return kind == .union ? .union(anonymousName) : .structure(anonymousName)

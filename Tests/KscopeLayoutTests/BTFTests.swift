@@ -262,6 +262,14 @@ func sampleBTF() -> BTFBuilder {
     _ = nest.structure("", size: 8, [("", 2, 0, 0)])
     #expect(failure(nest.bytes)?.contains("nest too deeply") == true)
 
+    // An anonymous struct whose member points to itself: each level would be a new
+    // `unnamed_...` type without the bound.
+    var selfRef = BTFBuilder()
+    _ = selfRef.structure("page", size: 8, [("link", 3, 0, 0)])
+    _ = selfRef.structure("", size: 8, [("next", 3, 0, 0)])
+    _ = selfRef.ptr(2)
+    #expect(failure(selfRef.bytes)?.contains("nest too deeply") == true)
+
     // A member type id past the last type.
     var range = BTFBuilder()
     _ = range.structure("page", size: 8, [("flags", 99, 0, 0)])
