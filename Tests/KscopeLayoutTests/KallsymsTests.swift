@@ -2,6 +2,10 @@ import KscopeCore
 import KscopeLayout
 import Testing
 
+#if canImport(Glibc)
+  import Glibc
+#endif
+
 /// Kallsyms tables written as scripts/kallsyms.c lays them out, in the 6.12 order (num_syms,
 /// names, markers, token table, token index, offsets, relative base) or the 6.1 order
 /// (offsets, relative base first).
@@ -126,5 +130,40 @@ struct KallsymsBuilder {
     #expect(throws: BTFError.self) {
       try [UInt8](repeating: 0x30, count: 10000).withUnsafeBytes { try Kallsyms.find(in: $0, base: 0, wanted: []) }
     }
+  }
+
+  /// Seeded mutations of kallsyms tables, and of small ELF and bzImage headers: every outcome
+  /// is a result or an error, never a crash or a hang (KSCOPE_FUZZ_ITERATIONS, KSCOPE_FUZZ_SEED).
+  @Test func fuzzedImagesNeverCrash() {
+    let iterations = getenv("KSCOPE_FUZZ_ITERATIONS").flatMap { Int(String(cString: $0)) } ?? 1000
+    let seed = getenv("KSCOPE_FUZZ_SEED").flatMap { UInt64(String(cString: $0)) } ?? 0x6b61_6c6c
+    var g = SplitMix64(seed: seed)
+    let tables = [Self.sample(false).bytes, Self.sample(true).bytes]
+    var elf = [UInt8](repeating: 0, count: 512)
+    elf[0...5] = [0x7F, 0x45, 0x4C, 0x46, 2, 1]
+    elf[0x28] = 64  // shoff
+    elf[0x3A] = 64  // shentsize
+    elf[0x3C] = 2  // shnum
+    elf[0x3E] = 1  // shstrndx
+    var bz = [UInt8](repeating: 0, count: 4096)
+    bz[0x202...0x207] = [0x48, 0x64, 0x72, 0x53, 0x0F, 0x02]
+    bz[0x1F1] = 1
+    bz[0x24C] = 64  // payload length
+    bz[1024...1027] = [0x28, 0xB5, 0x2F, 0xFD]
+    let clock = ContinuousClock()
+    var slowest = Duration.zero
+    var found = 0
+    for _ in 0..<iterations {
+      let start = clock.now
+      let m = HintDamage.mutate(tables[g.below(2)], using: &g)
+      if (try? m.withUnsafeBytes { try Kallsyms.find(in: $0, base: 0xffff_ffff_8200_0000, wanted: ["_stext"]) }) != nil {
+        found += 1
+      }
+      _ = try? HintDamage.mutate(elf, using: &g).withUnsafeBytes { try ElfSections($0) }
+      _ = try? HintDamage.mutate(bz, using: &g).withUnsafeBytes { try BzImagePayload.parse($0) }
+      slowest = max(slowest, clock.now - start)
+    }
+    #expect(slowest < .seconds(1))
+    #expect(found > 0)  // mutations outside the tables leave them readable
   }
 }
