@@ -80,6 +80,17 @@ import Testing
     let origin = cli.header.metadata.first { $0.0 == "source.layout" }?.1 ?? ""
     #expect(origin.hasPrefix("btf+kallsyms:guest-memory"), "\(origin)")
     #expect((try? FileManager.default.contentsOfDirectory(atPath: empty)) == [])
+    // --btf: BTF although the debug info is cached.
+    let q = Process()
+    q.executableURL = URL(fileURLWithPath: try kscopeExecutable())
+    q.arguments = ["color", snapshot, "--btf", "-o", state + "/forced.kcm", "--no-digest"]
+    q.standardOutput = FileHandle.nullDevice
+    try q.run()
+    q.waitUntilExit()
+    #expect(q.terminationStatus == 0)
+    let forced = try ColorMapFile.open(state + "/forced.kcm")
+    #expect(forced.entries == b.map.entries)
+    #expect(forced.header.metadata.first { $0.0 == "source.layout" }?.1.hasPrefix("btf+kallsyms:guest-memory") == true)
 
     // A build the memory does not hold is refused, not guessed.
     #expect(throws: BTFError.self) {
