@@ -62,8 +62,9 @@ public enum GuestKernelImage {
   static func pageAlignedNotes(in memory: any PhysicalMemory, until accept: (UInt64, VMCoreInfo) -> Bool) {
     var offered = 0
     for r in memory.regions.sorted(by: { $0.start > $1.start }) {
-      guard r.end >= 4096 + r.start else { continue }
-      var page = (r.end - 4096) & ~4095
+      let end = r.start &+ r.size
+      guard r.size >= 4096, end > r.start else { continue }
+      var page = (end - 4096) & ~4095
       while page >= r.start, offered < 64 {
         if memory.u32(at: page) == 11, memory.u32(at: page + 8) == 0,
           memory.bytes(at: page + 12, count: KernelLocator.noteName.count) == KernelLocator.noteName,
