@@ -48,6 +48,15 @@ let package = Package(
     .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
     // Pictures of color maps: frames along a Hilbert curve, legend, PNG.
     .target(name: "KscopeRender", dependencies: ["KscopeCore", "CZlib"], swiftSettings: strict),
+    // Kernel images without debug info: vmlinuz decompression (zstd, lz4, xz, gzip) -> .BTF,
+    // kallsyms and .notes -> a kernel layout.
+    .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+    .systemLibrary(name: "CLz4", pkgConfig: "liblz4", providers: [.apt(["liblz4-dev"])]),
+    .systemLibrary(name: "CLzma", pkgConfig: "liblzma", providers: [.apt(["liblzma-dev"])]),
+    .target(
+      name: "KscopeKernelImage",
+      dependencies: ["KscopeCore", "KscopeOS", "KscopeLayout", "CZstd", "CLz4", "CLzma", "CZlib"],
+      swiftSettings: strict),
     // The guest agent's engine: gathers hints inside the guest and publishes them to the
     // shared-memory channel. No Foundation: it ships as a small static binary.
     .target(name: "KscopeAgent", dependencies: ["KscopeCore", "KscopeOS"], swiftSettings: strict),
@@ -76,7 +85,7 @@ let package = Package(
       dependencies: [
         "KscopeCore", "KscopeOS", "KscopeHost", "KscopeLayout", "KscopeDebugInfo", "KscopeVM",
         "KscopeRender", "KscopeAgent", "KscopeAnalyzer", "KscopeClone",
-        "KscopeEngine",
+        "KscopeEngine", "KscopeKernelImage",
         .product(name: "ArgumentParser", package: "swift-argument-parser"), logging,
       ],
       swiftSettings: strict),
@@ -84,7 +93,7 @@ let package = Package(
       name: "kscope-bench",
       dependencies: [
         "KscopeCore", "KscopeOS", "KscopeHost", "KscopeLayout", "KscopeDebugInfo", "KscopeAnalyzer",
-        "KscopeVM", "KscopeClone", "KscopeEngine", "CKscopeLinux",
+        "KscopeVM", "KscopeClone", "KscopeEngine", "CKscopeLinux", "KscopeKernelImage",
       ],
       swiftSettings: strict),
     .testTarget(name: "KscopeCoreTests", dependencies: ["KscopeCore"], swiftSettings: strict),
@@ -92,7 +101,8 @@ let package = Package(
       name: "KscopeHostTests", dependencies: ["KscopeCore", "KscopeOS", "KscopeHost"],
       swiftSettings: strict),
     .testTarget(
-      name: "KscopeLayoutTests", dependencies: ["KscopeCore", "KscopeLayout", "KscopeDebugInfo"],
+      name: "KscopeLayoutTests",
+      dependencies: ["KscopeCore", "KscopeLayout", "KscopeDebugInfo", "KscopeKernelImage"],
       resources: [.copy("Recorded")], swiftSettings: strict),
     .testTarget(
       name: "KscopeAnalyzerTests",

@@ -15,6 +15,7 @@ packages=(
   hyperfine
   nbdkit libnbd-dev                            # remote page source: server, client library
   gcc libc6-dev                                # builds the guest-side kpageflags recorder
+  libzstd-dev liblz4-dev liblzma-dev           # vmlinuz payloads (zstd, lz4, xz) for layouts from BTF
 )
 
 missing=()

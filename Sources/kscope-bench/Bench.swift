@@ -18,6 +18,7 @@ struct Bench {
     case "colormap": try ColorMapBench.run(Array(args.dropFirst()))
     case "color": try ColorBench.run(Array(args.dropFirst()))
     case "layout": try LayoutBench.run(Array(args.dropFirst()))
+    case "btf": try BTFBench.run(Array(args.dropFirst()))
     case "vm": try VMBench.run(Array(args.dropFirst()))
     case "host": try HostBench.run(Array(args.dropFirst()))
     case "engine": try EngineBench.run(Array(args.dropFirst()))

@@ -38,6 +38,12 @@ struct ColorCommand: ParsableCommand {
   @Option(help: "The guest kernel's vmlinux with debug info (its layout is extracted).")
   var vmlinux: String?
 
+  @Flag(help: "Read the layout from the guest kernel's own BTF and kallsyms even when debug info is cached.")
+  var btf = false
+
+  @Flag(help: "Download the guest kernel's debug package when no debug info is cached (default: use its BTF).")
+  var fetchDebug = false
+
   @Flag(help: "Also color frames whose content is all zeros 'zero' (reads every frame).")
   var zeroScan = false
 
@@ -75,6 +81,9 @@ struct ColorCommand: ParsableCommand {
       throw ValidationError("--layout, --vmlinux, --zero-scan, --no-processes, --flat and the hint options need a snapshot or RAM file")
     }
     if layout != nil && vmlinux != nil { throw ValidationError("use --layout or --vmlinux, not both") }
+    if btf && (layout != nil || vmlinux != nil || source == nil) {
+      throw ValidationError("--btf reads the layout from a snapshot or RAM file: not with --layout or --vmlinux")
+    }
   }
 
   func run() throws {
@@ -115,7 +124,8 @@ extension ColorCommand {
   func colorGuest(_ source: String) throws {
     let logger = Logger(label: "kscope.color")
     let started = Date()
-    let guest = try GuestSource.resolve(source, layoutPath: layout, vmlinux: vmlinux, flat: flat)
+    let guest = try GuestSource.resolve(
+      source, layoutPath: layout, vmlinux: vmlinux, flat: flat, btf: btf, fetchDebug: fetchDebug)
     let kernelLayout = guest.layout
     let ram = guest.ramPath
     let memory = try guest.openMemory()

@@ -22,7 +22,9 @@ struct GuestSource {
   /// A snapshot directory (manifest.json) or a raw RAM file. For a snapshot, the layout is
   /// found from its manifest's kernel unless given: the layout cache, the cached debug
   /// package, or a fetch of that exact kernel version (host/fetch-kernels.sh).
-  static func resolve(_ source: String, layoutPath: String?, vmlinux: String?, flat: Bool) throws -> GuestSource {
+  static func resolve(
+    _ source: String, layoutPath: String?, vmlinux: String?, flat: Bool, btf: Bool = false, fetchDebug: Bool = false
+  ) throws -> GuestSource {
     var isDir: ObjCBool = false
     guard FileManager.default.fileExists(atPath: source, isDirectory: &isDir) else {
       throw CommandFailure("\(source): no such file or snapshot directory")
@@ -41,15 +43,18 @@ struct GuestSource {
       let regions = manifest.memoryLayout.map {
         GuestRAMRegion(start: $0.guestPhysicalStart, size: $0.size, fileOffset: $0.fileOffset)
       }
-      let (layout, origin) = try loadLayout(layoutPath: layoutPath, vmlinux: vmlinux, kernel: manifest.kernel)
+      // BTF is read through the RAM file this snapshot opened (never by path again).
+      let ram = ("/proc/self/fd/\(snap.ram.fd)", regions)
+      let (layout, origin) = try loadLayout(
+        layoutPath: layoutPath, vmlinux: vmlinux, kernel: manifest.kernel, btfFrom: ram, btfOnly: btf,
+        fetchDebug: fetchDebug)
       return GuestSource(
         ramPath: snap.ram.path, regions: regions, layout: layout, layoutOrigin: origin,
         hintsPath: snap.hints.path, snapshot: snap)
     }
-    guard layoutPath != nil || vmlinux != nil else {
-      throw CommandFailure("coloring the raw RAM file \(source) needs the guest kernel's layout: --layout FILE or --vmlinux FILE")
+    guard layoutPath != nil || vmlinux != nil || btf else {
+      throw CommandFailure("coloring the raw RAM file \(source) needs the guest kernel's layout: --layout FILE, --vmlinux FILE or --btf")
     }
-    let (layout, origin) = try loadLayout(layoutPath: layoutPath, vmlinux: vmlinux, kernel: nil)
     let size = (try? FileManager.default.attributesOfItem(atPath: source)[.size] as? UInt64) ?? 0
     // A raw file from `kscope vm` (or any q35 QEMU guest) splits RAM around the PCI hole.
     let regions =
@@ -58,6 +63,8 @@ struct GuestSource {
       : GuestMemoryRegion.q35Layout(ramSize: size).map {
         GuestRAMRegion(start: $0.guestPhysicalStart, size: $0.size, fileOffset: $0.fileOffset)
       }
+    let (layout, origin) = try loadLayout(
+      layoutPath: layoutPath, vmlinux: vmlinux, kernel: nil, btfFrom: (source, regions), btfOnly: btf)
     return GuestSource(ramPath: source, regions: regions, layout: layout, layoutOrigin: origin, hintsPath: nil)
   }
 
@@ -79,18 +86,25 @@ struct GuestSource {
     HintFit.mismatch(hints, guestEnd: memory.end, regionSize: snapshot?.manifest.hintSize)
   }
 
+  /// Without debug info on the machine, the layout comes from the kernel's own BTF and
+  /// kallsyms (`btfFrom`, BTFLayoutSource); the debug package is downloaded only on request.
   static func loadLayout(
-    layoutPath: String?, vmlinux: String?, kernel: SnapshotManifest.Kernel?
+    layoutPath: String?, vmlinux: String?, kernel: SnapshotManifest.Kernel?,
+    btfFrom ram: (path: String, regions: [GuestRAMRegion])? = nil, btfOnly: Bool = false, fetchDebug: Bool = false
   ) throws -> (KernelLayout, String) {
     if let layoutPath { return (try checked(LayoutFile.read(layoutPath), layoutPath), layoutPath) }
     if let vmlinux { return (try checked(LayoutExtractor.extract(vmlinux: vmlinux), vmlinux), vmlinux) }
-    guard let kernel else { throw CommandFailure("no layout given") }
     // The build id names a file in the cache: hex only (the manifest's validation said so;
     // checked again here, where it becomes a path).
-    guard SnapshotManifest.isBuildID(kernel.buildID) else {
+    if let kernel, !SnapshotManifest.isBuildID(kernel.buildID) {
       throw CommandFailure("kernel build id '\(TerminalSafe.oneLine(kernel.buildID, limit: 200))' is not hexadecimal")
     }
     let cache = cacheRoot()
+    if btfOnly, let ram {
+      let (layout, origin) = try BTFLayoutSource.layout(ramPath: ram.path, regions: ram.regions, kernel: kernel, cache: cache)
+      return (try checked(layout, origin), origin)
+    }
+    guard let kernel else { throw CommandFailure("no layout given") }
     let cached = "\(cache)/layouts/\(kernel.buildID).json"
     if let layout = try? LayoutFile.read(cached), layout.buildID == kernel.buildID,
       (try? layout.validate(request: .default)) != nil
@@ -104,6 +118,10 @@ struct GuestSource {
       candidates.insert(k.vmlinux, at: 0)
     }
     if !candidates.contains(where: { FileManager.default.fileExists(atPath: $0) }) {
+      if !fetchDebug, let ram {
+        let (layout, origin) = try BTFLayoutSource.layout(ramPath: ram.path, regions: ram.regions, kernel: kernel, cache: cache)
+      return (try checked(layout, origin), origin)
+      }
       try fetchKernel(kernel.release)
       candidates = ["\(cache)/kernels/\(kernel.release)/vmlinux"]
     }
