@@ -169,6 +169,10 @@ public enum Analyzer {
                 lastHead = (f, .pageCache, fl, mapping, index)
                 if r.has(pages.pgHead) { headVerdicts[f] = (.pageCache, fl, mapping, index) }
               }
+            case .anomaly(let what):
+              entries[Int(f)] = FrameEntry(.unknown, .anomaly).rawValue
+              anomalies[what, default: 0] += 1
+              lastHead = nil
             case .tail:
               break
             }
@@ -208,13 +212,17 @@ public enum Analyzer {
             let dev = space.u32(sb &+ devOff)
           {
             found = (dev, ino)
-          } else {
-            anomaly("page-cache mapping not readable")
           }
           identities[mapping] = found
           id = found
         }
-        guard let (dev, ino) = id else { continue }
+        // A mapping that leads to no inode is not an address_space: the frame's `mapping` is
+        // not what page cache would hold, so the frame is not called page cache.
+        guard let (dev, ino) = id else {
+          entries[Int(frame)] = FrameEntry(.unknown, .anomaly).rawValue
+          anomaly("page-cache mapping not readable")
+          continue
+        }
         if var last = extents.last, last.end == frame, let file = last.file, file.device == dev,
           file.inode == ino, file.index &+ last.count == index
         {
@@ -274,6 +282,14 @@ public enum Analyzer {
       sectionsWalked: sectionsWalked, hints: hintReport)
   }
 
+  /// A task from the task list: its page-table root (physical), nil for kernel threads or
+  /// when its mm cannot be read.
+  struct TaskRoot {
+    var pid: Int32
+    var command: String
+    var root: UInt64?
+  }
+
   /// Walks the task list from init_task and every process's page tables: marks frames mapped
   /// (and executable where a user mapping allows execution), turns executable page cache into
   /// user-code. Bounded against cyclic or endless lists.
@@ -291,16 +307,12 @@ public enum Analyzer {
       anomaly("layout lacks task_struct/mm_struct members", 1)
       return []
     }
-    var out: [GuestProcess] = []
-    // Frames marked across all processes: a hostile guest can map the same RAM through any
-    // number of 1 GiB entries, so the walk stops at a budget a real guest never reaches.
-    var budget = max(entries.count * 16, 1 << 24)
+    var tasks: [TaskRoot] = []
     let start = space.running(initTask)
     var task = start
     var seenTasks = Set<UInt64>()
-    var seenMMs = Set<UInt64>()
-    let frameCount = UInt64(entries.count)
-    for _ in 0..<65_536 {
+    var closed = false
+    for _ in 0..<maxTasks {
       guard seenTasks.insert(task).inserted else { break }
       guard let pidRaw = space.u32(task &+ UInt64(pidOff)), let mm = space.u64(task &+ UInt64(mmOff)) else {
         anomaly("task_struct not readable", 1)
@@ -309,12 +321,45 @@ public enum Analyzer {
       let comm = space.bytes(task &+ UInt64(commOff), count: 16).map {
         String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
       } ?? "?"
+      let root = mm == 0 ? nil : space.u64(mm &+ UInt64(pgdOff)).flatMap { space.physical($0) }
+      tasks.append(TaskRoot(pid: Int32(bitPattern: pidRaw), command: comm, root: root))
+      guard let next = space.u64(task &+ UInt64(tasksOff)) else {
+        anomaly("task list not readable", 1)
+        break
+      }
+      task = next &- UInt64(tasksOff)
+      if task == start {
+        closed = true
+        break
+      }
+    }
+    if !closed { anomaly("task list did not return to init_task", 1) }
+    return markMappings(
+      tasks: tasks, tables: space.tables, entries: &entries, budget: max(entries.count * 16, 1 << 24), anomaly: anomaly)
+  }
+
+  static let maxTasks = 65_536
+  /// What visiting one page table costs against the budget: its 512 entries are each looked at.
+  static let tableCost = 512
+
+  /// Marks what each task's page tables map. Each page-table root is walked once, however many
+  /// tasks (threads, or a hostile guest's forged tasks) share it. The walk stops at `budget`:
+  /// every table visited, every leaf (inside RAM or not) and every frame marked spends from it,
+  /// so no guest can make it run longer than a real guest's tables would.
+  static func markMappings(
+    tasks: [TaskRoot], tables: PageTableWalker, entries: inout [UInt16], budget initial: Int,
+    anomaly: (String, Int) -> Void
+  ) -> [GuestProcess] {
+    var out: [GuestProcess] = []
+    var budget = initial
+    var seenRoots = Set<UInt64>()
+    let frameCount = UInt64(entries.count)
+    let ramEnd = frameCount &* 4096
+    for t in tasks {
       var mapped = 0
-      if mm != 0, seenMMs.insert(mm).inserted, let pgdVA = space.u64(mm &+ UInt64(pgdOff)),
-        let pgd = space.physical(pgdVA)
-      {
-        let ramEnd = UInt64(entries.count) * 4096
-        let stats = space.tables.forEachUserLeaf(root: pgd) { leaf in
+      if budget > 0, let root = t.root, seenRoots.insert(root).inserted {
+        let stats = tables.forEachUserLeaf(root: root, maxLeaves: budget, maxTables: budget / tableCost + 1) { leaf in
+          budget -= 1
           guard leaf.user, leaf.pa < ramEnd, budget > 0 else { return }
           var pa = leaf.pa
           let end = min(leaf.pa &+ leaf.size, ramEnd)
@@ -322,7 +367,6 @@ public enum Analyzer {
             budget -= 1
             let f = pa / 4096
             pa += 4096
-            guard f < frameCount else { continue }
             var e = FrameEntry(rawValue: entries[Int(f)])
             var fl = e.flags
             fl.insert(.mapped)
@@ -334,21 +378,12 @@ public enum Analyzer {
             mapped += 1
           }
         }
+        budget -= stats.tablesVisited * tableCost
         if stats.anomalies > 0 { anomaly("page table anomalies", stats.anomalies) }
+        if budget <= 0 { anomaly("process mappings beyond any real guest's (walk stopped)", 1) }
       }
-      out.append(GuestProcess(pid: Int32(bitPattern: pidRaw), command: comm, mappedFrames: mapped))
-      if budget <= 0 {
-        anomaly("process mappings beyond any real guest's (walk stopped)", 1)
-        return out
-      }
-      guard let next = space.u64(task &+ UInt64(tasksOff)) else {
-        anomaly("task list not readable", 1)
-        break
-      }
-      task = next &- UInt64(tasksOff)
-      if task == start { return out }
+      out.append(GuestProcess(pid: t.pid, command: t.command, mappedFrames: mapped))
     }
-    anomaly("task list did not return to init_task", 1)
     return out
   }
 }

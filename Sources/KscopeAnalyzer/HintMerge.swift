@@ -38,7 +38,17 @@ public enum HintMerge {
   public static func merge(_ map: ColorMap, hints: HintSet) -> (ColorMap, HintMergeReport) {
     var report = HintMergeReport()
     report.generation = hints.generation
-    if let ours = map.header.kernelBuildID, !hints.buildIDHex.isEmpty, ours != hints.buildIDHex {
+    // Hints are only used when both sides name the same kernel build: a missing build id on
+    // either side is a refusal, not a pass.
+    guard !hints.buildIDHex.isEmpty else {
+      report.rejected = "the hints name no kernel build id: cannot tell they are from this kernel"
+      return (map, report)
+    }
+    guard let ours = map.header.kernelBuildID, !ours.isEmpty else {
+      report.rejected = "the memory's kernel has no build id (no BUILD-ID in its vmcoreinfo): cannot check the hints"
+      return (map, report)
+    }
+    guard ours == hints.buildIDHex else {
       report.rejected = "the hints are from kernel build \(hints.buildIDHex), the memory from \(ours)"
       return (map, report)
     }

@@ -76,8 +76,8 @@ public enum KernelLocator {
       guard let info = note(at: at, in: memory) else { continue }
       // A note found through the kernel's own pointer that names another build: the layout
       // is for a different kernel (unless a later probe finds a consistent one).
-      if let want = layout.buildID, let have = info.buildID, want != have {
-        mismatch = mismatch ?? have
+      if let want = layout.buildID, info.buildID != want {
+        mismatch = mismatch ?? info.buildID ?? noBuildID
         continue
       }
       if let location = try? locate(info, at: at, in: memory, layout: layout),
@@ -89,6 +89,10 @@ public enum KernelLocator {
     if let mismatch { throw .kernelMismatch(image: mismatch, layout: layout.buildID ?? "unknown") }
     return nil
   }
+
+  /// What a note without BUILD-ID is called in a mismatch: a layout with a build id is never
+  /// used on a kernel that cannot show the same one.
+  static let noBuildID = "none (its vmcoreinfo has no BUILD-ID)"
 
   /// Finds the kernel, preferring the note at the place the layout says `vmcoreinfo_note` is.
   public static func locate(
@@ -107,8 +111,8 @@ public enum KernelLocator {
     var mismatch: String? = nil
     var best: KernelLocation? = nil
     for (at, info) in candidates {
-      if let want = layout.buildID, let have = info.buildID, want != have {
-        mismatch = have
+      if let want = layout.buildID, info.buildID != want {
+        mismatch = info.buildID ?? noBuildID
         continue
       }
       guard let location = try? locate(info, at: at, in: memory, layout: layout) else { continue }

@@ -108,6 +108,8 @@ public enum PageVerdict: Sendable, Equatable {
   case pageCache(mapping: UInt64, index: UInt64, PageFlags)
   /// A tail page: take the head's verdict.
   case tail(headPage: UInt64)
+  /// Guest data that cannot be right: the frame is `unknown` + `anomaly`, counted under this name.
+  case anomaly(String)
 }
 
 /// The rules, as a pure function of one struct page. Order matters: types (buddy, slab, page
@@ -135,9 +137,8 @@ public struct PageClassifier: Sendable {
     let enc = layout.encoding
     if enc.has(.buddy, pageType: r.pageType) {
       let order = r.privateValue
-      guard order <= UInt64(PageClassifier.maxOrder), frame & ((1 << order) - 1) == 0 else {
-        return .color(.unknown, .anomaly)
-      }
+      guard order <= UInt64(PageClassifier.maxOrder) else { return .anomaly("buddy order beyond MAX_ORDER") }
+      guard frame & ((1 << order) - 1) == 0 else { return .anomaly("misaligned buddy block") }
       return .freeBlock(order: Int(order))
     }
     if enc.has(.offline, pageType: r.pageType) || enc.has(.guard, pageType: r.pageType)

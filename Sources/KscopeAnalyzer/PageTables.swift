@@ -67,14 +67,14 @@ public struct PageTableWalker: Sendable {
 
   /// Visits every present leaf mapping in the lower (user) half, depth first. Bounded: each
   /// table is visited at most once per walk, table pointers outside RAM are skipped, and at
-  /// most `maxLeaves` leaves are reported.
+  /// most `maxLeaves` leaves are reported and `maxTables` tables read.
   public func forEachUserLeaf(
-    root: UInt64, maxLeaves: Int = 1 << 22, _ body: (Leaf) -> Void
+    root: UInt64, maxLeaves: Int = 1 << 22, maxTables: Int = 1 << 20, _ body: (Leaf) -> Void
   ) -> Stats {
     var stats = Stats()
     var seen = Set<UInt64>()
     func walk(_ table: UInt64, _ level: Int, _ vaBase: UInt64, _ user: Bool, _ exec: Bool, _ write: Bool) {
-      guard seen.insert(table | UInt64(level)).inserted else {
+      guard seen.insert(table | UInt64(level)).inserted, stats.tablesVisited < maxTables, stats.leaves < maxLeaves else {
         stats.anomalies += 1
         return
       }

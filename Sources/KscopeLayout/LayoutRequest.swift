@@ -89,7 +89,7 @@ public struct LayoutRequest: Sendable, Equatable {
       "_stext", "_end", "__init_begin", "__init_end", "_sinittext", "_einittext",
       "vmalloc_base", "vmcoreinfo_data", "vmcoreinfo_size", "init_uts_ns", "init_pid_ns",
       "max_pfn", "high_memory", "__pgtable_l5_enabled", "pgdir_shift", "ptrs_per_p4d",
-      "__per_cpu_offset", "sb_lock", "node_states",
+      "__per_cpu_offset", "sb_lock", "node_states", "empty_zero_page",
     ])
 
   /// The enums to look for in a kernel of `release`: ours plus `pagetype` unless a kscope

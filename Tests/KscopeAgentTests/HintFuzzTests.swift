@@ -73,6 +73,7 @@ import Testing
     var g = SplitMix64(seed: Self.seed ^ 1)
     let corpus = try Self.corpus()
     var accepted = 0
+    var roundTrips = 0
     var rejectedPastChecksum = 0
     for _ in 0..<Self.iterations {
       let base = corpus.randomElement(using: &g)!
@@ -87,14 +88,16 @@ import Testing
           kernelRelease: h.kernelRelease, buildID: h.buildID, published: h.published,
           pageSize: h.pageSize, kernel: h.kernel, frames: h.frames, files: h.files,
           metadata: h.metadata, incomplete: h.partial)
-        if let again = try? HintFormat.encode(c, regionSize: m.count, generation: h.generation) {
-          let h2 = try HintFormat.decode(again.bytes + [UInt8](repeating: 0, count: m.count - again.bytes.count))
-          #expect(h2.kernel == h.kernel)
-          // Unless the re-encoding had to cut the table (the writer reserves room for its notes,
-          // a forged region need not), the frames come back the same.
-          if !again.notes.contains(where: { $0.hasPrefix("partial.frames") }) {
-            #expect(h2.frames == h.frames, "\(again.notes)")
-          }
+        // Every accepted set takes the round trip: an encoder failure is a test failure.
+        let again = try HintFormat.encode(c, regionSize: m.count, generation: h.generation)
+        let h2 = try HintFormat.decode(again.bytes + [UInt8](repeating: 0, count: m.count - again.bytes.count))
+        roundTrips += 1
+        #expect(h2.kernel == h.kernel)
+        #expect(h2.kernelRelease == h.kernelRelease && h2.buildID == h.buildID && h2.generation == h.generation)
+        // Unless the re-encoding had to cut the table (the writer reserves room for its notes,
+        // a forged region need not), the frames come back the same.
+        if !again.notes.contains(where: { $0.hasPrefix("partial.frames") }) {
+          #expect(h2.frames == h.frames, "\(again.notes)")
         }
       } else if m.count >= HintFormat.headerSize {
         do { _ = try HintFormat.decode(m) } catch {
@@ -104,6 +107,7 @@ import Testing
     }
     // The damage must reach the section decoders, not stop at the checksum.
     #expect(rejectedPastChecksum > Self.iterations / 4)
+    #expect(accepted > 0 && roundTrips == accepted)
   }
 
   @Test func randomByteStrings() {

@@ -51,3 +51,22 @@ func hintSet(buildID: [UInt8], frames: [UInt16], files: [CachedFile]) throws -> 
   #expect(merged.entries == host.entries)
   #expect(!merged.header.sources.contains(.guestHints))
 }
+
+/// The build check has no way around it: hints without a build id, or memory whose vmcoreinfo
+/// names none, are set aside with the reason, never merged unchecked.
+@Test func hintsWithoutABuildCheckAreSetAside() throws {
+  let host = ColorMap(header: ColorMapHeader(kernelBuildID: "0a0b"), entries: [FrameEntry(.unknown).rawValue])
+  let anonymous = try hintSet(buildID: [], frames: [FrameEntry(.free).rawValue], files: [])
+  let (m1, r1) = HintMerge.merge(host, hints: anonymous)
+  #expect(r1.rejected?.contains("no kernel build id") == true)
+  #expect(m1.entries == host.entries)
+  #expect(!m1.header.sources.contains(.guestHints))
+
+  let unchecked = ColorMap(header: ColorMapHeader(kernelBuildID: nil), entries: [FrameEntry(.unknown).rawValue])
+  let hints = try hintSet(buildID: [0x0a, 0x0b], frames: [FrameEntry(.free).rawValue], files: [])
+  let (m2, r2) = HintMerge.merge(unchecked, hints: hints)
+  #expect(r2.rejected?.contains("no BUILD-ID") == true)
+  #expect(m2.entries == unchecked.entries)
+  let (_, r3) = HintMerge.merge(ColorMap(header: ColorMapHeader(kernelBuildID: ""), entries: []), hints: hints)
+  #expect(r3.rejected != nil)
+}

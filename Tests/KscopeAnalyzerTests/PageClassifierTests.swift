@@ -19,8 +19,8 @@ func pageRules(series: String) throws {
   let unmapped: UInt32 = 0xFFFF_FFFF  // _mapcount -1
 
   #expect(c.verdict(PageRecord(privateValue: 3, pageType: buddy, refcount: 0), frame: 8) == .freeBlock(order: 3))
-  #expect(c.verdict(PageRecord(privateValue: 3, pageType: buddy), frame: 9) == .color(.unknown, .anomaly), "misaligned block")
-  #expect(c.verdict(PageRecord(privateValue: 40, pageType: buddy), frame: 0) == .color(.unknown, .anomaly), "order too big")
+  #expect(c.verdict(PageRecord(privateValue: 3, pageType: buddy), frame: 9) == .anomaly("misaligned buddy block"))
+  #expect(c.verdict(PageRecord(privateValue: 40, pageType: buddy), frame: 0) == .anomaly("buddy order beyond MAX_ORDER"))
   let slab = six12 ? PageRecord(mapping: 0xffff_8880_0000_1000, pageType: 0xF500_0000) : PageRecord(flags: bit(l.pgSlab), mapping: 0xffff_8880_0000_1000)
   #expect(c.verdict(slab, frame: 5) == .color(.kernelHeap, []), "slab before anon/page cache")
   #expect(c.verdict(PageRecord(pageType: table), frame: 5) == .color(.pageTable, []))

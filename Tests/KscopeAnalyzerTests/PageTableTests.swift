@@ -1,3 +1,4 @@
+import KscopeCore
 import Testing
 
 @testable import KscopeAnalyzer
@@ -86,4 +87,49 @@ func fourLevelImage() -> ImageBuilder {
   #expect(leaves == 512)
   #expect(bytes == 512 << 30)
   #expect(stats.anomalies == 0)
+}
+
+/// One root whose PDPT holds 512 user 1 GiB leaves: the first over the 64 KiB of RAM, the rest
+/// far outside it.
+func hugeLeavesImage() -> ImageBuilder {
+  var m = ImageBuilder(size: 0x10000)
+  m.put64(0x1000, 0x2000 | P | RW | US)
+  for i in 0..<512 { m.put64(0x2000 + UInt64(i) * 8, (UInt64(i) << 30) | P | RW | US | PS) }
+  return m
+}
+
+/// 65,536 tasks (each its own mm, as forged tasks would be) sharing one page-table root: the
+/// root is walked once, so the walk costs what one process costs.
+@Test func tasksSharingARootWalkItOnce() {
+  let m = hugeLeavesImage()
+  let w = PageTableWalker(memory: m.memory, fiveLevel: false)
+  var entries = [UInt16](repeating: FrameEntry(.kernelOther).rawValue, count: 16)
+  let tasks = (0..<65_536).map { Analyzer.TaskRoot(pid: Int32($0), command: "t", root: 0x1000) }
+  var anomalies: [String: Int] = [:]
+  // Enough for one walk (2 tables, 512 leaves, 16 frames), far too little for 65,536.
+  let processes = Analyzer.markMappings(
+    tasks: tasks, tables: w, entries: &entries, budget: 4 * Analyzer.tableCost + 1024, anomaly: { anomalies[$0, default: 0] += $1 })
+  #expect(anomalies.isEmpty, "\(anomalies)")
+  #expect(processes.count == 65_536)
+  #expect(processes[0].mappedFrames == 16)
+  #expect(processes.dropFirst().allSatisfy { $0.mappedFrames == 0 })
+  #expect(entries.allSatisfy { FrameEntry(rawValue: $0).flags.contains(.mapped) })
+}
+
+/// Leaves outside RAM mark nothing but still spend the budget: a guest cannot make the walk
+/// visit millions of them for free.
+@Test func leavesOutsideRAMSpendTheBudget() {
+  let w = PageTableWalker(memory: hugeLeavesImage().memory, fiveLevel: false)
+  var entries = [UInt16](repeating: FrameEntry(.kernelOther).rawValue, count: 16)
+  var anomalies: [String: Int] = [:]
+  // Two tables and 200 leaves' worth: the 511 leaves outside RAM exhaust it.
+  _ = Analyzer.markMappings(
+    tasks: [Analyzer.TaskRoot(pid: 1, command: "t", root: 0x1000)], tables: w, entries: &entries,
+    budget: 2 * Analyzer.tableCost + 200, anomaly: { anomalies[$0, default: 0] += $1 })
+  #expect(anomalies["process mappings beyond any real guest's (walk stopped)"] == 1, "\(anomalies)")
+  // The walker itself stopped near the budget rather than reporting all 512 leaves.
+  var leaves = 0
+  let stats = w.forEachUserLeaf(root: 0x1000, maxLeaves: 200) { _ in leaves += 1 }
+  #expect(leaves == 200)
+  #expect(stats.anomalies > 0)
 }

@@ -44,4 +44,16 @@ import Testing
   #expect(throws: AnalyzerError.kernelMismatch(image: "00112233", layout: layout.buildID ?? "")) {
     try KernelLocator.locate(in: m.memory, layout: layout)
   }
+  // A note that names no build at all cannot pass the build check either.
+  var bare = ImageBuilder(size: 8 << 20)
+  let noID = Array("OSRELEASE=6.1.0-56-cloud-amd64\nKERNELOFFSET=0\n".utf8)
+  bare.put32(0x100000, 11)
+  bare.put32(0x100004, UInt32(noID.count))
+  bare.put32(0x100008, 0)
+  bare.put(0x10000C, Array("VMCOREINFO".utf8) + [0])
+  bare.put(0x100018, noID)
+  #expect(layout.buildID != nil)
+  #expect(throws: AnalyzerError.kernelMismatch(image: KernelLocator.noBuildID, layout: layout.buildID ?? "")) {
+    try KernelLocator.locate(in: bare.memory, layout: layout)
+  }
 }

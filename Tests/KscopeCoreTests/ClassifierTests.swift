@@ -15,6 +15,8 @@ import Testing
   #expect(c.color(flags: KPF.pgtable | KPF.lru, frame: 5) == .pageTable)
   #expect(c.color(flags: KPF.reserved, frame: 105) == .kernelCode)
   #expect(c.color(flags: KPF.reserved, frame: 115) == .kernelData)
+  #expect(c.color(flags: KPF.lru, frame: 115) == .pageCache, "image memory freed after boot")
+  #expect(c.color(flags: 0, frame: 115) == .unknown)
   #expect(c.color(flags: KPF.anon | KPF.lru | KPF.mmap, frame: 5) == .userData)
   #expect(c.color(flags: KPF.lru | KPF.mmap, frame: 5) == .pageCache)
   #expect(c.color(flags: KPF.reserved, frame: 5) == .reserved)

@@ -48,7 +48,8 @@ public struct KernelImageRange: Sendable, Equatable {
 /// Rules, in order (the order matters: slab and page tables before anon and page cache, as a
 /// slab field overlays `mapping` on 6.12):
 /// no struct page / hwpoison / offline -> reserved; buddy -> free; the zero page -> zero;
-/// slab -> kernel-heap; page table -> page-table; kernel image ranges -> kernel-code/-data;
+/// slab -> kernel-heap; page table -> page-table; PG_reserved in the kernel image ranges ->
+/// kernel-code/-data;
 /// anon -> user-data; on an LRU list -> page-cache; PG_reserved or outside RAM -> reserved;
 /// a frame with no flags at all (and no mappings) -> unknown; anything else -> kernel-other.
 /// Compound tail pages take their head's color (6.12 marks slab only on the head).
@@ -75,7 +76,9 @@ public struct KernelPageFlagsClassifier: Sendable {
     if f & KPF.zeroPage != 0 { return .zero }
     if f & KPF.slab != 0 { return .kernelHeap }
     if f & KPF.pgtable != 0 { return .pageTable }
-    if let c = imageColor(frame) { return c }
+    // The image is PG_reserved; parts the kernel freed after boot (x86-64's unused
+    // decrypted-bss padding, up to 2 MiB inside "Kernel bss") are ordinary pages again.
+    if f & KPF.reserved != 0, let c = imageColor(frame) { return c }
     if f & KPF.anon != 0 { return .userData }
     if f & KPF.lru != 0 { return .pageCache }
     if f & KPF.reserved != 0 { return .reserved }

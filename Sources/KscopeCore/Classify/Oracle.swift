@@ -1,29 +1,37 @@
 /// Checks a color map against the kernel's own view of its pages (/proc/kpageflags taken in
-/// the guest right before the pause): the classes both can name, and how often they agree.
+/// the guest right before the pause, with the guest's /proc/iomem for the kernel image and
+/// RAM): every frame the kernel can name is compared, in both directions.
 public enum OracleClass: String, CaseIterable, Sendable {
-  case free, slab, pageTable = "page-table", anon, pageCache = "page-cache", other
+  case free, slab, pageTable = "page-table", anon, pageCache = "page-cache"
+  case kernelCode = "kernel-code", kernelData = "kernel-data", zero, reserved
+  case kernelOther = "kernel-other"
 
-  /// The colors of ours that count as agreeing with this class.
-  public var agreeing: Set<Color> {
-    switch self {
-    case .free: [.free]
-    case .slab: [.kernelHeap]
-    case .pageTable: [.pageTable]
-    case .anon: [.userData]
-    case .pageCache: [.pageCache, .userCode]
-    case .other: []
+  /// The class the kernel's flags give a frame, from `KernelPageFlagsClassifier`'s color; nil
+  /// where the flags name nothing (a frame with no flags at all: a free page on a per-CPU list
+  /// and a flagless kernel allocation look the same).
+  public init?(kernelColor c: Color) {
+    switch c {
+    case .userCode: self = .pageCache  // never produced from flags; kept total
+    case .unknown: return nil
+    default: self.init(ours: c)
     }
   }
 
-  /// The kernel's class of a frame from its flags, tested in the order that keeps 6.12's
-  /// slab-with-anon frames slab: buddy, slab, page table, anon, file LRU.
-  public static func of(flags f: UInt64) -> OracleClass {
-    if f & KPF.buddy != 0 { return .free }
-    if f & KPF.slab != 0 { return .slab }
-    if f & KPF.pgtable != 0 { return .pageTable }
-    if f & KPF.anon != 0 { return .anon }
-    if f & KPF.lru != 0 { return .pageCache }
-    return .other
+  /// The class one of our colors claims; nil for `unknown` (claims nothing).
+  public init?(ours c: Color) {
+    switch c {
+    case .free: self = .free
+    case .kernelHeap: self = .slab
+    case .pageTable: self = .pageTable
+    case .userData: self = .anon
+    case .pageCache, .userCode: self = .pageCache
+    case .kernelCode: self = .kernelCode
+    case .kernelData: self = .kernelData
+    case .zero: self = .zero
+    case .reserved: self = .reserved
+    case .kernelOther: self = .kernelOther
+    case .unknown: return nil
+    }
   }
 }
 
@@ -34,49 +42,81 @@ public struct OracleComparison: Sendable {
     public var frames: Int
     /// Of those, frames we colored alike.
     public var agreeing: Int
-    /// Frames we colored alike that the kernel puts elsewhere.
+    /// Frames we put in this class that the kernel puts in another class (precision errors).
     public var extra: Int
+    /// Frames we put in this class that the kernel names no class for (neither right nor wrong).
+    public var unnamed: Int
+    /// Recall: the share of the kernel's frames we colored alike.
     public var agreement: Double { frames == 0 ? 1 : Double(agreeing) / Double(frames) }
+    public var recall: Double { agreement }
+    /// Precision: the share of our frames in this class (that the kernel names) it agrees with.
+    public var precision: Double { agreeing + extra == 0 ? 1 : Double(agreeing) / Double(agreeing + extra) }
   }
   public var classes: [ClassResult]
-  /// (kernel class, our color) -> frames.
+  /// (kernel class, our color) -> frames, for frames the kernel names.
   public var matrix: [OracleClass: [Color: Int]]
+  /// Our colors for the frames the kernel names no class for.
+  public var unnamed: [Color: Int]
   public var comparedFrames: Int
 
-  /// Compares frame by frame. Compound tail pages take their head's class, as they do in
-  /// kscope's own rules (6.12 marks slab only on the head).
-  public init(entries: [UInt16], flags: [UInt64]) {
+  /// Compares frame by frame. The kernel's class is `KernelPageFlagsClassifier`'s color of
+  /// the frame (compound tails take their head's, as 6.12 marks slab only on the head) with the
+  /// guest's kernel image and RAM ranges from its /proc/iomem; without them the image is not
+  /// told apart from other reserved memory.
+  public init(
+    entries: [UInt16], flags: [UInt64], kernelImage: [KernelImageRange] = [], ram: [Range<UInt64>]? = nil
+  ) {
     let n = min(entries.count, flags.count)
+    let kernel = KernelPageFlagsClassifier(kernelImage: kernelImage, ram: ram)
+      .classify(flags: Array(flags.prefix(n)), mapCounts: nil)
     var matrix: [OracleClass: [Color: Int]] = [:]
-    var counts: [OracleClass: (Int, Int, Int)] = [:]
-    var head: OracleClass? = nil
+    var unnamed: [Color: Int] = [:]
+    var frames: [OracleClass: Int] = [:]
+    var agreeing: [OracleClass: Int] = [:]
+    var extra: [OracleClass: Int] = [:]
+    var unnamedOurs: [OracleClass: Int] = [:]
     for i in 0..<n {
-      let f = flags[i]
-      let k: OracleClass
-      if f & KPF.compoundTail != 0, let h = head, f & KPF.buddy == 0 {
-        k = h
-      } else {
-        k = OracleClass.of(flags: f)
-      }
-      if f & KPF.compoundHead != 0 { head = k } else if f & KPF.compoundTail == 0 { head = nil }
       let c = FrameEntry(rawValue: entries[i]).color
-      matrix[k, default: [:]][c, default: 0] += 1
-      var t = counts[k] ?? (0, 0, 0)
-      t.0 += 1
-      if k.agreeing.contains(c) { t.1 += 1 }
-      counts[k] = t
-    }
-    var results: [ClassResult] = []
-    for k in OracleClass.allCases where k != .other {
-      let t = counts[k] ?? (0, 0, 0)
-      var extra = 0
-      for (other, row) in matrix where other != k {
-        for (c, v) in row where k.agreeing.contains(c) { extra += v }
+      let ours = OracleClass(ours: c)
+      guard let k = OracleClass(kernelColor: FrameEntry(rawValue: kernel[i]).color) else {
+        unnamed[c, default: 0] += 1
+        if let ours { unnamedOurs[ours, default: 0] += 1 }
+        continue
       }
-      results.append(ClassResult(oracleClass: k, frames: t.0, agreeing: t.1, extra: extra))
+      matrix[k, default: [:]][c, default: 0] += 1
+      frames[k, default: 0] += 1
+      if ours == k {
+        agreeing[k, default: 0] += 1
+      } else if let ours {
+        extra[ours, default: 0] += 1
+      }
     }
-    self.classes = results
+    classes = OracleClass.allCases.map {
+      ClassResult(
+        oracleClass: $0, frames: frames[$0] ?? 0, agreeing: agreeing[$0] ?? 0, extra: extra[$0] ?? 0,
+        unnamed: unnamedOurs[$0] ?? 0)
+    }
     self.matrix = matrix
-    self.comparedFrames = n
+    self.unnamed = unnamed
+    comparedFrames = n
+  }
+
+  /// One Markdown table row per guest: per class "agreeing/frames" (recall), then the frames
+  /// put in a class the kernel names differently (precision errors, summed), then the frames
+  /// the kernel names nothing for and what we made of them.
+  public static func markdownTable(_ rows: [(guest: String, comparison: OracleComparison)]) -> String {
+    let names = OracleClass.allCases.map(\.rawValue)
+    var out = "| guest | " + names.joined(separator: " | ") + " | misplaced | no kernel class |\n"
+    out += "|---" + String(repeating: "|---", count: names.count + 2) + "|\n"
+    for (guest, cmp) in rows {
+      let cells = cmp.classes.map { "\($0.agreeing)/\($0.frames)" }
+      let misplaced = cmp.classes.reduce(0) { $0 + $1.extra }
+      let total = cmp.unnamed.values.reduce(0, +)
+      let split = cmp.unnamed.sorted { ($0.value, $1.key.name) > ($1.value, $0.key.name) }
+        .map { "\($0.key.name) \($0.value)" }.joined(separator: ", ")
+      out += "| \(guest) | " + cells.joined(separator: " | ") + " | \(misplaced) | \(total)"
+        + (split.isEmpty ? "" : " (\(split))") + " |\n"
+    }
+    return out
   }
 }
