@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import KscopeCore
 import KscopeHost
+import KscopeOS
 
 struct MapCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
@@ -258,8 +259,10 @@ struct MapVerify: ParsableCommand {
     abstract: "Compare a color map with the kernel's own page flags (a kpageflags file).",
     discussion: """
       The kpageflags file is the guest's /proc/kpageflags, copied right before the guest was \
-      paused. Prints, per class the kernel can name (free, slab, page-table, anon, page-cache), \
-      how many of its frames the map colors alike, and the full confusion matrix.
+      paused. Prints, per class the kernel's flags can name (free, slab, page-table, anon, \
+      page-cache, kernel-code, kernel-data, zero, reserved, kernel-other), how many \
+      of its frames the map colors alike, how many the map puts in it wrongly (extra), and the \
+      full confusion matrix.
       """)
 
   @Argument(help: "A color map file.") var file: String
@@ -269,7 +272,8 @@ struct MapVerify: ParsableCommand {
 
   func run() throws {
     let map = try ColorMapFile.open(file)
-    let raw = try Data(contentsOf: URL(fileURLWithPath: kpageflags))
+    // A regular file of at most 8 bytes per frame of a 64 TiB guest: never a FIFO or a device.
+    let raw = Data(try Files.read(kpageflags, limit: 1 << 37))
     guard raw.count % 8 == 0, !raw.isEmpty else {
       throw CommandFailure("\(kpageflags): \(raw.count) bytes is not a kpageflags file (8 bytes per frame)")
     }
