@@ -50,16 +50,9 @@ enum ClonesMemoryBench {
     defer { unlink(tracePath) }
     try Trace.text(trace, comment: "clones-memory bench").write(toFile: tracePath, atomically: true, encoding: .utf8)
 
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: kscope)
-    p.arguments = ["clone", "replay", "--snapshot", snapshot, "--map", mapPath, "--trace", tracePath,
+    let replay = ["clone", "replay", "--snapshot", snapshot, "--map", mapPath, "--trace", tracePath,
       "--policy", policy, "--clones", String(clones), "--json"]
-    let pipe = Pipe()
-    p.standardOutput = pipe
-    try p.run()
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    guard p.terminationStatus == 0, let j = try JSONSerialization.jsonObject(with: data) as? [String: Any],
+    guard let j = try jsonOfChild(kscope, replay),
       let host = j["host"] as? [String: Any], let resident = host["cache_resident_pages"] as? Int,
       let priv = host["private_pages"] as? Int, let verified = j["verified_pages"] as? Int
     else { throw BenchError("kscope clone replay failed") }
