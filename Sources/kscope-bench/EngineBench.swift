@@ -19,6 +19,7 @@ enum EngineBench {
     var runs = 5
     var sourcePath: String?
     var nbdOnly = false
+    var nbdCPU: Int?
     var i = 0
     while i < args.count {
       let value = i + 1 < args.count ? args[i + 1] : ""
@@ -27,6 +28,7 @@ enum EngineBench {
       case "--runs": runs = max(1, Int(value) ?? runs)
       case "--source": sourcePath = value
       case "--nbd-only": nbdOnly = true; i -= 1
+      case "--nbd-cpu": nbdCPU = Int(value)
       default: throw BenchError("unknown option \(args[i]) (options: --pages N --runs N --source FILE)")
       }
       i += 2
@@ -65,7 +67,7 @@ enum EngineBench {
     }
     rows.append(("first touch of a page already in the cache (kernel path, no handler)", kP50, kP99))
     // Over NBD on loopback (nbdkit, no link emulation).
-    let server = try NBDServerProcess(file: source)
+    let server = try NBDServerProcess(file: source, cpu: nbdCPU)
     defer { server.stop() }
     var nP50: [Double] = [], nP99: [Double] = [], bulk: [Double] = []
     for _ in 0..<runs {
@@ -81,6 +83,7 @@ enum EngineBench {
     for (name, p50, p99) in rows where !p50.isEmpty {
       print("| \(name) | \(String(format: "%.1f", median(p50))) | \(String(format: "%.1f", median(p99))) |")
     }
+    if let nbdCPU { print("(nbdkit pinned to CPU \(nbdCPU))") }
     print("| bulk prefetch over NBD (loopback) | \(String(format: "%.2f", median(bulk))) GB/s | |")
   }
 
@@ -184,11 +187,19 @@ enum EngineBench {
 final class NBDServerProcess {
   let process = Process()
   let uri: String
-  init(file: String) throws {
+  /// `cpu`: run nbdkit on that CPU only (taskset), e.g. the engine handler's.
+  init(file: String, cpu: Int? = nil) throws {
     let port = 30000 + Int(getpid() % 20000)
     uri = "nbd://127.0.0.1:\(port)/"
     process.executableURL = URL(fileURLWithPath: ["/usr/sbin/nbdkit", "/usr/bin/nbdkit"].first { FileManager.default.isExecutableFile(atPath: $0) } ?? "nbdkit")
-    process.arguments = ["--foreground", "--readonly", "--exit-with-parent", "-i", "127.0.0.1", "-p", String(port), "file", "file=" + file]
+    let nbdkit = process.executableURL!.path
+    if let cpu {
+      process.executableURL = URL(fileURLWithPath: "/usr/bin/taskset")
+      process.arguments = ["-c", String(cpu), nbdkit]
+    } else {
+      process.arguments = []
+    }
+    process.arguments! += ["--foreground", "--readonly", "--exit-with-parent", "-i", "127.0.0.1", "-p", String(port), "file", "file=" + file]
     try process.run()
     for _ in 0..<100 {
       if (try? NBDSource(uri: uri, timeoutSeconds: 0.2)) != nil { return }
