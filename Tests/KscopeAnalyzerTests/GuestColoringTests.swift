@@ -1,6 +1,7 @@
 import Foundation
 import KscopeCore
 import KscopeDebugInfo
+import KscopeHost
 import KscopeLayout
 import KscopeVM
 import Testing
@@ -8,6 +9,22 @@ import Testing
 @testable import KscopeAnalyzer
 
 /// A real guest, paused and snapshotted right after it recorded its own /proc/kpageflags.
+/// Runs a tool to its end: exit status, standard output and error.
+func runTool(_ executable: String, _ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+  let p = Process()
+  p.executableURL = URL(fileURLWithPath: executable)
+  p.arguments = arguments
+  let out = Pipe()
+  let err = Pipe()
+  p.standardOutput = out
+  p.standardError = err
+  try p.run()
+  let o = out.fileHandleForReading.readDataToEndOfFile()
+  let e = err.fileHandleForReading.readDataToEndOfFile()
+  p.waitUntilExit()
+  return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+}
+
 struct CapturedGuest {
   /// Holds the VM's image cache and the snapshot: the caller removes it (`discard`).
   var stateDir: String
@@ -150,6 +167,41 @@ func buildRecorder() throws -> Data {
     // Page-cache frames carry their file identity.
     #expect(analysis.map.extents.count > 10)
     #expect(analysis.map.count(of: .userCode) > 0, "busybox text mapped executable")
+    try expectReplayServesTheSnapshot(guest)
+  }
+
+  /// The clone engine on this real snapshot: two replay clones with the kaleidoscope policy
+  /// touch every frame the map says is in use plus a sample of free ones (writing every 16th),
+  /// and every page they touch must be the snapshot's (zeros for the free ones); the map comes
+  /// from `kscope color`, so it carries the RAM digest the replay checks.
+  func expectReplayServesTheSnapshot(_ guest: CapturedGuest) throws {
+    let kscope = try kscopeExecutable()
+    let mapPath = guest.stateDir + "/replay.kcm"
+    let tracePath = guest.stateDir + "/replay.trace"
+    let color = try runTool(kscope, ["color", guest.snapshot, "-o", mapPath])
+    #expect(color.status == 0, "kscope color: \(color.stderr)")
+    // The CLI's map (it merges the snapshot's hints, so a frame may differ from `map`).
+    let map = try ColorMapFile.open(mapPath)
+    var lines = ""
+    var touched: Set<UInt64> = []
+    for f in 0..<map.frameCount {
+      let c = map.entry(at: f)?.color ?? .unknown
+      guard (c != .free && c != .zero) || f % 97 == 0 else { continue }
+      lines += "\(f) \(touched.count % 16 == 0 ? "w" : "r")\n"
+      touched.insert(f)
+    }
+    try lines.write(toFile: tracePath, atomically: true, encoding: .utf8)
+    let r = try runTool(kscope, [
+      "clone", "replay", "--snapshot", guest.snapshot, "--map", mapPath, "--trace", tracePath,
+      "--policy", "kaleidoscope", "--clones", "2", "--json",
+    ])
+    #expect(r.status == 0, "kscope clone replay: \(r.stderr)")
+    let json = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+    #expect(json["verified_pages"] as? Int == 2 * touched.count)
+    // Free and zero frames are holes, never fetched.
+    let holes = map.count(of: .free) + map.count(of: .zero)
+    #expect(json["holes"] as? Int == Int(holes))
+    #expect((json["pages_fetched"] as? Int ?? .max) <= Int(map.frameCount - holes))
   }
 
   static let guests: [(String, Workload)] = [("6.1", .web), ("6.1", .olap), ("6.12", .web), ("6.12", .olap)]
