@@ -47,6 +47,12 @@ public struct RAMLayout: Equatable, Sendable {
     self.fileSize = fileEnd
   }
 
+  /// Frames of guest physical memory the segments span (from 0 to the highest end): the size
+  /// of a color map of this guest.
+  public var frameCount: UInt64 {
+    (segments.map { $0.guestPhysicalStart + $0.size }.max() ?? 0) / pageSize
+  }
+
   /// File offset of a guest frame, nil if no segment holds it.
   public func fileOffset(frame: UInt64) -> UInt64? {
     let (pa, o) = frame.multipliedReportingOverflow(by: pageSize)

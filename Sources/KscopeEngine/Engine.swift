@@ -240,10 +240,4 @@ public final class Engine: @unchecked Sendable {
       }
     }
   }
-
-  private func withBuffer<T>(_ body: (UnsafeMutableRawBufferPointer) throws(EngineError) -> T) throws(EngineError) -> T {
-    let b = UnsafeMutableRawBufferPointer.allocate(byteCount: 256 * Int(layout.pageSize), alignment: Int(layout.pageSize))
-    defer { b.deallocate() }
-    return try body(b)
-  }
 }

@@ -160,20 +160,28 @@ struct SnapshotRAM {
   let file: MappedFile
   let layout: RAMLayout
   init(_ dir: String) throws {
-    let snapshot: Snapshot
-    do { snapshot = try Snapshot.open(dir) } catch let e as VMError {
-      throw CommandFailure("\(TerminalSafe.oneLine(dir)): not a usable snapshot: \(e.description)")
-    }
-    do {
-      layout = try RAMLayout(segments: snapshot.manifest.memoryLayout.map {
-        RAMLayout.Segment(guestPhysicalStart: $0.guestPhysicalStart, fileOffset: $0.fileOffset, size: $0.size)
-      })
-      file = try MappedFile(descriptor: snapshot.ram.fd, path: snapshot.ram.path)
-    } catch let e as RAMLayout.LayoutError {
-      throw CommandFailure("\(TerminalSafe.oneLine(dir)): \(e.description)")
-    }
+    let snapshot = try openSnapshot(dir)
+    layout = try ramLayout(of: snapshot)
+    file = try MappedFile(descriptor: snapshot.ram.fd, path: snapshot.ram.path)
     guard UInt64(file.size) >= layout.fileSize else {
       throw CommandFailure("\(dir): RAM file is shorter than its layout")
     }
   }
+}
+
+/// Opens a snapshot directory for a command (confined, validated: `Snapshot.open`); one line
+/// on failure.
+func openSnapshot(_ path: String) throws -> Snapshot {
+  do { return try Snapshot.open(path) } catch let e as VMError {
+    throw CommandFailure("\(TerminalSafe.oneLine(path)): not a usable snapshot: \(e.description)")
+  }
+}
+
+/// The snapshot's RAM layout (its manifest's regions, checked again as the engine needs them).
+func ramLayout(of snapshot: Snapshot) throws -> RAMLayout {
+  do {
+    return try RAMLayout(segments: snapshot.manifest.memoryLayout.map {
+      RAMLayout.Segment(guestPhysicalStart: $0.guestPhysicalStart, fileOffset: $0.fileOffset, size: $0.size)
+    })
+  } catch { throw CommandFailure("\(TerminalSafe.oneLine(snapshot.path)): \(error.description)") }
 }

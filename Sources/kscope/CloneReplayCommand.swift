@@ -17,16 +17,10 @@ struct ReplayInputs {
   let trace: [Access]
 
   init(snapshot path: String, mapPath: String?, options: PolicyOptions, checkDigest: Bool) throws {
-    do { snapshot = try Snapshot.open(path) } catch let e as VMError {
-      throw CommandFailure("\(TerminalSafe.oneLine(path)): not a usable snapshot: \(e.description)")
-    }
+    snapshot = try openSnapshot(path)
     let manifest = snapshot.manifest
-    do {
-      layout = try RAMLayout(segments: manifest.memoryLayout.map {
-        RAMLayout.Segment(guestPhysicalStart: $0.guestPhysicalStart, fileOffset: $0.fileOffset, size: $0.size)
-      })
-    } catch { throw CommandFailure("\(TerminalSafe.oneLine(path)): \(error.description)") }
-    let frames = (manifest.memoryLayout.map { $0.guestPhysicalStart + $0.size }.max() ?? 0) / layout.pageSize
+    layout = try ramLayout(of: snapshot)
+    let frames = layout.frameCount
     if let mapPath {
       let m = try ColorMapFile.open(mapPath)
       guard m.frameCount == frames else {

@@ -38,10 +38,7 @@ struct ServeCommand: ParsableCommand {
   }
 
   func run() throws {
-    let snap: Snapshot
-    do { snap = try Snapshot.open(snapshot) } catch let e as VMError {
-      throw CommandFailure("\(TerminalSafe.oneLine(snapshot)): not a usable snapshot: \(e.description)")
-    }
+    let snap = try openSnapshot(snapshot)
     let manifest = snap.manifest
     // nbdkit opens the very file checked here, through our descriptor (it lives as long as we do).
     let ram = "/proc/\(getpid())/fd/\(snap.ram.fd)"
