@@ -172,7 +172,14 @@ import Testing
       var o = options("6.1", .web)
       o.agent = "/bin/echo"
       try m.start(name: "withagent", options: o)
-      let r = try m.exec(name: "withagent", command: "cat /var/log/kscope-agent.log")
+      // init starts the agent in the background, so its log may still be empty when the
+      // guest first answers: wait for it (bounded), then check exactly what it says.
+      var r = try m.exec(name: "withagent", command: "cat /var/log/kscope-agent.log")
+      let deadline = Date().addingTimeInterval(20)
+      while r.text.isEmpty && Date() < deadline {
+        Thread.sleep(forTimeInterval: 0.2)
+        r = try m.exec(name: "withagent", command: "cat /var/log/kscope-agent.log")
+      }
       #expect(r.status == 0)
       #expect(r.text == "agent\n")
       // Without --agent nothing is installed or started.
