@@ -31,3 +31,17 @@ fi
 
 [[ ${1:-} == --packages ]] && exit 0
 "$here/fetch-kernels.sh" 6.1 6.12
+
+# The lazy clones' QEMU hand-off shim (LD_PRELOAD), rebuilt when its source or the ABI header
+# changes: <cache>/lib/kscope-shim-<hash>.so, linked as kscope-shim.so.
+cache=${KSCOPE_CACHE:-/var/cache/kscope}
+src="$here/shim/kscope-shim.c"
+abi="$here/../Sources/CKscopeLinux/include/kscope_handoff.h"
+hash=$(cat "$src" "$abi" | sha256sum | cut -c1-16)
+so="$cache/lib/kscope-shim-$hash.so"
+if [[ ! -e $so ]]; then
+  mkdir -p "$cache/lib"
+  gcc -shared -fPIC -O2 -Wall -Werror -I "$here/../Sources/CKscopeLinux/include" -o "$so.tmp" "$src" -ldl
+  mv "$so.tmp" "$so"
+fi
+ln -sfn "$(basename "$so")" "$cache/lib/kscope-shim.so"

@@ -161,6 +161,10 @@ public struct Bitmap: Sendable {
     guard i < count else { return }
     words[Int(i >> 6)] |= 1 << (i & 63)
   }
+  public mutating func remove(_ i: UInt64) {
+    guard i < count else { return }
+    words[Int(i >> 6)] &= ~(1 << (i & 63))
+  }
   public mutating func set(_ r: FrameRange, limit: UInt64) {
     var f = r.start
     while f < min(r.end, limit) {

@@ -28,10 +28,26 @@ public final class Engine: @unchecked Sendable {
 
   /// What the engine saw of one clone.
   public struct ClientRecord: Sendable {
+    /// The pid the clone's hand-off names, and the one the kernel says (SO_PEERCRED).
     public var pid: UInt32
-    /// Frames whose misses it served, with the engine-side service time (ns).
+    public var peerPID: Int32 = 0
+    /// Frames whose misses it served, with the engine-side service time (ns); the first
+    /// `ClientRecord.maxFaultRecords` of them (a long-running clone's count keeps going on).
     public var faults: [(frame: UInt64, nanoseconds: UInt64)] = []
+    public var faultCount: UInt64 = 0
     public var zeroFilled: UInt64 = 0
+    /// Misses of frames already in the cache file that faulted again (the page had left it).
+    public var refetched: UInt64 = 0
+    /// Still connected.
+    public var connected = true
+    public var connectedAtNanoseconds: UInt64 = 0
+    public static let maxFaultRecords = 1 << 20
+
+    init(pid: UInt32, peerPID: Int32) {
+      self.pid = pid
+      self.peerPID = peerPID
+      connectedAtNanoseconds = kscope_now_ns()
+    }
   }
 
   public init(cache: HostCache, policy: any ClonePolicy, layout: RAMLayout, socketPath: String)
@@ -74,9 +90,21 @@ public final class Engine: @unchecked Sendable {
     lock.unlock()
     shutdown(listenFD, Int32(SHUT_RDWR))
     _ = done.wait(timeout: .now() + 10)
+    return clientRecords()
+  }
+
+  /// What the engine has seen of each clone so far, connected or gone.
+  public func clientRecords() -> [ClientRecord] {
     lock.lock()
     defer { lock.unlock() }
     return clients
+  }
+
+  /// Frames queued for background fetch.
+  public var queuedFrames: UInt64 {
+    lock.lock()
+    defer { lock.unlock() }
+    return queue.reduce(0) { $0 + $1.count }
   }
 
   private func spawn(_ body: @escaping @Sendable () -> Void) {
@@ -139,10 +167,19 @@ public final class Engine: @unchecked Sendable {
     }
     // Who the clone really is (the kernel says), to stop it if its pages cannot be served.
     let peer = kscope_peer_pid(sock)
+    lock.lock()
+    let id = clients.count
+    clients.append(ClientRecord(pid: header.pid, peerPID: peer))
+    lock.unlock()
+    defer {
+      lock.lock()
+      clients[id].connected = false
+      lock.unlock()
+    }
     var ack = UInt8(KSCOPE_HANDOFF_ACK)
     guard write(sock, &ack, 1) == 1 else { return }
     if let cpu = handlerCPU { _ = kscope_pin_cpu(cpu) }
-    var client = ClientRecord(pid: header.pid)
+    var lastPresentMiss: UInt64 = .max
     let page = layout.pageSize
     let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 256 * Int(page), alignment: Int(page))
     defer { buffer.deallocate() }
@@ -182,13 +219,30 @@ public final class Engine: @unchecked Sendable {
               z = kscope_uffd_zeropage(uffd, address, page)
             }
             if z < 0 && z != -EEXIST { try check("zero-filling frame \(frame)", z) }
-            client.zeroFilled += 1
+            lock.lock()
+            clients[id].zeroFilled += 1
+            lock.unlock()
           } else {
+            // A frame marked present that faults twice in a row is no longer in the cache file
+            // (something punched a hole into it): write it again rather than wake forever.
+            var refetch = false
+            if cache.isPresent(frame) {
+              if lastPresentMiss == frame {
+                cache.forget(frame)
+                refetch = true
+              }
+              lastPresentMiss = frame
+            } else {
+              lastPresentMiss = .max
+            }
             let plan = policy.miss(frame: frame)
             try cache.ensure(plan.now + [FrameRange(start: frame, count: 1)], buffer: buffer)
             try check("waking clone \(header.pid)", kscope_uffd_wake(uffd, address, page))
-            client.faults.append((frame, kscope_now_ns() - t0))
+            let ns = kscope_now_ns() - t0
             lock.lock()
+            if clients[id].faults.count < ClientRecord.maxFaultRecords { clients[id].faults.append((frame, ns)) }
+            clients[id].faultCount += 1
+            if refetch { clients[id].refetched += 1 }
             queue.insert(contentsOf: plan.later, at: 0)
             backoffUntil = kscope_now_ns() + policy.backoffMicros * 1000
             lock.unlock()
@@ -202,9 +256,6 @@ public final class Engine: @unchecked Sendable {
         }
       }
     }
-    lock.lock()
-    clients.append(client)
-    lock.unlock()
   }
 
   /// Queued prefetch, 64 frames at a time, whenever no miss arrived within the policy's back-off.

@@ -163,6 +163,18 @@ public final class HostCache: @unchecked Sendable {
     var total: UInt64 { totals.reduce(0, +) }
   }
 
+  /// Marks a frame not present, so the next `ensure` writes it again. For a frame that faults
+  /// while marked present: its page left the cache file (a hole punched into it), and waking the
+  /// clone again would only fault again.
+  public func forget(_ frame: UInt64) {
+    lock.lock()
+    if frame < frameCount && present[frame] {
+      present.remove(frame)
+      fetched -= 1
+    }
+    lock.unlock()
+  }
+
   /// Pages of the cache file resident in memory (tmpfs: its written pages).
   public func residentPages() -> UInt64 {
     var st = stat()

@@ -123,6 +123,9 @@ public struct VMConfig: Codable, Equatable, Sendable {
   /// only mapped once it has loaded ("Mismatched GPAs for block .../hints"). A private block is
   /// not ignored, so it loads; its content is the copied file, as the parent left it.
   public var hintsShared = true
+  /// Clones that do not own a RAM copy: the file QEMU maps privately as guest RAM (nil: the VM's
+  /// own `ram` file, shared).
+  public var ramBacking: RAMBacking?
 
   public var ramPath: String { directory + "/ram" }
   public var hintsPath: String { directory + "/hints" }
@@ -146,7 +149,8 @@ public struct VMConfig: Codable, Equatable, Sendable {
       // TCG: nested KVM hangs on these machines (see environment.md).
       "-machine", "q35,memory-backend=ram", "-accel", "tcg", "-cpu", "max",
       "-smp", String(cpus), "-m", "\(mib)M",
-      "-object", "memory-backend-file,id=ram,size=\(mib)M,mem-path=\(ramPath),share=on",
+      "-object",
+      "memory-backend-file,id=ram,size=\(mib)M,mem-path=\(qemuOptionValue(ramBacking?.file ?? ramPath)),share=\(ramBacking == nil ? "on" : "off")",
       "-object",
       "memory-backend-file,id=hints,size=\(hintBytes >> 20)M,mem-path=\(hintsPath),share=\(hintsShared ? "on" : "off")",
       // master=on: without it ivshmem is in "peer mode", which blocks migration (snapshots).
@@ -172,3 +176,30 @@ public struct VMConfig: Codable, Equatable, Sendable {
     return a
   }
 }
+
+/// Where a clone's guest RAM comes from when it is not its own copy.
+public struct RAMBacking: Codable, Equatable, Sendable {
+  /// "template" (the snapshot's RAM file) or "lazy" (the engine's host cache file).
+  public var mode: String
+  /// The file QEMU maps privately: the clone's writes stay its own, the file is never written.
+  public var file: String
+  /// Lazy clones: the engine's directory (its stats), and the policy it serves with.
+  public var engineDirectory: String?
+  public var policy: String?
+  /// The file's own path, where `file` is a /proc/PID/fd link (what smaps names).
+  public var realPath: String?
+  public init(
+    mode: String, file: String, realPath: String? = nil, engineDirectory: String? = nil,
+    policy: String? = nil
+  ) {
+    self.mode = mode
+    self.file = file
+    self.realPath = realPath
+    self.engineDirectory = engineDirectory
+    self.policy = policy
+  }
+}
+
+/// A value inside a QEMU `-object`/`-drive` option list: QEMU reads ",," as a literal comma, so
+/// a path with a comma cannot add options of its own.
+func qemuOptionValue(_ s: String) -> String { s.replacingOccurrences(of: ",", with: ",,") }

@@ -182,16 +182,19 @@ extension VMManager {
     throw VMError.timeout(what)
   }
 
-  /// Starts an eager clone of the snapshot in `directory`: its own copy of the RAM and hint
-  /// files, the same devices, its own host port; QEMU waits with `-incoming defer`, loads the
-  /// device state with x-ignore-shared, and `cont` resumes the guest where the parent stopped.
-  /// Returns once the clone answers its workload.
+  /// Starts a clone of the snapshot in `directory`: the same devices, its own host port and
+  /// hint-file copy; QEMU waits with `-incoming defer`, loads the device state with
+  /// x-ignore-shared, and `cont` resumes the guest where the parent stopped. Its RAM is, by
+  /// `memory`: its own full copy (eager), the snapshot's RAM file mapped privately (template), or
+  /// the engine's host cache file mapped privately and handed to the engine by the shim (lazy).
+  /// Returns once the clone answers its workload, with the start's timings.
   @discardableResult
   public func clone(
-    snapshot directory: String, name: String, timeout: Double = 120,
+    snapshot directory: String, name: String, memory: CloneMemory = .copy, timeout: Double = 120,
     progress: (_ done: UInt64, _ total: UInt64) -> Void = { _, _ in }
   ) throws -> VMStatus
   {
+    let t0 = Date()
     try VMManager.validateName(name)
     let snap = try Snapshot.open(URL(fileURLWithPath: directory).standardizedFileURL.path)
     try snap.checkFitsHost()
@@ -209,17 +212,48 @@ extension VMManager {
     _ = try ProcessRunner.which("qemu-system-x86_64")
 
     let dir = try prepareDirectory(name)
-    let config = VMConfig(
+    var config = VMConfig(
       name: name, directory: dir, memoryBytes: m.ramSize, cpus: m.cpus, kernel: kernel,
       image: image, hostPort: try freeLoopbackPort(), hintBytes: m.hintSize, hintsShared: false)
+    var environment: [String: String] = [:]
+    switch memory {
+    case .copy: break
+    case .template:
+      // The snapshot's RAM file as the descriptor Snapshot.open checked (a regular file inside
+      // the directory, no link): QEMU opens it through /proc, so a file renamed or swapped since
+      // cannot take its place. kscope holds it open until QEMU has mapped it.
+      config.ramBacking = RAMBacking(
+        mode: "template", file: "/proc/\(getpid())/fd/\(snap.ram.fd)", realPath: snap.ram.path)
+    case .lazy(let lazy):
+      config.ramBacking = RAMBacking(
+        mode: "lazy", file: lazy.cacheFile, engineDirectory: lazy.engineDirectory,
+        policy: lazy.policy)
+      environment = [
+        "LD_PRELOAD": lazy.shim, "KSCOPE_UFFD_RAM": lazy.cacheFile,
+        "KSCOPE_UFFD_SOCKET": lazy.socket,
+      ]
+      if let holes = lazy.holeFile { environment["KSCOPE_UFFD_HOLES"] = holes }
+    }
+    var timings: [(String, Double)] = []
+    var mark = Date()
+    func step(_ s: String) {
+      let now = Date()
+      timings.append((s, now.timeIntervalSince(mark)))
+      mark = now
+    }
     do {
-      try sparseCopy(from: snap.ram.fd, name: snap.ram.path, to: config.ramPath, progress: progress)
+      if case .copy = memory {
+        try sparseCopy(from: snap.ram.fd, name: snap.ram.path, to: config.ramPath, progress: progress)
+      }
       try sparseCopy(from: snap.hints.fd, name: snap.hints.path, to: config.hintsPath)
     } catch {
       try? FileManager.default.removeItem(atPath: dir)
       throw error
     }
-    try launch(config, incoming: true, clonedFrom: snap.path)
+    step("files")
+    // QEMU starts; a lazy clone's shim hands its RAM to the engine before QEMU goes on.
+    try launch(config, incoming: true, clonedFrom: snap.path, environment: environment)
+    step("qemu_start")
     do {
       let q = try QMPClient(path: config.qmpPath, timeout: 10)
       defer { q.close() }
@@ -234,8 +268,12 @@ extension VMManager {
       try q.passFile(snap.deviceState.fd, name: "kscope-state")
       try q.execute("migrate-incoming", arguments: ["uri": "fd:kscope-state"])
       try waitIncoming(q, timeout: timeout)
+      step("device_state")
       try q.execute("cont")
+      step("resume")
+      timings.append(("to_vcpu_running", Date().timeIntervalSince(t0)))
       try waitForWorkload(config, timeout: timeout, watchConsole: false)
+      timings.append(("to_first_answer", Date().timeIntervalSince(t0)))
     } catch {
       let qemuLog = (try? String(contentsOfFile: config.qemuLogPath, encoding: .utf8)) ?? ""
       let tail = qemuLog.isEmpty ? consoleTail(config) : qemuLog
@@ -243,7 +281,10 @@ extension VMManager {
       if case VMError.bootFailed = error { throw error }
       throw VMError.bootFailed(reason: "clone '\(name)' failed: \(error)", consoleTail: tail)
     }
-    return try status(name)
+    // QEMU's monitor takes one client at a time: ask for the status once `q` is closed.
+    var status = try self.status(name)
+    status.timings = timings
+    return status
   }
 
   /// After `migrate-incoming` the destination is "inmigrate" until the device state is loaded,
@@ -273,5 +314,50 @@ extension VMManager {
     let state = try recoverForSnapshot(q)
     if state == "running" || state == "postmigrate" { return }  // running now
     try q.execute("cont")
+  }
+}
+
+/// Where a clone's RAM comes from.
+public enum CloneMemory: Sendable {
+  /// Its own full copy of the snapshot's RAM (an eager clone).
+  case copy
+  /// The snapshot's RAM file mapped privately: pages come from page cache, writes stay private.
+  case template
+  /// The engine's host cache file mapped privately; the shim hands the mapping to the engine.
+  case lazy(LazyRAM)
+}
+
+/// What a lazy clone's QEMU needs from its engine.
+public struct LazyRAM: Sendable {
+  public var cacheFile: String
+  public var socket: String
+  public var holeFile: String?
+  /// The LD_PRELOAD hand-off shim (host/shim, built by host/setup.sh).
+  public var shim: String
+  public var engineDirectory: String
+  public var policy: String
+  public init(
+    cacheFile: String, socket: String, holeFile: String?, shim: String, engineDirectory: String,
+    policy: String
+  ) {
+    self.cacheFile = cacheFile
+    self.socket = socket
+    self.holeFile = holeFile
+    self.shim = shim
+    self.engineDirectory = engineDirectory
+    self.policy = policy
+  }
+}
+
+extension LazyRAM {
+  /// The shim host/setup.sh built: $KSCOPE_SHIM, or <cache>/lib/kscope-shim.so.
+  public static func installedShim() throws -> String {
+    let env = ProcessInfo.processInfo.environment["KSCOPE_SHIM"]
+    let cache = ProcessInfo.processInfo.environment["KSCOPE_CACHE"].flatMap { $0.isEmpty ? nil : $0 }
+    let path = env?.isEmpty == false ? env! : (cache ?? "/var/cache/kscope") + "/lib/kscope-shim.so"
+    guard access(path, R_OK) == 0 else {
+      throw VMError.invalidArgument("the lazy-clone shim is missing at \(path): run host/setup.sh")
+    }
+    return path
   }
 }

@@ -22,6 +22,12 @@ public struct VMStatus: Sendable {
   public var memoryBytes: UInt64
   public var directory: String
   public var clonedFrom: String?
+  /// How a clone's RAM is provided ("copy", "template", "lazy") and, for lazy clones, the policy.
+  public var ramMode: String = "own"
+  public var policy: String?
+  /// A clone's start, step by step (seconds): from the request to its vCPUs running, and to its
+  /// first answer.
+  public var timings: [(step: String, seconds: Double)] = []
 
   public var json: [String: Any] {
     var d: [String: Any] = [
@@ -30,7 +36,14 @@ public struct VMStatus: Sendable {
       "url": "http://127.0.0.1:\(hostPort)/",
     ]
     if let pid { d["pid"] = Int(pid) }
-    if let clonedFrom { d["cloned_from"] = clonedFrom }
+    if let clonedFrom {
+      d["cloned_from"] = clonedFrom
+      d["ram"] = ramMode
+    }
+    if let policy { d["policy"] = policy }
+    if !timings.isEmpty {
+      d["timings_s"] = Dictionary(timings.map { ($0.step, ($0.seconds * 1e6).rounded() / 1e6) }) { a, _ in a }
+    }
     return d
   }
 }
@@ -129,14 +142,16 @@ public struct VMManager: Sendable {
 
   /// Writes vm.json and starts QEMU daemonized (it forks, writes its pid file, and its first
   /// process exits once the machine is set up, so configuration errors surface here).
-  func launch(_ config: VMConfig, incoming: Bool, clonedFrom: String?) throws {
+  func launch(
+    _ config: VMConfig, incoming: Bool, clonedFrom: String?, environment: [String: String] = [:]
+  ) throws {
     let argv = config.qemuArguments(incoming: incoming)
     let rec = VMRecord(
       config: config, qemuCommandLine: argv, startedAt: iso8601(Date()), clonedFrom: clonedFrom)
     try writeAtomically(try VMManager.encoder.encode(rec), to: config.directory + "/vm.json")
     var qemu = argv
     qemu[0] = try ProcessRunner.which(argv[0])
-    let status = try spawnAndWait(qemu, logPath: config.qemuLogPath)
+    let status = try spawnAndWait(qemu, logPath: config.qemuLogPath, environment: environment)
     if status != 0 {
       let log = (try? String(contentsOfFile: config.qemuLogPath, encoding: .utf8)) ?? ""
       try? FileManager.default.removeItem(atPath: config.directory)
@@ -251,11 +266,14 @@ public struct VMManager: Sendable {
         q.close()
       }
     }
-    return VMStatus(
+    var st = VMStatus(
       name: name, pid: pid, state: state, hostPort: rec.config.hostPort,
       kernelRelease: rec.config.kernel.release, workload: rec.config.image.workload.rawValue,
       memoryBytes: rec.config.memoryBytes, directory: rec.config.directory,
       clonedFrom: rec.clonedFrom)
+    if rec.clonedFrom != nil { st.ramMode = rec.config.ramBacking?.mode ?? "copy" }
+    st.policy = rec.config.ramBacking?.policy
+    return st
   }
 
   public func list() -> [VMStatus] { names().compactMap { try? status($0) } }

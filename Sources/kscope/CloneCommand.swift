@@ -18,12 +18,16 @@ struct CloneCommand: ParsableCommand {
         kscope clone simulate --map web1.kcm --trace t.txt --policy kaleidoscope
         kscope clone replay --snapshot /dev/shm/snap1 --trace t.txt --policy on-demand --clones 2
       """,
-    subcommands: [CloneSimulate.self, CloneReplay.self, CloneTrace.self, CloneWorker.self])
+    subcommands: [CloneSimulate.self, CloneReplay.self, CloneTrace.self, CloneEngineCommand.self, CloneWorker.self])
 }
 
-/// Options shared by `simulate` and `replay`.
-struct PolicyOptions: ParsableArguments {
+/// The access trace of `simulate` and `replay`.
+struct TraceOption: ParsableArguments {
   @Option(help: "The access trace.") var trace: String
+}
+
+/// The fetch policy (shared by `simulate`, `replay`, `clone engine` and `vm clone --lazy`).
+struct PolicyOptions: ParsableArguments {
   @Option(help: "Fetch policy: \(PolicyName.all.joined(separator: ", ")).") var policy: String
   @Option(help: "A recorded working set: a trace whose first-touch order is fetched first.")
   var workingSet: String?
@@ -89,6 +93,7 @@ struct CloneSimulate: ParsableCommand {
 
   @Option(help: "The parent's color map.") var map: String
   @OptionGroup var policy: PolicyOptions
+  @OptionGroup var traceOption: TraceOption
   @Option(help: "Link model: local or 1gbit.") var link = "local"
   @OptionGroup var out: OutputOptions
 
@@ -97,7 +102,7 @@ struct CloneSimulate: ParsableCommand {
       throw CommandFailure("unknown link '\(link)' (expected local or 1gbit)")
     }
     let colorMap = try ColorMapFile.open(map)
-    let trace = try policy.readTrace(policy.trace, frameCount: colorMap.frameCount)
+    let trace = try policy.readTrace(traceOption.trace, frameCount: colorMap.frameCount)
     let p = try policy.makePolicy(map: colorMap)
     let m = Simulator(link: model).run(policy: p, frameCount: colorMap.frameCount, trace: trace)
     if out.json {

@@ -16,7 +16,7 @@ struct ReplayInputs {
   let policy: any ClonePolicy
   let trace: [Access]
 
-  init(snapshot path: String, mapPath: String?, options: PolicyOptions, checkDigest: Bool) throws {
+  init(snapshot path: String, mapPath: String?, options: PolicyOptions, tracePath: String?, checkDigest: Bool) throws {
     snapshot = try openSnapshot(path)
     let manifest = snapshot.manifest
     layout = try ramLayout(of: snapshot)
@@ -43,7 +43,7 @@ struct ReplayInputs {
     if mapPath == nil && options.policy.hasPrefix("kaleidoscope") {
       throw CommandFailure("policy \(options.policy) needs the parent's color map (--map)")
     }
-    trace = try options.readTrace(options.trace, frameCount: frames)
+    trace = try tracePath.map { try options.readTrace($0, frameCount: frames) } ?? []
     policy = try options.makePolicy(map: map)
   }
 }
@@ -71,6 +71,7 @@ struct CloneReplay: ParsableCommand {
   @Option(help: "The snapshot directory (kscope vm snapshot).") var snapshot: String
   @Option(help: "The parent's color map (needed by the kaleidoscope policies).") var map: String?
   @OptionGroup var policy: PolicyOptions
+  @OptionGroup var traceOption: TraceOption
   @Option(help: "Take pages from 'kscope serve' (nbd://HOST:PORT/) instead of the local RAM file.")
   var from: String?
   @Option(help: "Clone processes.") var clones = 1
@@ -83,7 +84,7 @@ struct CloneReplay: ParsableCommand {
   }
 
   func run() throws {
-    let inputs = try ReplayInputs(snapshot: snapshot, mapPath: map, options: policy, checkDigest: !noDigestCheck)
+    let inputs = try ReplayInputs(snapshot: snapshot, mapPath: map, options: policy, tracePath: traceOption.trace, checkDigest: !noDigestCheck)
     let tag = "kscope-engine-\(getpid())"
     let cachePath = cacheDir + "/" + tag + ".ram"
     let socketPath = cacheDir + "/" + tag + ".sock"
@@ -114,7 +115,7 @@ struct CloneReplay: ParsableCommand {
       engine.start()
       // The clones: this executable's hidden worker command, all at once.
       let me = URL(fileURLWithPath: CommandLine.arguments[0]).path
-      var args = ["clone", "worker", "--snapshot", snapshot, "--trace", policy.trace, "--policy", policy.policy,
+      var args = ["clone", "worker", "--snapshot", snapshot, "--trace", traceOption.trace, "--policy", policy.policy,
         "--cache", cachePath, "--socket", socketPath]
       if let map { args += ["--map", map] }
       if let ws = policy.workingSet { args += ["--working-set", ws] }
@@ -205,7 +206,7 @@ struct CloneReplay: ParsableCommand {
       }
     }
     let present = cache.presentBitmap
-    m.demandFaults = records.reduce(0) { $0 + UInt64($1.faults.count) }
+    m.demandFaults = records.reduce(0) { $0 + $1.faultCount }
     m.faultLatency = latency.summary
     m.pagesFetched = present.population
     let demandFrames = Set(records.flatMap { $0.faults.map(\.frame) })
@@ -230,11 +231,12 @@ struct CloneWorker: ParsableCommand {
   @Option var snapshot: String
   @Option var map: String?
   @OptionGroup var policy: PolicyOptions
+  @OptionGroup var traceOption: TraceOption
   @Option var cache: String
   @Option var socket: String
 
   func run() throws {
-    let inputs = try ReplayInputs(snapshot: snapshot, mapPath: map, options: policy, checkDigest: false)
+    let inputs = try ReplayInputs(snapshot: snapshot, mapPath: map, options: policy, tracePath: traceOption.trace, checkDigest: false)
     do {
       let report = try ReplayWorker.run(
         cachePath: cache, layout: inputs.layout, holes: inputs.policy.holes(), trace: inputs.trace,

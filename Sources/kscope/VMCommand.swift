@@ -1,5 +1,7 @@
 import ArgumentParser
 import Foundation
+import KscopeClone
+import KscopeEngine
 import KscopeHost
 import KscopeCore
 import KscopeVM
@@ -23,7 +25,8 @@ struct VMCommand: ParsableCommand {
       """,
     subcommands: [
       VMImageCommand.self, VMStartCommand.self, VMListCommand.self, VMStopCommand.self,
-      VMSnapshotCommand.self, VMCloneCommand.self, VMExecCommand.self, VMResumeCommand.self,
+      VMSnapshotCommand.self, VMCloneCommand.self, VMStatsCommand.self, VMExecCommand.self,
+      VMResumeCommand.self,
     ])
 }
 
@@ -227,22 +230,150 @@ struct VMSnapshotCommand: ParsableCommand {
 
 struct VMCloneCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
-    commandName: "clone", abstract: "Start an eager clone of a snapshot (full RAM copy).")
+    commandName: "clone", abstract: "Start a clone of a snapshot: eager (full RAM copy), template, or lazy.",
+    discussion: """
+      Eager (the default) copies the snapshot's RAM. --template maps the snapshot's RAM file \
+      privately (no engine: pages come from the host's page cache, writes stay the clone's own). \
+      --lazy maps the clone engine's host cache file privately: QEMU starts with the hand-off \
+      shim (host/setup.sh builds it), which gives the mapping's userfaultfd to the engine for \
+      this snapshot, policy and source (started if none serves yet; clones of one snapshot \
+      share it and its cache file). The policy reads the snapshot's map.kcm (written by 'vm \
+      snapshot') unless --map names another. The timings go from the request to the vCPUs \
+      running and to the workload's first answer.
+      """)
   @Argument(help: "Snapshot directory.") var snapshot: String
   @Option(name: .long, help: "Name of the clone.") var name: String
+  @Flag(name: .long, help: "Lazy clone: RAM served by the clone engine.") var lazy = false
+  @Flag(name: .long, help: "Template clone: the snapshot's RAM file mapped privately.") var template = false
+  @Option(name: .long, help: "Lazy clones' fetch policy: \(PolicyName.all.joined(separator: ", ")).")
+  var policy = "kaleidoscope"
+  @Option(name: .long, help: "The parent's color map (default: the snapshot's map.kcm).") var map: String?
+  @Option(name: .long, help: "A recorded working set (working-set policies).") var workingSet: String?
+  @Flag(name: .long, help: "Fetch free frames too (guests that poison or zero pages on free).")
+  var fetchFree = false
+  @Option(name: .long, help: "Take pages from 'kscope serve' (nbd://HOST:PORT/) instead of the snapshot.")
+  var from: String?
+  @Option(name: .long, help: "tmpfs directory for the engine's files.") var cacheDir = "/dev/shm"
   @OptionGroup var state: StateOptions
   @OptionGroup var output: OutputOptions
+
+  func validate() throws {
+    if lazy && template { throw ValidationError("--lazy and --template exclude each other") }
+    if !lazy && (from != nil || map != nil || workingSet != nil || fetchFree) {
+      throw ValidationError("--map, --from, --working-set and --fetch-free need --lazy")
+    }
+  }
 
   func run() throws {
     let t = Date()
     let progress = ProgressLine("clone \(name)", interval: 5)
-    let st = try vmCall {
-      try state.manager.clone(snapshot: snapshot, name: name) { done, total in
+    var memory = CloneMemory.copy
+    var useLock: Int32 = -1
+    defer { if useLock >= 0 { close(useLock) } }
+    if template { memory = .template }
+    if lazy {
+      var args = ["--policy", policy]
+      if let workingSet { args += ["--working-set", workingSet] }
+      if fetchFree { args.append("--fetch-free") }
+      let options = try PolicyOptions.parse(args)
+      let spec = try EngineSpec(
+        snapshot: snapshot, map: map ?? defaultMap(snapshot), policy: options, from: from, cacheRoot: cacheDir)
+      let shim = try vmCall { try LazyRAM.installedShim() }
+      let (dir, lock) = try spec.ensureRunning(progress: progress)
+      useLock = lock
+      memory = .lazy(
+        LazyRAM(
+          cacheFile: dir.cacheFile, socket: dir.socket, holeFile: dir.holeFile, shim: shim,
+          engineDirectory: dir.path, policy: policy))
+    }
+    let engineSeconds = Date().timeIntervalSince(t)
+    var st = try vmCall {
+      try state.manager.clone(snapshot: snapshot, name: name, memory: memory) { done, total in
         progress.update("RAM \(done >> 20) of \(total >> 20) MiB copied")
       }
     }
     progress.finish()
+    if lazy { st.timings.insert(("engine", engineSeconds), at: 0) }
     printStatus(st, seconds: Date().timeIntervalSince(t), json: output.json)
+  }
+
+  /// The snapshot's own map (written by `vm snapshot`), if it has one and it is a regular file
+  /// inside the snapshot directory.
+  func defaultMap(_ snapshot: String) -> String? {
+    let path = snapshot + "/map.kcm"
+    var st = stat()
+    guard lstat(path, &st) == 0, st.st_mode & S_IFMT == S_IFREG else { return nil }
+    return path
+  }
+}
+
+struct VMStatsCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "stats",
+    abstract: "A clone's RAM: how it is provided, what its engine served, what it costs the host.",
+    discussion: """
+      For a lazy clone, the engine's figures for this clone (demand faults, zero-filled holes, \
+      engine-side service latency) and the engine's totals (pages fetched, cache file resident), \
+      while the clone runs and after it ended. For every running VM, its RAM mapping's resident, \
+      proportional and private memory (/proc/PID/smaps).
+      """)
+  @Argument(help: "VM name.") var name: String
+  @OptionGroup var state: StateOptions
+  @OptionGroup var output: OutputOptions
+
+  func run() throws {
+    let m = state.manager
+    let rec = try vmCall { try m.record(name) }
+    let pid = try vmCall { try m.recordedPid(name) }
+    let usage = try vmCall { try m.ramUsage(name) }
+    let mode = rec.clonedFrom == nil ? "own" : (rec.config.ramBacking?.mode ?? "copy")
+    var engine: EngineStats?
+    if let dir = rec.config.ramBacking?.engineDirectory {
+      do { engine = try EngineStats.read(EngineDirectory(dir).statsFile) } catch {
+        throw CommandFailure(error.description)
+      }
+    }
+    let client = engine.flatMap { e in pid.flatMap { e.client(pid: $0) } }
+    if output.json {
+      var d: [String: Any] = ["name": name, "ram": mode, "running": usage != nil]
+      if let pid { d["pid"] = Int(pid) }
+      if let policy = rec.config.ramBacking?.policy { d["policy"] = policy }
+      if let usage { d["host_memory"] = usage.json }
+      if let e = engine {
+        d["engine"] = [
+          "pid": Int(e.pid), "state": e.state, "frames": e.frames, "holes": e.holes,
+          "prepared_pages": e.preparedPages, "pages_fetched": e.pagesFetched,
+          "cache_resident_pages": e.cacheResidentPages, "queued_frames": e.queuedFrames,
+          "clients": e.clients.count, "errors": e.errors,
+        ] as [String: Any]
+      }
+      if let c = client {
+        d["clone"] = [
+          "connected": c.connected, "seconds": c.seconds, "demand_faults": c.demandFaults,
+          "zero_filled": c.zeroFilled, "refetched": c.refetched,
+          "fault_latency_us": [
+            "count": c.faultLatencyUs.count, "p50": c.faultLatencyUs.p50,
+            "p99": c.faultLatencyUs.p99, "max": c.faultLatencyUs.max,
+          ],
+        ] as [String: Any]
+      }
+      try printJSON(d)
+      return
+    }
+    print("\(name): RAM \(mode)\(rec.config.ramBacking?.policy.map { ", policy \($0)" } ?? ""), QEMU pid \(pid.map(String.init) ?? "-") \(usage == nil ? "(not running)" : "(running)")")
+    if let usage {
+      print("host memory   RAM mapping resident \(usage.rssKiB >> 10) MiB, proportional \(usage.pssKiB >> 10) MiB, copied on write \(usage.anonymousKiB >> 10) MiB")
+    }
+    if let e = engine {
+      print("engine        pid \(e.pid) \(e.state); \(e.pagesFetched) pages fetched (\(e.preparedPages) before resume), cache \(e.cacheResidentPages) pages resident, \(e.holes) holes, \(e.clients.count) clone(s)")
+    }
+    if let c = client {
+      print(String(format: "this clone    %llu demand faults (engine-side µs p50 %.1f p99 %.1f max %.1f), %llu holes zero-filled, %@ for %.1f s",
+        c.demandFaults, c.faultLatencyUs.p50, c.faultLatencyUs.p99, c.faultLatencyUs.max, c.zeroFilled,
+        c.connected ? "connected" : "gone", c.seconds))
+    } else if engine != nil {
+      print("this clone    not among the engine's clients (it never handed its RAM over)")
+    }
   }
 }
 

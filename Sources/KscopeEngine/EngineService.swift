@@ -1,0 +1,262 @@
+import CKscopeLinux
+import Foundation
+import Glibc
+import KscopeClone
+import KscopeOS
+
+/// The files of one long-running engine (`kscope clone engine`): the lazy clones of one snapshot
+/// under one policy and source share it, and with it one host cache file. The directory lives on
+/// tmpfs (userfaultfd serves private mappings of shmem files, not of disk files).
+public struct EngineDirectory: Sendable {
+  public let path: String
+  public init(_ path: String) { self.path = path }
+  public var cacheFile: String { path + "/cache.ram" }
+  public var socket: String { path + "/engine.sock" }
+  /// (file offset, length) u64 pairs of the free runs the shim leaves unregistered.
+  public var holeFile: String { path + "/holes.bin" }
+  /// Written once the resume set is fetched and faults are served.
+  public var readyFile: String { path + "/ready.json" }
+  public var statsFile: String { path + "/stats.json" }
+  public var logFile: String { path + "/engine.log" }
+  /// Held (exclusively) by the live engine for its whole life: at most one per directory.
+  public var lifeLock: String { path + "/engine.lock" }
+  /// Held (shared) by each `vm clone` while it starts a clone, so the engine does not end under it.
+  public var useLock: String { path + "/use.lock" }
+
+  /// Root of the engines of this host, `<root>/kscope-engines/<key>`: `key` names the snapshot,
+  /// policy and source (clones that differ in any of them cannot share a cache file).
+  public static func forKey(_ key: String, root: String) throws(EngineError) -> EngineDirectory {
+    let base = root + "/kscope-engines"
+    try makePrivateDirectory(base)
+    let d = EngineDirectory(base + "/" + key)
+    try makePrivateDirectory(d.path)
+    return d
+  }
+
+  /// mkdir 0700, or check that what is there is our own directory (not a symlink planted in a
+  /// shared tmpfs).
+  static func makePrivateDirectory(_ path: String) throws(EngineError) {
+    if mkdir(path, 0o700) != 0 && errno != EEXIST {
+      throw EngineError("cannot create \(path): \(String(cString: strerror(errno)))")
+    }
+    var st = stat()
+    guard lstat(path, &st) == 0, st.st_mode & S_IFMT == S_IFDIR, st.st_uid == geteuid(),
+      st.st_mode & 0o022 == 0
+    else { throw EngineError("\(path) is not a private directory of this user") }
+  }
+}
+
+/// What an engine publishes in stats.json: totals, and per clone what it served.
+public struct EngineStats: Codable, Sendable {
+  public struct Client: Codable, Sendable {
+    public var pid: Int32
+    public var connected: Bool
+    public var seconds: Double
+    public var demandFaults: UInt64
+    public var zeroFilled: UInt64
+    public var refetched: UInt64
+    /// Engine-side service time of its misses (fault read to wake), microseconds.
+    public var faultLatencyUs: Latency
+  }
+  public struct Latency: Codable, Sendable {
+    public var count: UInt64
+    public var p50: Double
+    public var p99: Double
+    public var max: Double
+  }
+  public var pid: Int32
+  public var state: String
+  public var policy: String
+  public var snapshot: String
+  public var source: String
+  public var frames: UInt64
+  public var holes: UInt64
+  public var preparedPages: UInt64
+  public var prepareSeconds: Double
+  public var pagesFetched: UInt64
+  public var cacheResidentPages: UInt64
+  public var queuedFrames: UInt64
+  public var clients: [Client]
+  public var errors: [String]
+
+  public static let encoder: JSONEncoder = {
+    let e = JSONEncoder()
+    e.keyEncodingStrategy = .convertToSnakeCase
+    e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    return e
+  }()
+  public static let decoder: JSONDecoder = {
+    let d = JSONDecoder()
+    d.keyDecodingStrategy = .convertFromSnakeCase
+    return d
+  }()
+
+  /// Reads an engine's stats file (bounded; it is ours, but a damaged one gets one line).
+  public static func read(_ path: String) throws(EngineError) -> EngineStats {
+    let bytes: [UInt8]
+    do { bytes = try Files.readBounded(path, limit: 64 << 20) } catch {
+      throw EngineError("no engine statistics at \(path): \(error.description)")
+    }
+    do { return try decoder.decode(EngineStats.self, from: Data(bytes)) } catch {
+      throw EngineError("\(path) is damaged")
+    }
+  }
+
+  public func client(pid: Int32) -> Client? { clients.last { $0.pid == pid } }
+}
+
+/// Runs an engine as a service until its clones are gone: publishes readiness and statistics
+/// in its directory, and ends when the last clone hangs up (or when none came within
+/// `firstClientTimeout`, or on SIGTERM/SIGINT). On the way out it removes the cache file, the
+/// socket and the hole file, and leaves the final stats for `kscope vm stats`.
+public enum EngineService {
+  /// Takes the directory's life lock; false if another engine holds it.
+  public static func claim(_ dir: EngineDirectory) -> Int32? {
+    let fd = open(dir.lifeLock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+    guard fd >= 0 else { return nil }
+    if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+      close(fd)
+      return nil
+    }
+    return fd
+  }
+
+  /// True if an engine holds the directory's life lock.
+  public static func isLive(_ dir: EngineDirectory) -> Bool {
+    guard let fd = claim(dir) else { return Files.exists(dir.lifeLock) }
+    close(fd)
+    return false
+  }
+
+  /// The (file offset, length) pairs of hole runs of at least `minFrames` frames: the shim
+  /// leaves them unregistered, so the kernel zero-fills them without a round trip.
+  public static func holeRuns(_ holes: [FrameRange], layout: RAMLayout, minFrames: UInt64 = 512) -> [UInt8] {
+    var out: [UInt8] = []
+    func put(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }
+    for h in holes where h.count >= minFrames {
+      for run in layout.fileRuns(h) {
+        put(run.fileOffset)
+        put(run.count * layout.pageSize)
+      }
+    }
+    return out
+  }
+
+  public struct Description: Sendable {
+    public var policy: String
+    public var snapshot: String
+    public var source: String
+    public init(policy: String, snapshot: String, source: String) {
+      self.policy = policy
+      self.snapshot = snapshot
+      self.source = source
+    }
+  }
+
+  nonisolated(unsafe) static var signalled: Int32 = 0
+
+  /// Serves until the clones are gone; returns why it ended.
+  public static func serve(
+    engine: Engine, prepared: (pages: UInt64, seconds: Double), directory dir: EngineDirectory,
+    description: Description, firstClientTimeout: Double = 60
+  ) -> String {
+    signal(SIGTERM) { _ in EngineService.signalled = 1 }
+    signal(SIGINT) { _ in EngineService.signalled = 1 }
+    signal(SIGPIPE, SIG_IGN)
+    let started = kscope_now_ns()
+    func stats(_ state: String) -> EngineStats {
+      let records = engine.clientRecords()
+      let now = kscope_now_ns()
+      return EngineStats(
+        pid: getpid(), state: state, policy: description.policy, snapshot: description.snapshot,
+        source: description.source, frames: UInt64(engine.cache.holes.count),
+        holes: engine.cache.holes.population, preparedPages: prepared.pages,
+        prepareSeconds: prepared.seconds, pagesFetched: engine.cache.fetched,
+        cacheResidentPages: engine.cache.residentPages(), queuedFrames: engine.queuedFrames,
+        clients: records.map { r in
+          var l = LatencyRecorder()
+          for f in r.faults { l.record(nanoseconds: f.nanoseconds) }
+          let s = l.summary
+          return EngineStats.Client(
+            pid: r.peerPID > 0 ? r.peerPID : Int32(bitPattern: r.pid), connected: r.connected,
+            seconds: Double(now - r.connectedAtNanoseconds) / 1e9, demandFaults: r.faultCount,
+            zeroFilled: r.zeroFilled, refetched: r.refetched,
+            faultLatencyUs: .init(count: s.count, p50: s.p50, p99: s.p99, max: s.max))
+        },
+        errors: engine.errors)
+    }
+    func publish(_ s: EngineStats) {
+      if let data = try? EngineStats.encoder.encode(s) {
+        try? Files.writeAtomically([UInt8](data), to: dir.statsFile, mode: 0o600)
+      }
+    }
+    publish(stats("serving"))
+    let readyLine = "{\"pid\":\(getpid()),\"socket\":\"\(dir.socket)\",\"prepared_pages\":\(prepared.pages)}\n"
+    try? Files.writeAtomically(Array(readyLine.utf8), to: dir.readyFile, mode: 0o600)
+    var reason = ""
+    var lastPublish = kscope_now_ns()
+    while reason.isEmpty {
+      usleep(100_000)
+      let records = engine.clientRecords()
+      let now = kscope_now_ns()
+      var candidate = ""
+      if signalled != 0 {
+        candidate = "stopped by a signal"
+      } else if records.isEmpty && Double(now - started) / 1e9 > firstClientTimeout {
+        candidate = "no clone connected within \(Int(firstClientTimeout)) s"
+      } else if !records.isEmpty && !records.contains(where: \.connected) {
+        candidate = "its last clone is gone"
+      }
+      if !candidate.isEmpty {
+        // A `vm clone` holding the use lock is about to hand a new clone over: stay.
+        let fd = open(dir.useLock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        if fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0 {
+          reason = candidate
+          unlink(dir.readyFile)
+          unlink(dir.socket)
+          // Keep the use lock until exit; a waiting `vm clone` then starts a new engine.
+        } else if fd >= 0 {
+          close(fd)
+        }
+      }
+      if now - lastPublish > 500_000_000 {
+        publish(stats("serving"))
+        lastPublish = now
+      }
+    }
+    _ = engine.stop()
+    publish(stats("ended: \(reason)"))
+    engine.cache.remove()
+    unlink(dir.holeFile)
+    return reason
+  }
+
+  /// Starts `argv` (argv[0] absolute) as a detached process in its own session (setsid), stdin
+  /// from /dev/null and output appended to `logPath`: the engine outlives the `vm clone` that
+  /// started it. Returns its pid.
+  public static func spawnDetached(_ argv: [String], logPath: String) throws(EngineError) -> Int32 {
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 1, logPath, O_WRONLY | O_CREAT | O_APPEND, 0o600)
+    posix_spawn_file_actions_adddup2(&actions, 1, 2)
+    var attr = posix_spawnattr_t()
+    posix_spawnattr_init(&attr)
+    defer { posix_spawnattr_destroy(&attr) }
+    // POSIX_SPAWN_SETSID (glibc, 0x80) is behind _GNU_SOURCE, which Swift does not define.
+    posix_spawnattr_setflags(&attr, 0x80)
+    var cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
+    defer { for p in cargs { free(p) } }
+    var pid: pid_t = 0
+    let rc = posix_spawn(&pid, argv[0], &actions, &attr, &cargs, environ)
+    guard rc == 0 else { throw EngineError("cannot start \(argv[0]): \(String(cString: strerror(rc)))") }
+    // Reap it in the background if it ends while we still run (it normally outlives us).
+    let child = pid
+    Thread.detachNewThread {
+      var status: Int32 = 0
+      while waitpid(child, &status, 0) < 0 && errno == EINTR {}
+    }
+    return pid
+  }
+}
