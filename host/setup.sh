@@ -41,7 +41,27 @@ hash=$(cat "$src" "$abi" | sha256sum | cut -c1-16)
 so="$cache/lib/kscope-shim-$hash.so"
 if [[ ! -e $so ]]; then
   mkdir -p "$cache/lib"
-  gcc -shared -fPIC -O2 -Wall -Werror -I "$here/../Sources/CKscopeLinux/include" -o "$so.tmp" "$src" -ldl
+  gcc -shared -fPIC -O2 -Wall -Werror -I "$here/../Sources/CKscopeLinux/include" -o "$so.tmp" "$src" -ldl -lpthread
   mv "$so.tmp" "$so"
 fi
 ln -sfn "$(basename "$so")" "$cache/lib/kscope-shim.so"
+find "$cache/lib" -name "kscope-shim-*.so" ! -name "$(basename "$so")" -delete
+
+# The guest agent as parents get it by default (`kscope vm start` installs it unless --no-agent):
+# a release build with the Swift stdlib linked in statically, cached by a hash of its sources as
+# <cache>/agent/kscope-agent-<hash>, linked as kscope-agent.
+repo="$here/.."
+ahash=$(cd "$repo" && find Package.swift Sources/KscopeAgent Sources/kscope-agent Sources/KscopeCore Sources/KscopeOS \
+  -type f -print0 | sort -z | xargs -0 cat | sha256sum | cut -c1-16)
+agent="$cache/agent/kscope-agent-$ahash"
+if [[ ! -x $agent ]]; then
+  echo "setup: building the static guest agent (release)" >&2
+  mkdir -p "$cache/agent"
+  swift build -c release --static-swift-stdlib --product kscope-agent --package-path "$repo" \
+    --scratch-path "$cache/agent/build" >&2
+  cp "$cache/agent/build/release/kscope-agent" "$agent.tmp"
+  strip "$agent.tmp"
+  mv "$agent.tmp" "$agent"
+fi
+ln -sfn "$(basename "$agent")" "$cache/agent/kscope-agent"
+find "$cache/agent" -maxdepth 1 -name "kscope-agent-*" ! -name "$(basename "$agent")" -delete

@@ -14,7 +14,10 @@ public final class Engine: @unchecked Sendable {
   let layout: RAMLayout
   let socketPath: String
   let listenFD: Int32
-  private let lock = NSLock()
+  /// Guards the queue, the back-off, `stopping`, the client records and the errors; signalled
+  /// when work is queued or the engine stops.
+  private let work = NSCondition()
+  private var lock: NSCondition { work }
   private var queue: [FrameRange] = []
   private var backoffUntil: UInt64 = 0
   private var stopping = false
@@ -72,6 +75,7 @@ public final class Engine: @unchecked Sendable {
     let pages = try cache.ensureInParallel(policy.beforeResume())
     lock.lock()
     queue = policy.backgroundAtStart()
+    work.signal()
     lock.unlock()
     return (pages, Double(kscope_now_ns() - t0) / 1e9)
   }
@@ -87,6 +91,7 @@ public final class Engine: @unchecked Sendable {
   public func stop() -> [ClientRecord] {
     lock.lock()
     stopping = true
+    work.broadcast()
     lock.unlock()
     shutdown(listenFD, Int32(SHUT_RDWR))
     _ = done.wait(timeout: .now() + 10)
@@ -245,6 +250,7 @@ public final class Engine: @unchecked Sendable {
             if refetch { clients[id].refetched += 1 }
             queue.insert(contentsOf: plan.later, at: 0)
             backoffUntil = kscope_now_ns() + policy.backoffMicros * 1000
+            if !plan.later.isEmpty { work.signal() }
             lock.unlock()
           }
         } catch {
@@ -259,32 +265,34 @@ public final class Engine: @unchecked Sendable {
   }
 
   /// Queued prefetch, 64 frames at a time, whenever no miss arrived within the policy's back-off.
+  /// With nothing queued it sleeps until a miss queues work (or the engine stops): a long-lived
+  /// engine costs no CPU while its clones run from what they have.
   private func backgroundLoop() {
     let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * Int(layout.pageSize), alignment: Int(layout.pageSize))
     defer { buffer.deallocate() }
     while true {
-      lock.lock()
+      work.lock()
+      while !stopping && queue.isEmpty { work.wait() }
       if stopping {
-        lock.unlock()
+        work.unlock()
         return
       }
       let now = kscope_now_ns()
-      var batch: FrameRange?
-      if now >= backoffUntil, !queue.isEmpty {
-        var r = queue.removeFirst()
-        let take = min(r.count, 64)
-        batch = FrameRange(start: r.start, count: take)
-        if take < r.count {
-          r.start += take
-          r.count -= take
-          queue.insert(r, at: 0)
-        }
-      }
-      lock.unlock()
-      guard let batch else {
-        usleep(100)
+      if now < backoffUntil {
+        let wait = backoffUntil - now
+        work.unlock()
+        usleep(UInt32(min(wait / 1000, 100_000)))
         continue
       }
+      var r = queue.removeFirst()
+      let take = min(r.count, 64)
+      let batch = FrameRange(start: r.start, count: take)
+      if take < r.count {
+        r.start += take
+        r.count -= take
+        queue.insert(r, at: 0)
+      }
+      work.unlock()
       do { try cache.ensure([batch], buffer: buffer) } catch {
         record("background fetch: \(error.description)")
         return

@@ -1,6 +1,7 @@
 // Every libc entry point KscopeVM uses lives in this file: sockets (unix and loopback TCP),
 // poll-based timed reads, process signals, and sparse file copies. EINTR is retried here.
 import Foundation
+import KscopeOS
 
 #if canImport(Glibc)
   import Glibc
@@ -318,6 +319,8 @@ func spawnAndWait(_ argv: [String], logPath: String, environment: [String: Strin
   posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
   posix_spawn_file_actions_addopen(&actions, 1, logPath, O_WRONLY | O_CREAT | O_APPEND, 0o600)
   posix_spawn_file_actions_adddup2(&actions, 1, 2)
+  // Nothing else of ours leaks into it.
+  Descriptors.closeOnExecAbove(2)
   var cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
   defer { for p in cargs { free(p) } }
   // This process's environment with `environment`'s variables set (replacing same names).

@@ -230,7 +230,7 @@ extension VMManager {
         policy: lazy.policy)
       environment = [
         "LD_PRELOAD": lazy.shim, "KSCOPE_UFFD_RAM": lazy.cacheFile,
-        "KSCOPE_UFFD_SOCKET": lazy.socket,
+        "KSCOPE_UFFD_SOCKET": lazy.socket, "KSCOPE_SHIM_LOG": config.qemuLogPath,
       ]
       if let holes = lazy.holeFile { environment["KSCOPE_UFFD_HOLES"] = holes }
     }

@@ -89,7 +89,8 @@ struct EngineSpec {
       // Give a starting engine a moment to take its lock before calling it dead.
       if Date().timeIntervalSince(t0) > 2, !EngineService.isLive(dir) {
         let log = Files.readText(dir.logFile) ?? ""
-        let last = log.split(separator: "\n").last.map(String.init) ?? "no output"
+        var last = log.split(separator: "\n").last.map(String.init) ?? "no output"
+        if last.hasPrefix("Error: ") { last.removeFirst("Error: ".count) }
         throw CommandFailure("the clone engine ended before serving: \(last)")
       }
       Thread.sleep(forTimeInterval: 0.01)

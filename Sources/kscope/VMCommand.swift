@@ -53,16 +53,36 @@ struct ImageOptions: ParsableArguments {
   var workload = "web"
   @Option(name: .long, help: "Size of the OLAP database in MiB.")
   var olapSize = 200
-  @Option(name: .long, help: "A static-stdlib kscope binary to install in the guest as its agent.")
+  @Option(
+    name: .long,
+    help: "The static agent binary to install in the guest (default: the one host/setup.sh built).")
   var agent: String?
+  @Flag(name: .long, help: "A parent without the guest agent (no hints: host analysis only).")
+  var noAgent = false
+
+  func validate() throws {
+    if noAgent && agent != nil { throw ValidationError("--agent and --no-agent exclude each other") }
+  }
 
   func startOptions() throws -> StartOptions {
     var o = StartOptions()
     o.kernelSeries = kernel
     o.workload = try Workload.parse(workload)
     o.olapMiB = olapSize
-    o.agent = agent
+    o.agent = noAgent ? nil : try agent ?? Self.installedAgent()
     return o
+  }
+
+  /// The agent host/setup.sh built: $KSCOPE_AGENT_BINARY, or <cache>/agent/kscope-agent.
+  static func installedAgent() throws -> String {
+    let env = ProcessInfo.processInfo.environment
+    if let p = env["KSCOPE_AGENT_BINARY"], !p.isEmpty { return p }
+    let cache = env["KSCOPE_CACHE"].flatMap { $0.isEmpty ? nil : $0 } ?? "/var/cache/kscope"
+    let path = cache + "/agent/kscope-agent"
+    guard FileManager.default.isExecutableFile(atPath: path) else {
+      throw CommandFailure("the guest agent is not built (\(path)): run host/setup.sh, or pass --no-agent")
+    }
+    return path
   }
 }
 

@@ -10,8 +10,9 @@
  *   KSCOPE_UFFD_RAM     the RAM file whose mapping is registered (matched by device and inode)
  *   KSCOPE_UFFD_SOCKET  the engine's socket
  *   KSCOPE_UFFD_HOLES   optional: a file of (file offset, length) u64 pairs to leave unregistered
+ *   KSCOPE_SHIM_LOG     optional: where its messages go (QEMU -daemonize sends stderr to /dev/null)
  *
- * Built by host/setup.sh: gcc -shared -fPIC -O2 -I Sources/CKscopeLinux/include.
+ * Built by host/setup.sh: gcc -shared -fPIC -O2 -I Sources/CKscopeLinux/include ... -ldl -lpthread.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -19,6 +20,8 @@
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,11 +39,12 @@
 #define MAX_HOLES 65536
 
 static int armed;
+static int log_fd = 2;
 static dev_t ram_dev;
 static ino_t ram_ino;
 
 static void die(const char *what) {
-  fprintf(stderr, "kscope-shim: %s: %s\n", what, errno ? strerror(errno) : "failed");
+  dprintf(log_fd, "kscope-shim: %s: %s\n", what, errno ? strerror(errno) : "failed");
   _exit(111);
 }
 
@@ -48,6 +52,12 @@ __attribute__((constructor)) static void kscope_shim_init(void) {
   const char *ram = getenv("KSCOPE_UFFD_RAM");
   if (!ram || !getenv("KSCOPE_UFFD_SOCKET")) return;
   struct stat st;
+  const char *log = getenv("KSCOPE_SHIM_LOG");
+  if (log) {
+    /* Opened now, before QEMU daemonizes and points its stderr at /dev/null. */
+    int fd = open(log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    if (fd >= 0) log_fd = fd;
+  }
   if (stat(ram, &st) < 0) die("KSCOPE_UFFD_RAM cannot be read");
   ram_dev = st.st_dev;
   ram_ino = st.st_ino;
@@ -70,6 +80,23 @@ static void unregister_holes(int uffd, uint64_t base, uint64_t len, uint64_t fil
     if (ioctl(uffd, UFFDIO_UNREGISTER, &r) < 0) die("unregistering a free run");
   }
   close(fd);
+}
+
+/* Ends the clone as soon as the engine's end of the socket closes (the engine died or dropped
+ * this clone): a clone must not run on, or wait forever, without the pages it has not got. */
+static void *watch_engine(void *arg) {
+  int s = *(int *)arg;
+  for (;;) {
+    struct pollfd p = {.fd = s, .events = POLLIN};
+    int n = poll(&p, 1, -1);
+    if (n < 0 && errno == EINTR) continue;
+    unsigned char b;
+    if (n == 1 && (p.revents & (POLLHUP | POLLERR) || read(s, &b, 1) <= 0)) break;
+  }
+  static const char msg[] = "kscope-shim: the clone engine is gone; this clone stops (its RAM can no longer be served)\n";
+  if (write(log_fd, msg, sizeof msg - 1) < 0) { /* nothing more to say */ }
+  kill(getpid(), SIGKILL);
+  return NULL;
 }
 
 static void handoff(void *addr, size_t len, off_t offset) {
@@ -111,9 +138,15 @@ static void handoff(void *addr, size_t len, off_t offset) {
     errno = ETIMEDOUT;
     die("the engine did not acknowledge within 10 s");
   }
-  /* The engine holds the uffd now; the socket stays open (not inherited) for QEMU's lifetime, so
-   * the engine sees this clone go away. */
-  close(uffd);
+  /* The socket stays open for QEMU's lifetime, so the engine sees this clone go away; and a
+   * watcher sees the engine go away. This process keeps its uffd open too: were the engine's
+   * the last reference, its death would unregister guest RAM and the guest would read zeros
+   * where its pages should be. With it open, faults wait, and the watcher ends the clone. */
+  static int watched;
+  watched = s;
+  pthread_t t;
+  if (pthread_create(&t, NULL, watch_engine, &watched) != 0) die("starting the engine watcher");
+  pthread_detach(t);
 }
 
 static void *(*real_mmap)(void *, size_t, int, int, int, off_t);

@@ -1,0 +1,129 @@
+import Foundation
+import KscopeCore
+import KscopeHost
+import KscopeVM
+import Testing
+
+/// Lazy and template QEMU clones of a real parent, end to end through the CLI: the engine starts
+/// on demand and is shared, clones answer exactly as the parent did, the snapshot's RAM is never
+/// written, a map of another image is refused, a dead engine ends its clones within 5 s, and
+/// nothing is left running afterwards. Needs QEMU and the 6.1 kernel (host/setup.sh).
+@Suite(.serialized) struct LazyCloneTests {
+  @Test func lazyClonesServeTheParentsPagesAndEndCleanly() throws {
+    let kscope = try kscopeExecutable()
+    let state = "/dev/shm/kscope-lazy-test-\(getpid())"
+    let engines = state + "/engines"
+    try FileManager.default.createDirectory(atPath: engines, withIntermediateDirectories: true)
+    let vms = VMManager(stateDir: state)
+    defer {
+      _ = vms.stopAll()
+      try? FileManager.default.removeItem(atPath: state)
+    }
+    func tool(_ args: [String]) throws -> [String: Any] {
+      let r = try runTool(kscope, args + ["--state-dir", state, "--json"])
+      #expect(r.status == 0, "kscope \(args.joined(separator: " ")): \(r.stderr)")
+      return (try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]) ?? [:]
+    }
+    func digest(_ name: String) throws -> String { try vms.runWeb(name: name, requests: 60, seed: 7).digest }
+
+    var options = StartOptions()
+    options.kernelSeries = "6.1"
+    options.workload = .web
+    options.memory = 512 << 20
+    try vms.start(name: "parent", options: options)
+    let before = try digest("parent")
+    let snap = state + "/snap"
+    try vms.snapshot(name: "parent", to: snap, resume: false)
+    let ramBefore = try fileDigest(snap + "/ram")
+    let color = try runTool(kscope, ["color", snap, "-o", snap + "/map.kcm"])
+    #expect(color.status == 0, "kscope color: \(color.stderr)")
+
+    // Two kaleidoscope clones share one engine; on-demand gets its own; template needs none.
+    let lazy = ["vm", "clone", snap, "--lazy", "--cache-dir", engines]
+    let k1 = try tool(lazy + ["--name", "k1"])
+    let k2 = try tool(lazy + ["--name", "k2"])
+    let od = try tool(lazy + ["--name", "od", "--policy", "on-demand"])
+    let tp = try tool(["vm", "clone", snap, "--template", "--name", "tp"])
+    for (j, mode) in [(k1, "lazy"), (k2, "lazy"), (od, "lazy"), (tp, "template")] {
+      #expect(j["ram"] as? String == mode)
+      let t = j["timings_s"] as? [String: Double] ?? [:]
+      #expect((t["to_vcpu_running"] ?? 0) > 0 && (t["to_vcpu_running"] ?? .infinity) <= (t["to_first_answer"] ?? 0))
+    }
+    for name in ["k1", "k2", "od", "tp"] {
+      #expect(try digest(name) == before, "clone \(name) answered differently from its parent")
+    }
+    let s1 = try tool(["vm", "stats", "k1"])
+    let s2 = try tool(["vm", "stats", "k2"])
+    let so = try tool(["vm", "stats", "od"])
+    let e1 = try #require(s1["engine"] as? [String: Any])
+    let eo = try #require(so["engine"] as? [String: Any])
+    #expect(e1["pid"] as? Int == (s2["engine"] as? [String: Any])?["pid"] as? Int, "k1 and k2 do not share an engine")
+    #expect(e1["pid"] as? Int != eo["pid"] as? Int)
+    #expect(e1["clients"] as? Int == 2)
+    let c1 = try #require(s1["clone"] as? [String: Any])
+    let co = try #require(so["clone"] as? [String: Any])
+    // The color map's resume set spares the kaleidoscope clone most of on-demand's faults.
+    let f1 = c1["demand_faults"] as? Int ?? -1
+    let fo = co["demand_faults"] as? Int ?? -1
+    #expect(f1 >= 0 && fo > 0 && f1 < fo, "kaleidoscope \(f1) demand faults, on-demand \(fo)")
+    // Free frames are holes: never fetched.
+    #expect((e1["pages_fetched"] as? Int ?? .max) <= (e1["frames"] as? Int ?? 0) - (e1["holes"] as? Int ?? 0))
+    #expect((s1["host_memory"] as? [String: Any])?["rss_kib"] as? Int ?? 0 > 0)
+
+    // A dead engine ends its clone within 5 s, with the shim's one line in QEMU's log.
+    let odPid = try #require(try vms.recordedPid("od"))
+    let enginePid = try #require(eo["pid"] as? Int)
+    kill(Int32(enginePid), SIGKILL)
+    let deadline = Date(timeIntervalSinceNow: 5)
+    while Date() < deadline && kill(odPid, 0) == 0 { Thread.sleep(forTimeInterval: 0.05) }
+    #expect(kill(odPid, 0) != 0, "the clone outlived its engine by 5 s")
+    let log = (try? String(contentsOfFile: state + "/vms/od/qemu.log", encoding: .utf8)) ?? ""
+    #expect(log.contains("kscope-shim: the clone engine is gone"), "qemu.log: \(log)")
+
+    // A map of another image is refused: the same snapshot with one RAM byte changed.
+    let other = state + "/other"
+    try FileManager.default.createDirectory(atPath: other, withIntermediateDirectories: true)
+    for f in ["manifest.json", "device.state", "hints"] {
+      try FileManager.default.copyItem(atPath: snap + "/" + f, toPath: other + "/" + f)
+    }
+    let cp = Process()
+    cp.executableURL = URL(fileURLWithPath: "/bin/cp")
+    cp.arguments = ["--sparse=always", snap + "/ram", other + "/ram"]
+    try cp.run()
+    cp.waitUntilExit()
+    let fh = try #require(FileHandle(forUpdatingAtPath: other + "/ram"))
+    try fh.seek(toOffset: 1 << 20)
+    try fh.write(contentsOf: Data([0x5a]))
+    try fh.close()
+    let refused = try runTool(kscope, [
+      "vm", "clone", other, "--lazy", "--cache-dir", engines, "--name", "x", "--map", snap + "/map.kcm",
+      "--state-dir", state,
+    ])
+    #expect(refused.status != 0)
+    // One line says why (after the progress line that the engine was starting).
+    let errors = refused.stderr.split(separator: "\n").filter { $0.hasPrefix("Error: ") }
+    #expect(errors.count == 1 && errors[0].contains("belongs to another image"), "stderr: \(refused.stderr)")
+
+    // Stopping the clones ends their engine, which removes its cache file; the snapshot's RAM
+    // file was never written (template and lazy clones map it, or its copy, privately).
+    let kDirectory = try #require(
+      (try vms.record("k1")).config.ramBacking?.engineDirectory, "k1 has no engine directory")
+    for name in ["k1", "k2", "od", "tp"] { try vms.stop(name: name) }
+    let kEngine = Int32(e1["pid"] as? Int ?? 0)
+    let end = Date(timeIntervalSinceNow: 5)
+    while Date() < end && kill(kEngine, 0) == 0 { Thread.sleep(forTimeInterval: 0.05) }
+    #expect(kill(kEngine, 0) != 0, "the engine outlived its last clone by 5 s")
+    // (The killed engine could not clean up after itself; the next one for its key does.)
+    for f in ["cache.ram", "engine.sock", "holes.bin", "ready.json"] {
+      #expect(!FileManager.default.fileExists(atPath: kDirectory + "/" + f), "left behind: \(f)")
+    }
+    #expect(try fileDigest(snap + "/ram") == ramBefore, "the snapshot's RAM changed")
+  }
+
+  /// SHA-256 of a whole file (coreutils' sha256sum).
+  func fileDigest(_ path: String) throws -> String {
+    let r = try runTool("/usr/bin/sha256sum", [path])
+    #expect(r.status == 0, "sha256sum: \(r.stderr)")
+    return String(r.stdout.prefix(64))
+  }
+}
