@@ -126,6 +126,13 @@ public struct VMConfig: Codable, Equatable, Sendable {
   /// Clones that do not own a RAM copy: the file QEMU maps privately as guest RAM (nil: the VM's
   /// own `ram` file, shared).
   public var ramBacking: RAMBacking?
+  /// The NIC's MAC address: parents share one; each clone gets its own (`cloneMAC`). Optional
+  /// in vm.json (records written before it existed decode as parents).
+  public var macAddress: String?
+  public var mac: String {
+    get { macAddress ?? "52:54:00:6b:73:01" }
+    set { macAddress = newValue }
+  }
 
   public var ramPath: String { directory + "/ram" }
   public var hintsPath: String { directory + "/hints" }
@@ -160,12 +167,20 @@ public struct VMConfig: Codable, Equatable, Sendable {
       // parents and clones alike so lazy clones can serve RAM from a fault handler later.
       "-global", "apic-common.vapic=off",
       "-kernel", kernel.vmlinuz, "-initrd", image.initramfs, "-append", kernelCommandLine,
-      "-drive", "file=\(image.dataDisk),format=raw,if=none,id=data,readonly=on",
+      // The data disk is the image's, shared by every VM of that image: each VM writes only to
+      // a copy-on-write overlay of its own (snapshot=on: a temporary qcow2 QEMU discards at
+      // exit), so no VM can change another's disk. Parents mount it read-only, so a snapshot
+      // never depends on what a parent wrote there.
+      "-drive", "file=\(qemuOptionValue(image.dataDisk)),format=raw,if=none,id=data,snapshot=on",
       "-device", "virtio-blk-pci,drive=data",
+      // A VM generation ID: QEMU makes a fresh one per process (guid=auto), so a clone's
+      // guest sees a new generation after its device state loads and reseeds its RNG (kernels
+      // with CONFIG_VMGENID; kscope also reseeds through the control channel).
+      "-device", "vmgenid,guid=auto",
       // restrict=on: the guest reaches neither the host nor the outside; the explicit
       // loopback forward still works.
       "-netdev", "user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:\(hostPort)-:80",
-      "-device", "virtio-net-pci,netdev=net0,mac=52:54:00:6b:73:01",
+      "-device", "virtio-net-pci,netdev=net0,mac=\(mac)",
       "-chardev", "socket,id=control,path=\(controlPath),server=on,wait=off",
       "-serial", "file:\(consolePath)", "-serial", "chardev:control",
       "-qmp", "unix:\(qmpPath),server=on,wait=off",
@@ -203,3 +218,16 @@ public struct RAMBacking: Codable, Equatable, Sendable {
 /// A value inside a QEMU `-object`/`-drive` option list: QEMU reads ",," as a literal comma, so
 /// a path with a comma cannot add options of its own.
 func qemuOptionValue(_ s: String) -> String { s.replacingOccurrences(of: ",", with: ",,") }
+
+extension VMConfig {
+  /// A locally administered unicast MAC for a clone, from its name and directory (distinct
+  /// clones on one host differ; 24 bits of hash, so collisions are possible but rare).
+  public static func cloneMAC(name: String, directory: String) -> String {
+    var h: UInt64 = 0xcbf2_9ce4_8422_2325
+    for b in (name + "\u{0}" + directory).utf8 {
+      h = (h ^ UInt64(b)) &* 0x100_0000_01b3
+    }
+    let bytes = [0x52, 0x54, 0x01, UInt8(truncatingIfNeeded: h >> 16), UInt8(truncatingIfNeeded: h >> 8), UInt8(truncatingIfNeeded: h)]
+    return bytes.map { String(format: "%02x", $0) }.joined(separator: ":")
+  }
+}

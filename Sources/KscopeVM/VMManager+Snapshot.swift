@@ -215,6 +215,7 @@ extension VMManager {
     var config = VMConfig(
       name: name, directory: dir, memoryBytes: m.ramSize, cpus: m.cpus, kernel: kernel,
       image: image, hostPort: try freeLoopbackPort(), hintBytes: m.hintSize, hintsShared: false)
+    config.mac = VMConfig.cloneMAC(name: name, directory: dir)
     var environment: [String: String] = [:]
     switch memory {
     case .copy: break
@@ -272,6 +273,15 @@ extension VMManager {
       try q.execute("cont")
       step("resume")
       timings.append(("to_vcpu_running", Date().timeIntervalSince(t0)))
+      // Its own machine: the clock the parent stopped is set to now, and the NIC gets the
+      // clone's own MAC (the device state carried the parent's).
+      let r = try GuestControl.exec(
+        socketPath: config.controlPath, command: Self.identityCommand(mac: config.mac, now: Date()),
+        timeout: timeout)
+      guard r.status == 0 else {
+        throw VMError.guest("setting the clone's clock and MAC failed: \(TerminalSafe.oneLine(r.text))")
+      }
+      step("identity")
       try waitForWorkload(config, timeout: timeout, watchConsole: false)
       timings.append(("to_first_answer", Date().timeIntervalSince(t0)))
     } catch {
@@ -359,5 +369,17 @@ extension LazyRAM {
       throw VMError.invalidArgument("the lazy-clone shim is missing at \(path): run host/setup.sh")
     }
     return path
+  }
+}
+
+extension VMManager {
+  /// The guest commands that make a resumed clone its own machine: its wall clock set to the
+  /// host's (it stood still while the parent was paused), its NIC's MAC address.
+  static func identityCommand(mac: String, now: Date) -> String {
+    let seconds = Int64(now.timeIntervalSince1970.rounded())
+    // The gratuitous ARP tells QEMU's user network the new address at once (it would send
+    // to the parent's MAC until the guest's next ARP otherwise).
+    return "date -u -s @\(seconds) >/dev/null && ip link set dev eth0 address \(mac)"
+      + " && arping -U -c 1 -I eth0 10.0.2.15 >/dev/null"
   }
 }

@@ -82,7 +82,8 @@ struct ImageOptions: ParsableArguments {
     guard FileManager.default.isExecutableFile(atPath: path) else {
       throw CommandFailure("the guest agent is not built (\(path)): run host/setup.sh, or pass --no-agent")
     }
-    return path
+    // The link's target: the image copies the file itself.
+    return try EngineSpec.canonical(path)
   }
 }
 

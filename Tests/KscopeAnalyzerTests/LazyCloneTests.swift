@@ -52,6 +52,17 @@ import Testing
     for name in ["k1", "k2", "od", "tp"] {
       #expect(try digest(name) == before, "clone \(name) answered differently from its parent")
     }
+    // Each clone is its own machine: its own MAC, its clock set to the host's after resume.
+    var macs: Set<String> = ["52:54:00:6b:73:01"]
+    for name in ["k1", "k2", "od", "tp"] {
+      let r = try vms.exec(name: name, command: "cat /sys/class/net/eth0/address; date -u +%s")
+      let lines = r.text.split(separator: "\n").map(String.init)
+      #expect(lines.count == 2, "\(name): \(r.text)")
+      macs.insert(lines.first ?? "")
+      let guestNow = Double(lines.last ?? "") ?? 0
+      #expect(abs(guestNow - Date().timeIntervalSince1970) < 10, "\(name)'s clock is off: \(r.text)")
+    }
+    #expect(macs.count == 5, "clones share a MAC: \(macs)")
     let s1 = try tool(["vm", "stats", "k1"])
     let s2 = try tool(["vm", "stats", "k2"])
     let so = try tool(["vm", "stats", "od"])
