@@ -24,6 +24,8 @@ public struct ImageSpec: Sendable {
   public var workload: Workload
   /// Size of the OLAP database in MiB (ignored for web).
   public var olapMiB: Int
+  /// Size of the web site in MiB (ignored for olap).
+  public var siteMiB = SiteGenerator.defaultSiteMiB
   /// An optional `kscope` binary to install as the guest agent (/usr/bin/kscope).
   public var agent: String?
   /// The repository's `guest-module/` directory (init script, CGI, SQL).
@@ -98,6 +100,9 @@ public struct GuestImage: Codable, Equatable, Sendable {
   public static func build(_ spec: ImageSpec, stateDir: String, log: (String) -> Void = { _ in })
     throws -> GuestImage
   {
+    guard spec.siteMiB >= 1, spec.siteMiB <= 4096 else {
+      throw VMError.invalidArgument("web site size must be 1..4096 MiB, got \(spec.siteMiB)")
+    }
     guard spec.olapMiB >= 8, spec.olapMiB <= 4096 else {
       throw VMError.invalidArgument("olap size must be 8..4096 MiB, got \(spec.olapMiB)")
     }
@@ -132,7 +137,7 @@ public struct GuestImage: Codable, Equatable, Sendable {
     switch spec.workload {
     case .web:
       log("generating the web site")
-      try SiteGenerator.generate(into: data + "/site", listing: data + "/files.txt")
+      try SiteGenerator.generate(into: data + "/site", listing: data + "/files.txt", siteMiB: spec.siteMiB)
     case .olap:
       log("generating the OLAP database (\(spec.olapMiB) MiB)")
       try generateDatabase(into: data + "/olap.db", spec: spec, sqlite: sqlite!)
@@ -194,6 +199,10 @@ public struct GuestImage: Codable, Equatable, Sendable {
     var h = SHA256()
     h.update("kscope-image-v1\n\(kernel.release)\n\(kernel.buildID)\n\(spec.workload.rawValue)\n")
     if spec.workload == .olap { h.update("olap-mib \(spec.olapMiB)\n") }
+    // The default site keeps the keys images had before the size was an option.
+    if spec.workload == .web && spec.siteMiB != SiteGenerator.defaultSiteMiB {
+      h.update("site-mib \(spec.siteMiB)\n")
+    }
     var inputs = [busybox]
     if let sqlite { inputs.append(sqlite) }
     if let agent = spec.agent { inputs.append(agent) }

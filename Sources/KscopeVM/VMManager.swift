@@ -55,6 +55,7 @@ public struct StartOptions: Sendable {
   public var kernelSeries = "6.1"
   public var workload = Workload.web
   public var olapMiB = ImageSpec.defaultOlapMiB
+  public var siteMiB = SiteGenerator.defaultSiteMiB
   public var agent: String?
   public var assets: String?
   /// How long the guest may take to answer its workload (TCG boots take seconds; a slow CI
@@ -92,9 +93,10 @@ public struct VMManager: Sendable {
   public func buildImage(_ options: StartOptions, log: (String) -> Void = { _ in }) throws
     -> GuestImage
   {
-    let spec = ImageSpec(
+    var spec = ImageSpec(
       kernelSeries: options.kernelSeries, workload: options.workload, olapMiB: options.olapMiB,
       agent: options.agent, assets: try options.assets ?? GuestImage.locateAssets())
+    spec.siteMiB = options.siteMiB
     return try GuestImage.build(spec, stateDir: stateDir, log: log)
   }
 

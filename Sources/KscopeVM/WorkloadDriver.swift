@@ -81,11 +81,12 @@ public enum WorkloadDriver {
     var digest = SHA256()
     digest.update(listing.body)
     var rng = SplitMix64(seed: seed)
+    let popularity = ZipfPicker(count: files.count)
     var latencies: [Double] = []
     var bytes = 0
     let start = Date()
     for _ in 0..<requests {
-      let (path, size) = files[rng.below(files.count)]
+      let (path, size) = files[popularity.next(&rng)]
       let t = Date()
       let r = try HTTPClient.get(port: port, path: path, timeout: timeout)
       latencies.append(Date().timeIntervalSince(t))

@@ -53,6 +53,8 @@ struct ImageOptions: ParsableArguments {
   var workload = "web"
   @Option(name: .long, help: "Size of the OLAP database in MiB.")
   var olapSize = 200
+  @Option(name: .long, help: "Size of the web site in MiB (files requested with Zipf popularity).")
+  var siteSize = SiteGenerator.defaultSiteMiB
   @Option(
     name: .long,
     help: "The static agent binary to install in the guest (default: the one host/setup.sh built).")
@@ -69,6 +71,7 @@ struct ImageOptions: ParsableArguments {
     o.kernelSeries = kernel
     o.workload = try Workload.parse(workload)
     o.olapMiB = olapSize
+    o.siteMiB = siteSize
     o.agent = noAgent ? nil : try agent ?? Self.installedAgent()
     return o
   }

@@ -1,4 +1,5 @@
 import Foundation
+import KscopeCore
 import Testing
 
 @testable import KscopeVM
@@ -70,7 +71,10 @@ import Testing
     #expect(
       value(after: "-qmp", in: a, containing: "") == "unix:/s/vms/p/qmp.sock,server=on,wait=off")
     #expect(value(after: "-serial", in: a, containing: "file:") == "file:/s/vms/p/console.log")
-    #expect(value(after: "-drive", in: a, containing: "data.ext4")?.contains("readonly=on") == true)
+    // The shared data disk: each VM writes only to its own temporary overlay.
+    #expect(value(after: "-drive", in: a, containing: "data.ext4")?.hasSuffix(",snapshot=on") == true)
+    #expect(value(after: "-device", in: a, containing: "vmgenid") == "vmgenid,guid=auto")
+    #expect(value(after: "-device", in: a, containing: "virtio-net") == "virtio-net-pci,netdev=net0,mac=52:54:00:6b:73:01")
     // Loopback only: the one host forward is bound to 127.0.0.1, and the guest is restricted.
     let net = value(after: "-netdev", in: a, containing: "user") ?? ""
     #expect(net.contains("restrict=on"))
@@ -84,6 +88,31 @@ import Testing
     #expect(Array(a.suffix(2)) == ["-incoming", "defer"])
     #expect(value(after: "-object", in: a, containing: "id=hints")?.hasSuffix("share=off") == true)
     #expect(value(after: "-object", in: a, containing: "id=ram")?.hasSuffix("share=on") == true)
+  }
+
+  @Test func templateAndLazyClonesMapTheirRAMFilePrivately() {
+    var c = Self.config(hintsShared: false)
+    c.ramBacking = RAMBacking(mode: "lazy", file: "/dev/shm/e,x/cache.ram")
+    c.mac = VMConfig.cloneMAC(name: "c1", directory: "/s/vms/c1")
+    let a = c.qemuArguments(incoming: true)
+    // A comma in the path is doubled: it cannot start an option of its own.
+    #expect(
+      value(after: "-object", in: a, containing: "id=ram")
+        == "memory-backend-file,id=ram,size=512M,mem-path=/dev/shm/e,,x/cache.ram,share=off")
+    #expect(value(after: "-device", in: a, containing: "virtio-net")?.hasSuffix("mac=\(c.mac)") == true)
+  }
+
+  @Test func clonesGetDistinctLocallyAdministeredMACs() {
+    let macs = (0..<64).map { VMConfig.cloneMAC(name: "c\($0)", directory: "/s/vms/c\($0)") }
+    #expect(Set(macs).count == 64)
+    #expect(macs.allSatisfy { $0.hasPrefix("52:54:01:") && $0.count == 17 })
+    #expect(VMConfig.cloneMAC(name: "a", directory: "/d") == VMConfig.cloneMAC(name: "a", directory: "/d"))
+  }
+
+  @Test func theIdentityCommandSetsClockAndMAC() {
+    let cmd = VMManager.identityCommand(mac: "52:54:01:aa:bb:cc", now: Date(timeIntervalSince1970: 1_800_000_000.4))
+    #expect(cmd.hasPrefix("date -u -s @1800000000 "))
+    #expect(cmd.contains("ip link set dev eth0 address 52:54:01:aa:bb:cc"))
   }
 
   @Test func configRoundTripsThroughJSON() throws {
@@ -271,6 +300,24 @@ import Testing
     let total = a.reduce(0) { $0 + $1.size }
     #expect(total > 10 << 20 && total < 100 << 20)  // tens of MiB
     #expect(Set(a.map(\.path)).count == a.count)
+    let big = SiteGenerator.plan(siteMiB: 240)
+    #expect(big.count == 3200)
+    #expect(big.reduce(0) { $0 + $1.size } >= 200 << 20)
+  }
+
+  @Test func zipfPopularityFavoursFewFiles() {
+    let z = ZipfPicker(count: 1000)
+    var rng = SplitMix64(seed: 3)
+    var hits = [Int](repeating: 0, count: 1000)
+    for _ in 0..<100_000 { hits[z.next(&rng)] += 1 }
+    let sorted = hits.sorted(by: >)
+    // Zipf(0.9) over 1000 items: the top 10 (1%) take about 31% of the requests (3.22 of the
+    // weights' 10.5); every draw is a valid index.
+    let top10 = sorted.prefix(10).reduce(0, +)
+    #expect(top10 > 28_000 && top10 < 34_000, "top 10: \(top10)")
+    #expect(hits.reduce(0, +) == 100_000)
+    // Rank 1 is not file 0: popularity is permuted.
+    #expect(hits.firstIndex(of: sorted[0]) != 0)
   }
 
   @Test func sparseCopyKeepsContentAndHoles() throws {
