@@ -5,6 +5,7 @@
 #
 #   host/setup.sh             packages + kernels (6.1 and 6.12 series)
 #   host/setup.sh --packages  system packages only
+#   host/setup.sh --bench     everything, plus what the evaluations need (matplotlib from PyPI)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
@@ -30,6 +31,9 @@ if ((${#missing[@]})); then
 fi
 
 [[ ${1:-} == --packages ]] && exit 0
+if [[ ${1:-} == --bench ]]; then
+  python3 -c 'import matplotlib' 2>/dev/null || python3 -m pip install -q matplotlib
+fi
 "$here/fetch-kernels.sh" 6.1 6.12
 
 # The lazy clones' QEMU hand-off shim (LD_PRELOAD), rebuilt when its source or the ABI header

@@ -23,10 +23,11 @@ struct Bench {
     case "host": try HostBench.run(Array(args.dropFirst()))
     case "engine": try EngineBench.run(Array(args.dropFirst()))
     case "clones-memory": try ClonesMemoryBench.run(Array(args.dropFirst()))
+    case "clones": try ClonesBench.run(Array(args.dropFirst()))
     case nil:
-      print("usage: kscope-bench colormap|color|layout|vm|host|engine|clones-memory [options]")
+      print("usage: kscope-bench colormap|color|layout|btf|vm|host|engine|clones-memory|clones [options]")
     case let other?:
-      throw BenchError("unknown benchmark '\(other)' (colormap, color, layout, vm, host, engine, clones-memory)")
+      throw BenchError("unknown benchmark '\(other)' (colormap, color, layout, btf, vm, host, engine, clones-memory, clones)")
     }
   }
 }

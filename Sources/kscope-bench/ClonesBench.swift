@@ -1,0 +1,362 @@
+import Foundation
+
+/// `kscope-bench clones [--kernels 6.1,6.12] [--workloads web,olap] [--policies LIST]
+///   [--clones 8] [--site-mib 240] [--olap-mib 200] [--web-requests 300] [--remote] [--out DIR]`
+///
+/// The clone evaluation, through the release `kscope` beside this binary, as a user runs it:
+/// for each kernel and workload, a warm parent (with the agent) is snapshotted and colored
+/// (host analysis merged with the agent's hints); then one clone per policy is started, its
+/// workload run once, and its engine's and host's figures read (`vm stats`). Then K lazy
+/// clones of one snapshot run together for the host-memory figure; with --remote, on-demand
+/// and kaleidoscope clones take their pages from `kscope serve` behind an emulated 1 Gbit/s
+/// link with 0.2 ms round trips. Writes DIR/report.json, DIR/report.md and, through
+/// host/bench/plot_clones.py (matplotlib), DIR/*.png.
+enum ClonesBench {
+  struct Row: Codable {
+    var kernel: String
+    var workload: String
+    var sizes: String
+    var setting: String
+    var policy: String
+    var toVcpuMs: Double
+    var qemuStartMs: Double
+    var deviceStateMs: Double
+    var identityMs: Double
+    var engineMs: Double
+    var toFirstAnswerMs: Double
+    /// Web: requests per second; OLAP: seconds for one round of every query.
+    var throughput: Double
+    var digestMatches: Bool
+    var demandFaults: Int
+    var pagesFetched: Int
+    var touchedPages: Int
+    var waste: Int
+    var holes: Int
+    var footprintMiB: Double
+    var bytesMoved: Int
+    var faultP50Us: Double
+  }
+  struct Memory: Codable {
+    var kernel: String
+    var workload: String
+    var clones: Int
+    var parentRAMMiB: Double
+    var cacheMiB: Double
+    var privateMiB: Double
+    var perCloneMiB: Double
+    var boundMiB: Double
+    var allAnswersMatch: Bool
+  }
+  struct Report: Codable {
+    var date: String
+    var machine: String
+    var rows: [Row]
+    var memory: [Memory]
+  }
+
+  static func run(_ args: [String]) throws {
+    var kernels = ["6.1", "6.12"]
+    var workloads = ["web", "olap"]
+    var policies = ["eager", "template", "on-demand", "readahead-16", "kaleidoscope"]
+    var clones = 8
+    var siteMiB = 240
+    var olapMiB = 200
+    var webRequests = 300
+    var remote = false
+    var out = "clones-report"
+    var i = 0
+    while i < args.count {
+      let value = i + 1 < args.count ? args[i + 1] : ""
+      switch args[i] {
+      case "--kernels": kernels = value.split(separator: ",").map(String.init)
+      case "--workloads": workloads = value.split(separator: ",").map(String.init)
+      case "--policies": policies = value.split(separator: ",").map(String.init)
+      case "--clones": clones = Int(value) ?? -1
+      case "--site-mib": siteMiB = Int(value) ?? -1
+      case "--olap-mib": olapMiB = Int(value) ?? -1
+      case "--web-requests": webRequests = Int(value) ?? -1
+      case "--out": out = value
+      case "--remote":
+        remote = true
+        i -= 1
+      default:
+        throw BenchError(
+          "unknown option \(args[i]) (--kernels --workloads --policies --clones --site-mib --olap-mib --web-requests --remote --out)")
+      }
+      i += 2
+    }
+    guard (0...32).contains(clones), siteMiB >= 1, olapMiB >= 8, webRequests >= 1 else {
+      throw BenchError("--clones 0...32, --site-mib >= 1, --olap-mib >= 8, --web-requests >= 1")
+    }
+    guard let kscope = ColorMapBench.kscopeBinary() else {
+      throw BenchError("no kscope beside kscope-bench: swift build -c release")
+    }
+    try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+    var report = Report(date: ISO8601DateFormatter().string(from: Date()), machine: machineLine(), rows: [], memory: [])
+    for kernel in kernels {
+      for workload in workloads {
+        let sizes = workload == "web" ? "site \(siteMiB) MiB (Zipf), \(webRequests) requests" : "database \(olapMiB) MiB, 1 round of every query"
+        let run = Run(kscope: kscope, kernel: kernel, workload: workload, siteMiB: siteMiB, olapMiB: olapMiB, webRequests: webRequests)
+        defer { run.cleanUp() }
+        try run.prepareParent()
+        for policy in policies {
+          progress("\(kernel) \(workload): clone with \(policy)")
+          report.rows.append(try run.measure(policy: policy, sizes: sizes, setting: "local", from: nil))
+        }
+        if remote {
+          let (uri, server) = try run.serve()
+          defer { server.terminate(); server.waitUntilExit() }
+          for policy in ["on-demand", "kaleidoscope"] {
+            progress("\(kernel) \(workload): remote clone with \(policy)")
+            report.rows.append(try run.measure(policy: policy, sizes: sizes, setting: "remote (1 Gbit/s, 0.2 ms RTT)", from: uri))
+          }
+        }
+        if clones > 0 {
+          progress("\(kernel) \(workload): \(clones) kaleidoscope clones together")
+          report.memory.append(try run.many(clones))
+        }
+        try write(report, to: out)
+      }
+    }
+    try write(report, to: out)
+    let plot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+      .deletingLastPathComponent().appendingPathComponent("host/bench/plot_clones.py").path
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    p.arguments = ["python3", plot, out + "/report.json", out]
+    try p.run()
+    p.waitUntilExit()
+    if p.terminationStatus != 0 {
+      throw BenchError("plotting failed (pip install matplotlib, or host/setup.sh --bench); the tables are in \(out)/report.md")
+    }
+    print("report: \(out)/report.md, plots: \(out)/*.png")
+  }
+
+  static func progress(_ s: String) { FileHandle.standardError.write(Data("kscope-bench: \(s)\n".utf8)) }
+
+  static func machineLine() -> String {
+    let cpus = ProcessInfo.processInfo.activeProcessorCount
+    let mem = ProcessInfo.processInfo.physicalMemory >> 30
+    return "\(cpus) CPUs, \(mem) GiB, QEMU TCG (no KVM), 512 MiB guests, 1 vCPU"
+  }
+
+  static func write(_ r: Report, to dir: String) throws {
+    let e = JSONEncoder()
+    e.keyEncodingStrategy = .convertToSnakeCase
+    e.outputFormatting = [.prettyPrinted, .sortedKeys]
+    try e.encode(r).write(to: URL(fileURLWithPath: dir + "/report.json"), options: .atomic)
+    try markdown(r).write(toFile: dir + "/report.md", atomically: true, encoding: .utf8)
+  }
+
+  /// One table per kernel, workload and setting, with the sizes in its heading.
+  static func markdown(_ r: Report) -> String {
+    func f(_ x: Double, _ d: Int = 1) -> String { String(format: "%.\(d)f", x) }
+    var s = "# Clone evaluation\n\n\(r.date), \(r.machine). Reproduce: `swift build -c release && .build/release/kscope-bench clones --remote`.\n\n"
+    s += "Touched pages are the clone's resident pages of its RAM mapping (guest accesses plus the kernel's fault-around); waste = fetched - touched (at least 0). Footprint: the clone's private (copy-on-write) pages plus the pages it maps from shared memory (cache file, page cache) divided by the clones sharing them.\n\n"
+    var groups: [String: [Row]] = [:]
+    var order: [String] = []
+    for row in r.rows {
+      let k = "\(row.kernel) \(row.workload), \(row.setting): \(row.sizes)"
+      if groups[k] == nil { order.append(k) }
+      groups[k, default: []].append(row)
+    }
+    for k in order {
+      let rows = groups[k]!
+      let web = rows.first?.workload == "web"
+      s += "## \(k)\n\n"
+      s += "| policy | to vCPU running ms (QEMU, device state, engine) | first answer ms | \(web ? "req/s" : "round s") | answers = parent | demand faults | fault p50 µs | fetched | touched | waste | holes | footprint MiB | bytes moved MiB |\n"
+      s += "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+      for x in rows {
+        s += "| \(x.policy) | \(f(x.toVcpuMs, 0)) (\(f(x.qemuStartMs, 0)), \(f(x.deviceStateMs, 0)), \(f(x.engineMs, 0))) | \(f(x.toFirstAnswerMs, 0)) | \(f(x.throughput, web ? 1 : 2)) | \(x.digestMatches ? "yes" : "NO") | \(x.demandFaults) | \(f(x.faultP50Us)) | \(x.pagesFetched) | \(x.touchedPages) | \(x.waste) | \(x.holes) | \(f(x.footprintMiB)) | \(f(Double(x.bytesMoved) / 1_048_576)) |\n"
+      }
+      s += "\n"
+    }
+    if !r.memory.isEmpty {
+      s += "## Many clones of one parent (kaleidoscope, local)\n\n| kernel workload | clones | parent RAM MiB | shared cache MiB | private MiB | per added clone MiB | bound (parent + K x 25%) MiB | answers = parent |\n|---|---|---|---|---|---|---|---|\n"
+      for m in r.memory {
+        s += "| \(m.kernel) \(m.workload) | \(m.clones) | \(f(m.parentRAMMiB, 0)) | \(f(m.cacheMiB)) | \(f(m.privateMiB)) | \(f(m.perCloneMiB)) | \(f(m.boundMiB, 0)) | \(m.allAnswersMatch ? "yes" : "NO") |\n"
+      }
+    }
+    return s
+  }
+
+  /// One parent and its clones, in a state directory of its own.
+  final class Run {
+    let kscope: String
+    let kernel: String
+    let workload: String
+    let siteMiB: Int
+    let olapMiB: Int
+    let webRequests: Int
+    let state: String
+    var snapshot: String { state + "/snap" }
+    var engines: String { state + "/engines" }
+    var parentDigest = ""
+    var ramMiB = 512.0
+
+    init(kscope: String, kernel: String, workload: String, siteMiB: Int, olapMiB: Int, webRequests: Int) {
+      self.kscope = kscope
+      self.kernel = kernel
+      self.workload = workload
+      self.siteMiB = siteMiB
+      self.olapMiB = olapMiB
+      self.webRequests = webRequests
+      state = "/dev/shm/kscope-bench-clones-\(getpid())-\(kernel)-\(workload)"
+    }
+
+    func tool(_ args: [String]) throws -> [String: Any] {
+      guard let j = try jsonOfChild(kscope, args + ["--state-dir", state, "--json"]) else {
+        throw BenchError("kscope \(args.joined(separator: " ")) failed")
+      }
+      return j
+    }
+
+    func cleanUp() {
+      if let list = try? tool(["vm", "list"]), let vms = list["vms"] as? [[String: Any]] {
+        for v in vms { _ = try? tool(["vm", "stop", v["name"] as? String ?? ""]) }
+      }
+      try? FileManager.default.removeItem(atPath: state)
+    }
+
+    func prepareParent() throws {
+      try FileManager.default.createDirectory(atPath: engines, withIntermediateDirectories: true)
+      progress("\(kernel) \(workload): booting the parent (building its image if needed)")
+      _ = try tool([
+        "vm", "start", "parent", "--kernel", kernel, "--workload", workload, "--site-size", String(siteMiB),
+        "--olap-size", String(olapMiB), "--memory", "512M", "--timeout", "600",
+      ])
+      progress("\(kernel) \(workload): warming the parent")
+      parentDigest = try load("parent").digest
+      _ = try tool(["vm", "snapshot", "parent", "-o", snapshot])
+      progress("\(kernel) \(workload): coloring the snapshot")
+      _ = try tool(["color", snapshot, "-o", snapshot + "/map.kcm"])
+    }
+
+    /// Runs the workload once: (throughput or round time, digest).
+    func load(_ vm: String) throws -> (value: Double, digest: String) {
+      if workload == "web" {
+        let j = try tool(["workload", "web", "--vm", vm, "--requests", String(webRequests)])
+        return (j["requests_per_second"] as? Double ?? 0, j["digest"] as? String ?? "")
+      }
+      let j = try tool(["workload", "olap", "--vm", vm])
+      return (j["seconds"] as? Double ?? 0, j["digest"] as? String ?? "")
+    }
+
+    func cloneArgs(policy: String, name: String, from: String?) -> [String] {
+      var a = ["vm", "clone", snapshot, "--name", name]
+      switch policy {
+      case "eager": break
+      case "template": a.append("--template")
+      default:
+        a += ["--lazy", "--policy", policy, "--cache-dir", engines]
+        if let from { a += ["--from", from] }
+      }
+      return a
+    }
+
+    func measure(policy: String, sizes: String, setting: String, from: String?) throws -> Row {
+      let name = "c-" + policy.replacingOccurrences(of: "+", with: "-")
+      let c = try tool(cloneArgs(policy: policy, name: name, from: from))
+      defer { _ = try? tool(["vm", "stop", name]) }
+      let t = c["timings_s"] as? [String: Double] ?? [:]
+      let result = try load(name)
+      let st = try tool(["vm", "stats", name])
+      let host = st["host_memory"] as? [String: Any] ?? [:]
+      let engine = st["engine"] as? [String: Any] ?? [:]
+      let clone = st["clone"] as? [String: Any] ?? [:]
+      let rss = (host["rss_kib"] as? Int ?? 0) / 4
+      let anon = (host["anonymous_kib"] as? Int ?? 0) / 4
+      var fetched = engine["pages_fetched"] as? Int ?? 0
+      var moved = fetched * 4096
+      var footprint = Double(anon + (engine["cache_resident_pages"] as? Int ?? 0)) * 4096
+      if policy == "eager" {
+        // The full copy: what the snapshot's RAM file holds (holes stay holes).
+        let copied = allocatedBytes(state + "/vms/\(name)/ram")
+        fetched = Int(copied / 4096)
+        moved = Int(copied)
+        footprint = Double(copied + UInt64(anon) * 4096)
+      } else if policy == "template" {
+        // Page cache of the snapshot's file: read from local memory, nothing moved.
+        fetched = rss - anon
+        moved = 0
+        footprint = Double(rss) * 4096
+      }
+      let latency = clone["fault_latency_us"] as? [String: Any] ?? [:]
+      return Row(
+        kernel: kernel, workload: workload, sizes: sizes, setting: setting, policy: policy,
+        toVcpuMs: (t["to_vcpu_running"] ?? 0) * 1000, qemuStartMs: (t["qemu_start"] ?? 0) * 1000,
+        deviceStateMs: (t["device_state"] ?? 0) * 1000, identityMs: (t["identity"] ?? 0) * 1000,
+        engineMs: (t["engine"] ?? 0) * 1000, toFirstAnswerMs: (t["to_first_answer"] ?? 0) * 1000,
+        throughput: result.value, digestMatches: result.digest == parentDigest,
+        demandFaults: clone["demand_faults"] as? Int ?? 0, pagesFetched: fetched, touchedPages: rss,
+        waste: max(0, fetched - rss), holes: engine["holes"] as? Int ?? 0,
+        footprintMiB: footprint / 1_048_576, bytesMoved: moved,
+        faultP50Us: latency["p50"] as? Double ?? 0)
+    }
+
+    /// `kscope serve` on a free port behind the emulated link (rate 1 Gbit/s, 0.1 ms per read
+    /// each way).
+    func serve() throws -> (String, Process) {
+      let port = 20000 + Int(getpid() % 20000)
+      let p = Process()
+      p.executableURL = URL(fileURLWithPath: kscope)
+      p.arguments = ["serve", snapshot, "--listen", "127.0.0.1", "--port", String(port), "--rate", "1G", "--delay", "0.1"]
+      p.standardOutput = FileHandle.nullDevice
+      try p.run()
+      let deadline = Date(timeIntervalSinceNow: 10)
+      while Date() < deadline {
+        if let s = try? socketConnects(port: UInt16(port)), s { return ("nbd://127.0.0.1:\(port)/", p) }
+        Thread.sleep(forTimeInterval: 0.05)
+      }
+      p.terminate()
+      throw BenchError("kscope serve did not listen on \(port)")
+    }
+
+    /// K kaleidoscope clones at once: the engine's shared cache plus each clone's private pages.
+    func many(_ k: Int) throws -> Memory {
+      var names: [String] = []
+      defer { for n in names { _ = try? tool(["vm", "stop", n]) } }
+      var match = true
+      for n in 0..<k {
+        let name = "m\(n)"
+        _ = try tool(cloneArgs(policy: "kaleidoscope", name: name, from: nil))
+        names.append(name)
+        match = try load(name).digest == parentDigest && match
+      }
+      var anon = 0
+      var cache = 0
+      for n in names {
+        let st = try tool(["vm", "stats", n])
+        anon += ((st["host_memory"] as? [String: Any])?["anonymous_kib"] as? Int ?? 0) / 4
+        cache = (st["engine"] as? [String: Any])?["cache_resident_pages"] as? Int ?? cache
+      }
+      let cacheMiB = Double(cache) / 256
+      let privateMiB = Double(anon) / 256
+      return Memory(
+        kernel: kernel, workload: workload, clones: k, parentRAMMiB: ramMiB, cacheMiB: cacheMiB,
+        privateMiB: privateMiB, perCloneMiB: (cacheMiB + privateMiB) / Double(max(k, 1)),
+        boundMiB: ramMiB + Double(k) * 0.25 * ramMiB, allAnswersMatch: match)
+    }
+  }
+}
+
+/// Bytes a file occupies (st_blocks): a sparse file's holes take none.
+func allocatedBytes(_ path: String) -> UInt64 {
+  var st = stat()
+  guard stat(path, &st) == 0 else { return 0 }
+  return UInt64(st.st_blocks) * 512
+}
+
+/// True if something accepts TCP connections on 127.0.0.1:port.
+func socketConnects(port: UInt16) throws -> Bool {
+  let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+  guard fd >= 0 else { return false }
+  defer { close(fd) }
+  var a = sockaddr_in()
+  a.sin_family = sa_family_t(AF_INET)
+  a.sin_port = port.bigEndian
+  a.sin_addr.s_addr = inet_addr("127.0.0.1")
+  return withUnsafePointer(to: &a) {
+    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+  }
+}
