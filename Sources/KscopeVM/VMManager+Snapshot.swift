@@ -375,11 +375,19 @@ extension LazyRAM {
 extension VMManager {
   /// The guest commands that make a resumed clone its own machine: its wall clock set to the
   /// host's (it stood still while the parent was paused), its NIC's MAC address.
-  static func identityCommand(mac: String, now: Date) -> String {
+  static func identityCommand(mac: String, now: Date, seed: [UInt8] = randomSeed()) -> String {
     let seconds = Int64(now.timeIntervalSince1970.rounded())
+    let hex = seed.map { String(format: "%02x", $0) }.joined()
     // The gratuitous ARP tells QEMU's user network the new address at once (it would send
-    // to the parent's MAC until the guest's next ARP otherwise).
+    // to the parent's MAC until the guest's next ARP otherwise). With the agent installed, the
+    // guest's RNG is reseeded from the host's (for kernels without a vmgenid driver).
     return "date -u -s @\(seconds) >/dev/null && ip link set dev eth0 address \(mac)"
       + " && arping -U -c 1 -I eth0 10.0.2.15 >/dev/null"
+      + " && { [ ! -x /usr/bin/kscope ] || /usr/bin/kscope reseed \(hex); }"
+  }
+
+  static func randomSeed() -> [UInt8] {
+    var g = SystemRandomNumberGenerator()
+    return (0..<32).map { _ in UInt8.random(in: 0...255, using: &g) }
   }
 }

@@ -57,6 +57,12 @@ var args = CommandLine.arguments.dropFirst()
 // Guest images install this binary as /usr/bin/kscope and start it as `kscope agent` (the
 // issue's name for it): a leading "agent" word is accepted and ignored.
 if args.first == "agent" { args = args.dropFirst() }
+// `kscope reseed HEX`: the host reseeds a resumed clone's RNG (see Reseed), then exits.
+if args.first == "reseed" {
+  guard args.count == 2, let seed = Reseed.parseSeed(args.last!) else { fail("usage: kscope reseed HEX (32..256 bytes)") }
+  if let problem = Reseed.run(seed) { fail(problem) }
+  exit(0)
+}
 @MainActor func value(_ flag: String) -> String {
   guard let v = args.popFirst() else { fail("\(flag) needs a value\n\(usage)") }
   return v

@@ -204,8 +204,10 @@ enum ClonesBench {
       state = "/dev/shm/kscope-bench-clones-\(getpid())-\(kernel)-\(workload)"
     }
 
+    /// Runs `kscope ARGS --json` (vm and workload commands get this run's state directory).
     func tool(_ args: [String]) throws -> [String: Any] {
-      guard let j = try jsonOfChild(kscope, args + ["--state-dir", state, "--json"]) else {
+      let state = ["vm", "workload"].contains(args.first ?? "") ? ["--state-dir", self.state] : []
+      guard let j = try jsonOfChild(kscope, args + state + ["--json"]) else {
         throw BenchError("kscope \(args.joined(separator: " ")) failed")
       }
       return j

@@ -257,3 +257,15 @@ func kpageflags(_ pfn: UInt64) throws -> UInt64 {
   guard let d = try fh.read(upToCount: 8), d.count == 8 else { throw TestFailure("short read at frame \(pfn)") }
   return d.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
 }
+
+/// `kscope reseed HEX`'s parser: 32..256 bytes of hex, nothing else.
+@Suite struct ReseedSeedTests {
+  @Test func seedsAreHexOfBoundedLength() {
+    #expect(Reseed.parseSeed(String(repeating: "aB", count: 32)) == [UInt8](repeating: 0xab, count: 32))
+    #expect(Reseed.parseSeed(String(repeating: "00", count: 256))?.count == 256)
+    #expect(Reseed.parseSeed(String(repeating: "00", count: 31)) == nil)  // too short
+    #expect(Reseed.parseSeed(String(repeating: "00", count: 257)) == nil)  // too long
+    #expect(Reseed.parseSeed(String(repeating: "0", count: 65)) == nil)  // odd
+    #expect(Reseed.parseSeed(String(repeating: "zz", count: 32)) == nil)
+  }
+}

@@ -113,6 +113,10 @@ import Testing
     let cmd = VMManager.identityCommand(mac: "52:54:01:aa:bb:cc", now: Date(timeIntervalSince1970: 1_800_000_000.4))
     #expect(cmd.hasPrefix("date -u -s @1800000000 "))
     #expect(cmd.contains("ip link set dev eth0 address 52:54:01:aa:bb:cc"))
+    let seeded = VMManager.identityCommand(mac: "m", now: Date(), seed: [UInt8](repeating: 0xab, count: 32))
+    #expect(seeded.hasSuffix("/usr/bin/kscope reseed " + String(repeating: "ab", count: 32) + "; }"))
+    // A fresh seed each time.
+    #expect(VMManager.randomSeed() != VMManager.randomSeed())
   }
 
   @Test func configRoundTripsThroughJSON() throws {
