@@ -1,4 +1,5 @@
 import KscopeCore
+import KscopeSnapshot
 import KscopeLayout
 import Logging
 

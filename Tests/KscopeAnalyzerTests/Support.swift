@@ -1,4 +1,5 @@
 import Foundation
+import KscopeSnapshot
 import KscopeLayout
 import Testing
 
