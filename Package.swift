@@ -35,25 +35,26 @@ let package = Package(
     .target(
       name: "KscopeDebugInfo", dependencies: ["KscopeCore", "KscopeOS", "KscopeLayout", "CElfutils"],
       swiftSettings: strict),
+    // Color map producers and queries used by the CLI and the benchmarks.
+    .target(
+      name: "KscopeHost", dependencies: ["KscopeCore", "KscopeOS", logging],
+      swiftSettings: strict),
     // The snapshot model, below everything that reads or writes snapshots (VM layer, analyzer,
     // clone engine, CLI, benchmarks): manifest.json decoded and validated in one place, the one
     // guest-RAM region type, the snapshot directory opened without leaving it, the mapped RAM
     // and its content digest, the hint region file. A target of its own (not inside KscopeOS or
     // KscopeCore) because it is kscope's format, not the OS, and it needs Foundation's JSON.
     .target(name: "KscopeSnapshot", dependencies: ["KscopeCore", "KscopeOS"], swiftSettings: strict),
-    // Color map producers and queries used by the CLI and the benchmarks.
-    .target(
-      name: "KscopeHost", dependencies: ["KscopeCore", "KscopeOS", logging],
-      swiftSettings: strict),
-    // Host analyzer: guest physical memory, finding the kernel, page-table and struct page
-    // walkers, classification into colors.
+    // Host analyzer, in phases (kernel location, section walk, struct page rules, page-cache
+    // identity, process walk, zero scan, header, hint merge) over guest physical memory.
     .target(
       name: "KscopeAnalyzer",
-      dependencies: ["KscopeCore", "KscopeOS", "KscopeLayout", "KscopeSnapshot", logging],
+      dependencies: ["KscopeCore", "KscopeLayout", "KscopeSnapshot", logging],
       swiftSettings: strict),
     // Coloring a guest as a library call (`Coloring.color`): a snapshot or RAM file in, the
     // kernel layout resolved (cache, DWARF, BTF), the hints read and checked, the analyzer run,
-    // the header completed. `kscope color` and `kscope-bench color` both call it.
+    // the header completed. `kscope color` and `kscope-bench color` both call it. KscopeVM only
+    // for `GuestKernel.find` (kscope's kernel cache, by build id).
     .target(
       name: "KscopeColoring",
       dependencies: [
@@ -133,7 +134,8 @@ let package = Package(
       resources: [.copy("Recorded")], swiftSettings: strict),
     .testTarget(
       name: "KscopeAnalyzerTests",
-      dependencies: ["KscopeTestSupport", 
+      dependencies: [
+        "KscopeTestSupport",
         "KscopeCore", "KscopeOS", "KscopeLayout", "KscopeAnalyzer", "KscopeHost", "KscopeDebugInfo",
         "KscopeVM", "KscopeSnapshot", "KscopeColoring",
       ],

@@ -88,7 +88,7 @@ public enum Coloring {
   /// The hints are the guest's word: a region that does not pass the reader's checks (or
   /// describes another machine's frames) is set aside with its reason, and the analysis goes
   /// on with host introspection only.
-  static func readHints(_ input: ColoringInput, _ choice: ColoringOptions.Hints) -> (HintSet?, String?) {
+  public static func readHints(_ input: ColoringInput, _ choice: ColoringOptions.Hints) -> (HintSet?, String?) {
     let path: String
     let read: () throws -> [UInt8]
     switch choice {
