@@ -92,6 +92,16 @@ import Testing
     #expect(back == c)
   }
 
+  /// The snapshot model checks manifests without the VM layer: its lists and name rule must be
+  /// the VM layer's.
+  @Test func theManifestsRulesAreTheVMLayers() throws {
+    #expect(SnapshotManifest.workloads == Workload.allCases.map(\.rawValue))
+    #expect(SnapshotManifest.kernelSeries == GuestKernel.supportedSeries)
+    for name in ["web-1_a", "p", "", "a/b", "..", "a b", String(repeating: "x", count: 40), String(repeating: "x", count: 41), "é", "x\n"] {
+      #expect(SnapshotManifest.isVMName(name) == ((try? VMManager.validateName(name)) != nil), "\(name)")
+    }
+  }
+
   @Test func namesAreValidated() throws {
     try VMManager.validateName("web-1_a")
     for bad in ["", "a/b", "..", "a b", String(repeating: "x", count: 41), "é"] {
