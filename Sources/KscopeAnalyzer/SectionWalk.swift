@@ -26,7 +26,11 @@ extension Analyzer {
     let location = view.location
     let layout = view.layout
     let pageSize = GuestKernelView.pageSize
-    let structSize = UInt64(view.pages.size)
+    // Locals, not `view.` paths, in the hot loop below.
+    let memory = view.memory
+    let pages = view.pages
+    let structBytes = pages.size
+    let structSize = UInt64(structBytes)
     let frameCount = UInt64(frames.entries.count)
     let info = location.vmcoreinfo
     let sectionBits = info.number("SECTION_SIZE_BITS") ?? 27
@@ -64,10 +68,8 @@ extension Analyzer {
         // As many struct pages as this mapping holds, in one read.
         let inMapping = (t.size - (va & (t.size - 1))) / structSize
         let n = Int(min(max(inMapping, 1), last - pfn))
-        let ok: Bool? = view.memory.withBytes(at: t.pa, count: n * view.pages.size) { raw in
-          for k in 0..<n {
-            rules.apply(PageRecord(raw, at: k * view.pages.size, view.pages), frame: pfn + UInt64(k), sectionEnd: last, to: &frames)
-          }
+        let ok: Bool? = memory.withBytes(at: t.pa, count: n * structBytes) { raw in
+          rules.apply(raw, pages, firstFrame: pfn, count: n, sectionEnd: last, to: &frames)
           return true
         }
         if ok == nil {
@@ -129,43 +131,79 @@ struct StructPageRules {
 
   /// The verdict for a tail whose struct page points at `headVA`: its head's, when the head
   /// is a plausible struct page below it that the walk has seen.
-  func tailVerdict(headVA: UInt64, frame f: UInt64, _ frames: inout FrameTable) -> PageVerdict {
+  func tailVerdict(headVA: UInt64, frame f: UInt64, _ anomalies: inout [String: Int]) -> PageVerdict {
     let delta = headVA &- vmemmapBase
     let headPFN = delta / structSize
     guard delta % structSize == 0, headPFN < f, f - headPFN < (1 << 18) else {
-      frames.anomaly("tail page with a bad head pointer")
+      anomalies["tail page with a bad head pointer", default: 0] += 1
       return .color(.unknown, .anomaly)
     }
     guard let h = lastHead?.pfn == headPFN ? lastHead : heads[headPFN] else {
-      frames.anomaly("tail page whose head was not seen")
+      anomalies["tail page whose head was not seen", default: 0] += 1
       return .color(.unknown, .anomaly)
     }
     return h.mapping != 0
       ? .pageCache(mapping: h.mapping, index: h.index &+ (f - headPFN), h.flags) : .color(h.color, h.flags)
   }
 
+  /// Applies `count` consecutive struct pages read in one piece, the first for `firstFrame`,
+  /// in a section ending at `last`. The hot loop of the analyzer: the classifier is read into a
+  /// local once (called through `self` while `self` is mutated, it would be copied for every
+  /// frame), and the entries are written through one buffer (one uniqueness check a piece).
+  mutating func apply(
+    _ raw: UnsafeRawBufferPointer, _ pages: PageStructLayout, firstFrame: UInt64, count: Int, sectionEnd last: UInt64,
+    to frames: inout FrameTable
+  ) {
+    precondition(last <= UInt64(frames.entries.count) && firstFrame + UInt64(count) <= last)
+    let classifier = self.classifier
+    var anomalies: [String: Int] = [:]
+    frames.entries.withUnsafeMutableBufferPointer { entries in
+      for k in 0..<count {
+        apply(
+          PageRecord(raw, at: k * pages.size, pages), frame: firstFrame + UInt64(k), sectionEnd: last,
+          classifier: classifier, entries: entries, anomalies: &anomalies)
+      }
+    }
+    for (what, n) in anomalies { frames.anomaly(what, n) }
+  }
+
   /// Applies one struct page (frame `f`, in a section ending at `last`) to the table.
-  @inline(__always)
   mutating func apply(_ r: PageRecord, frame f: UInt64, sectionEnd last: UInt64, to frames: inout FrameTable) {
+    precondition(f < last && last <= UInt64(frames.entries.count))
+    let classifier = self.classifier
+    var anomalies: [String: Int] = [:]
+    frames.entries.withUnsafeMutableBufferPointer {
+      apply(r, frame: f, sectionEnd: last, classifier: classifier, entries: $0, anomalies: &anomalies)
+    }
+    for (what, n) in anomalies { frames.anomaly(what, n) }
+  }
+
+  /// The rules for one struct page; `f < last <= entries.count` (the callers check it).
+  @inline(__always)
+  mutating func apply(
+    _ r: PageRecord, frame f: UInt64, sectionEnd last: UInt64, classifier: PageClassifier,
+    entries: UnsafeMutableBufferPointer<UInt16>, anomalies: inout [String: Int]
+  ) {
     if f < freeUntil { return }
     var verdict = classifier.verdict(r, frame: f)
-    if case .tail(let headVA) = verdict { verdict = tailVerdict(headVA: headVA, frame: f, &frames) }
+    if case .tail(let headVA) = verdict { verdict = tailVerdict(headVA: headVA, frame: f, &anomalies) }
     switch verdict {
     case .freeBlock(let order):
       let end = min(f + (1 << UInt64(order)), last)
-      for g in f..<end { frames.set(g, .free) }
+      let free = FrameEntry(.free).rawValue
+      for g in f..<end { entries[Int(g)] = free }
       freeUntil = end
       lastHead = nil
     case .color(let c, let fl):
-      frames.set(f, c, fl)
+      entries[Int(f)] = FrameEntry(c, fl).rawValue
       if !r.isTail { noteHead(Head(pfn: f, color: c, flags: fl, mapping: 0, index: 0), r) }
     case .pageCache(let mapping, let index, let fl):
-      frames.set(f, .pageCache, fl)
+      entries[Int(f)] = FrameEntry(.pageCache, fl).rawValue
       cacheFrames.append(CacheFrame(frame: f, mapping: mapping, index: index))
       if !r.isTail { noteHead(Head(pfn: f, color: .pageCache, flags: fl, mapping: mapping, index: index), r) }
     case .anomaly(let what):
-      frames.set(f, .unknown, .anomaly)
-      frames.anomaly(what)
+      entries[Int(f)] = FrameEntry(.unknown, .anomaly).rawValue
+      anomalies[what, default: 0] += 1
       lastHead = nil
     case .tail:
       break

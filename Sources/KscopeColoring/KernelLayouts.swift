@@ -11,21 +11,9 @@ import KscopeVM
 /// Where the kernel layout for a guest comes from: the caller's choice, given to `color`.
 public protocol LayoutProvider {
   /// The layout to read `input` with, and where it came from (it goes into the map's
-  /// `source.layout`). `color` validates whatever is returned before a walker sees it.
+  /// `source.layout`). `color` validates whatever is returned (`ValidatedLayout`) before a
+  /// walker sees it.
   func layout(for input: ColoringInput) throws -> (layout: KernelLayout, origin: String)
-}
-
-/// A layout already in hand (the benchmarks extract theirs once, outside the timing).
-public struct FixedLayout: LayoutProvider {
-  public let layout: KernelLayout
-  public let origin: String
-  public init(_ layout: KernelLayout, origin: String) {
-    self.layout = layout
-    self.origin = origin
-  }
-  public func layout(for input: ColoringInput) throws -> (layout: KernelLayout, origin: String) {
-    (layout, origin)
-  }
 }
 
 /// kscope's own resolution, in order: a layout file (`--layout`), a vmlinux with DWARF

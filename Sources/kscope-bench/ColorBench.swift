@@ -33,35 +33,35 @@ enum ColorBench {
       }
       i += 1
     }
-    // The same entry point as `kscope color` (Coloring.color), with the layout extracted once
-    // outside the timing, no hints and no digest: what is timed is the analysis.
+    // The same entry point as `kscope color` (Coloring.color), with the layout extracted and
+    // validated once outside the timing, no hints and no digest: what is timed is the analysis.
     let input: ColoringInput
     do { input = try ColoringInput.open(snapshot) } catch { throw BenchError("\(error)") }
     guard let kernel = input.kernel else { throw BenchError("\(snapshot): not a kscope snapshot directory") }
     let vmlinux = kernel.directory + "/vmlinux"
     let setupStart = DispatchTime.now().uptimeNanoseconds
-    let layout = FixedLayout(try LayoutExtractor.extract(vmlinux: vmlinux), origin: vmlinux)
+    let layout = try ValidatedLayout(try LayoutExtractor.extract(vmlinux: vmlinux), origin: vmlinux)
     let setup = Double(DispatchTime.now().uptimeNanoseconds - setupStart) / 1e9
     let options = ColoringOptions(hints: .ignored, digest: false)
     let ramBytes = Double(input.regions.reduce(0) { $0 + $1.size })
     let gib = ramBytes / Double(1 << 30)
     // One untimed run first, so every timed run reads the RAM file from memory, as a live
     // guest's RAM is (drgn gets the same warm-up below).
-    _ = try Coloring.color(input, layoutProvider: layout, options: options)
+    _ = try Coloring.color(input, layout: layout, options: options)
 
     var phases: [String: [Double]] = [:]
     var totals: [Double] = []
     var last: Analysis? = nil
     for _ in 0..<runs {
       let t0 = DispatchTime.now().uptimeNanoseconds
-      let a = try Coloring.color(input, layoutProvider: layout, options: options).analysis
+      let a = try Coloring.color(input, layout: layout, options: options).analysis
       totals.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
       for (name, s) in a.phases { phases[name, default: []].append(s) }
       last = a
     }
     let pad = { (s: String) in s.padding(toLength: 24, withPad: " ", startingAt: 0) }
     print("coloring \(snapshot): \(String(format: "%.2f", gib)) GiB guest RAM, kernel \(last?.map.header.kernelRelease ?? "?")")
-    print("kscope (in this process): setup (layout from DWARF, once) \(String(format: "%.3f", setup)) s; then one untimed run, median of \(runs) warm runs:")
+    print("kscope (in this process): setup (layout from DWARF and its validation, once) \(String(format: "%.3f", setup)) s; then one untimed run, median of \(runs) warm runs:")
     for (name, _) in last?.phases ?? [] {
       print("  \(pad(name)) \(String(format: "%8.2f", ColorMapBench.median(phases[name]!) * 1000)) ms")
     }

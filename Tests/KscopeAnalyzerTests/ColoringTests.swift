@@ -37,9 +37,9 @@ import Testing
   @Test func aGuestWithoutAKernelIsOneLineNamingTheRAMFile() throws {
     let dir = try SampleSnapshot.makeDirectory()
     defer { try? FileManager.default.removeItem(atPath: dir) }
-    let layout = FixedLayout(try recordedLayout("6.12"), origin: "recorded 6.12")
+    let layout = try ValidatedLayout(try recordedLayout("6.12"), origin: "recorded 6.12")
     do {
-      _ = try Coloring.color(try ColoringInput.open(dir), layoutProvider: layout)
+      _ = try Coloring.color(try ColoringInput.open(dir), layout: layout)
       Issue.record("an all-zero RAM file was colored")
     } catch {
       let text = "\(error)"
