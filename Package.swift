@@ -39,10 +39,28 @@ let package = Package(
     .target(
       name: "KscopeHost", dependencies: ["KscopeCore", "KscopeOS", logging],
       swiftSettings: strict),
-    // Host analyzer: guest physical memory, finding the kernel, page-table and struct page
-    // walkers, classification into colors.
+    // The snapshot model, below everything that reads or writes snapshots (VM layer, analyzer,
+    // clone engine, CLI, benchmarks): manifest.json decoded and validated in one place, the one
+    // guest-RAM region type, the snapshot directory opened without leaving it, the mapped RAM
+    // and its content digest, the hint region file. A target of its own (not inside KscopeOS or
+    // KscopeCore) because it is kscope's format, not the OS, and it needs Foundation's JSON.
+    .target(name: "KscopeSnapshot", dependencies: ["KscopeCore", "KscopeOS"], swiftSettings: strict),
+    // Host analyzer, in phases (kernel location, section walk, struct page rules, page-cache
+    // identity, process walk, zero scan, header, hint merge) over guest physical memory.
     .target(
-      name: "KscopeAnalyzer", dependencies: ["KscopeCore", "KscopeOS", "KscopeLayout", logging],
+      name: "KscopeAnalyzer",
+      dependencies: ["KscopeCore", "KscopeLayout", "KscopeSnapshot", logging],
+      swiftSettings: strict),
+    // Coloring a guest as a library call (`Coloring.color`): a snapshot or RAM file in, the
+    // kernel layout resolved (cache, DWARF, BTF), the hints read and checked, the analyzer run,
+    // the header completed. `kscope color` and `kscope-bench color` both call it. KscopeVM only
+    // for `GuestKernel.find` (kscope's kernel cache, by build id).
+    .target(
+      name: "KscopeColoring",
+      dependencies: [
+        "KscopeCore", "KscopeOS", "KscopeSnapshot", "KscopeLayout", "KscopeAnalyzer", "KscopeDebugInfo",
+        "KscopeKernelImage", "KscopeVM", logging,
+      ],
       swiftSettings: strict),
     // zlib as a C module, for PNG pictures of color maps.
     .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
@@ -79,13 +97,14 @@ let package = Package(
       swiftSettings: strict),
     // Parent VMs under QEMU: images, boot, QMP, snapshots, eager clones, workload drivers.
     .target(
-      name: "KscopeVM", dependencies: ["KscopeCore", "KscopeOS", logging], swiftSettings: strict),
+      name: "KscopeVM", dependencies: ["KscopeCore", "KscopeOS", "KscopeSnapshot", logging],
+      swiftSettings: strict),
     .executableTarget(
       name: "kscope",
       dependencies: [
         "KscopeCore", "KscopeOS", "KscopeHost", "KscopeLayout", "KscopeDebugInfo", "KscopeVM",
         "KscopeRender", "KscopeAgent", "KscopeAnalyzer", "KscopeClone",
-        "KscopeEngine", "KscopeKernelImage",
+        "KscopeEngine", "KscopeKernelImage", "KscopeSnapshot", "KscopeColoring",
         .product(name: "ArgumentParser", package: "swift-argument-parser"), logging,
       ],
       swiftSettings: strict),
@@ -93,35 +112,45 @@ let package = Package(
       name: "kscope-bench",
       dependencies: [
         "KscopeCore", "KscopeOS", "KscopeHost", "KscopeLayout", "KscopeDebugInfo", "KscopeAnalyzer",
-        "KscopeVM", "KscopeClone", "KscopeEngine", "CKscopeLinux", "KscopeKernelImage",
+        "KscopeVM", "KscopeClone", "KscopeEngine", "CKscopeLinux", "KscopeKernelImage", "KscopeSnapshot",
+        "KscopeColoring",
       ],
+      swiftSettings: strict),
+    // What the test targets share: running the built executables, the kernel cache, a sample
+    // snapshot. A regular target under Tests/ (test targets cannot depend on test targets).
+    .target(
+      name: "KscopeTestSupport", dependencies: ["KscopeSnapshot"], path: "Tests/KscopeTestSupport",
       swiftSettings: strict),
     .testTarget(name: "KscopeCoreTests", dependencies: ["KscopeCore"], swiftSettings: strict),
     .testTarget(
-      name: "KscopeHostTests", dependencies: ["KscopeCore", "KscopeOS", "KscopeHost"],
+      name: "KscopeSnapshotTests", dependencies: ["KscopeCore", "KscopeOS", "KscopeSnapshot", "KscopeTestSupport"],
+      swiftSettings: strict),
+    .testTarget(
+      name: "KscopeHostTests", dependencies: ["KscopeTestSupport", "KscopeCore", "KscopeOS", "KscopeHost"],
       swiftSettings: strict),
     .testTarget(
       name: "KscopeLayoutTests",
-      dependencies: ["KscopeCore", "KscopeLayout", "KscopeDebugInfo", "KscopeKernelImage"],
+      dependencies: ["KscopeTestSupport", "KscopeCore", "KscopeLayout", "KscopeDebugInfo", "KscopeKernelImage"],
       resources: [.copy("Recorded")], swiftSettings: strict),
     .testTarget(
       name: "KscopeAnalyzerTests",
       dependencies: [
+        "KscopeTestSupport",
         "KscopeCore", "KscopeOS", "KscopeLayout", "KscopeAnalyzer", "KscopeHost", "KscopeDebugInfo",
-        "KscopeVM",
+        "KscopeVM", "KscopeSnapshot", "KscopeColoring",
       ],
       swiftSettings: strict),
     .testTarget(
-      name: "KscopeRenderTests", dependencies: ["KscopeCore", "KscopeRender"],
+      name: "KscopeRenderTests", dependencies: ["KscopeTestSupport", "KscopeCore", "KscopeRender"],
       swiftSettings: strict),
     .testTarget(
-      name: "KscopeAgentTests", dependencies: ["KscopeCore", "KscopeOS", "KscopeAgent"],
+      name: "KscopeAgentTests", dependencies: ["KscopeTestSupport", "KscopeCore", "KscopeOS", "KscopeAgent"],
       swiftSettings: strict),
     .testTarget(
       name: "KscopeCloneTests", dependencies: ["KscopeCore", "KscopeClone", "KscopeEngine"],
       swiftSettings: strict),
     .testTarget(
-      name: "KscopeVMTests", dependencies: ["KscopeCore", "KscopeOS", "KscopeVM"],
+      name: "KscopeVMTests", dependencies: ["KscopeTestSupport", "KscopeCore", "KscopeOS", "KscopeVM"],
       swiftSettings: strict),
   ]
 )

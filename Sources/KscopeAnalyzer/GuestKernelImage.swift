@@ -1,4 +1,5 @@
 import KscopeCore
+import KscopeSnapshot
 import KscopeLayout
 
 /// A kernel layout from the guest's memory alone, for kernels whose debug info nobody has:
@@ -61,11 +62,11 @@ public enum GuestKernelImage {
   /// Pages are touched only as far as the probe goes: each touch maps file pages.
   static func pageAlignedNotes(in memory: any PhysicalMemory, until accept: (UInt64, VMCoreInfo) -> Bool) {
     var offered = 0
-    for r in memory.regions.sorted(by: { $0.start > $1.start }) {
-      let end = r.start &+ r.size
-      guard r.size >= 4096, end > r.start else { continue }
+    for r in memory.regions.sorted(by: { $0.guestPhysicalStart > $1.guestPhysicalStart }) {
+      let end = r.guestPhysicalStart &+ r.size
+      guard r.size >= 4096, end > r.guestPhysicalStart else { continue }
       var page = (end - 4096) & ~4095
-      while page >= r.start, offered < 64 {
+      while page >= r.guestPhysicalStart, offered < 64 {
         if memory.u32(at: page) == 11, memory.u32(at: page + 8) == 0,
           memory.bytes(at: page + 12, count: KernelLocator.noteName.count) == KernelLocator.noteName,
           let info = KernelLocator.note(at: page, in: memory)
@@ -88,7 +89,7 @@ public enum GuestKernelImage {
     guard let slide = info.kernelOffset else { throw BTFError("vmcoreinfo has no KERNELOFFSET") }
     guard let physBase = info.physBase else { throw BTFError("vmcoreinfo has no NUMBER(phys_base)") }
     let imagePA = stext &- startKernelMap &+ physBase
-    guard let region = memory.regions.first(where: { imagePA >= $0.start && imagePA < $0.end }) else {
+    guard let region = memory.regions.first(where: { imagePA >= $0.guestPhysicalStart && imagePA < $0.end }) else {
       throw BTFError("the kernel image (physical 0x\(String(imagePA, radix: 16))) is outside guest RAM")
     }
     let count = Int(min(UInt64(imageWindow), region.end - imagePA))

@@ -1,4 +1,5 @@
 import KscopeCore
+import KscopeSnapshot
 import KscopeLayout
 
 /// Where the running guest kernel is: its KASLR slide, phys_base, paging mode and the bases of

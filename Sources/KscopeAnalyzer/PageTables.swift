@@ -1,3 +1,4 @@
+import KscopeSnapshot
 /// x86-64 page tables, 4 or 5 levels, with 1 GiB and 2 MiB pages. Pure: reads go through
 /// `PhysicalMemory`, which answers nil outside RAM.
 public struct PageTableWalker: Sendable {

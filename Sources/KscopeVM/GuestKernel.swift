@@ -16,7 +16,7 @@ public struct GuestKernel: Codable, Equatable, Sendable {
   /// The unpacked directory: vmlinuz, vmlinux, modules/.
   public var directory: String
 
-  public static let supportedSeries = ["6.1", "6.12"]
+  public static let supportedSeries = SnapshotManifest.kernelSeries
 
   public static func cacheRoot() -> String {
     let env = ProcessInfo.processInfo.environment["KSCOPE_CACHE"]

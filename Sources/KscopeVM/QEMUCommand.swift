@@ -1,33 +1,7 @@
 import Foundation
 
-/// Where guest-physical memory lives in the RAM file. QEMU's q35 machine (7.2, `pc_q35_init`)
-/// puts RAM below 4 GiB up to `lowmem` and the rest above 4 GiB: lowmem is 0xb0000000
-/// (2.75 GiB) for guests smaller than that, and 2 GiB once RAM is at least 0xb0000000, so the
-/// PCI hole starts at a round boundary. The file holds the low part first, then the high part.
-/// (We never set `max-ram-below-4g`, and guests here are far below the 1 TiB where AMD hosts
-/// relocate high RAM.)
-public struct GuestMemoryRegion: Codable, Equatable, Sendable {
-  public var guestPhysicalStart: UInt64
-  public var size: UInt64
-  public var fileOffset: UInt64
-
-  enum CodingKeys: String, CodingKey {
-    case guestPhysicalStart = "guest_physical_start"
-    case size
-    case fileOffset = "file_offset"
-  }
-
-  public static func q35Layout(ramSize: UInt64) -> [GuestMemoryRegion] {
-    let lowmem: UInt64 = ramSize >= 0xb000_0000 ? 0x8000_0000 : 0xb000_0000
-    if ramSize < lowmem {
-      return [GuestMemoryRegion(guestPhysicalStart: 0, size: ramSize, fileOffset: 0)]
-    }
-    return [
-      GuestMemoryRegion(guestPhysicalStart: 0, size: lowmem, fileOffset: 0),
-      GuestMemoryRegion(guestPhysicalStart: 1 << 32, size: ramSize - lowmem, fileOffset: lowmem),
-    ]
-  }
-}
+/// The snapshot model's region type, under the name the VM layer has always used.
+public typealias GuestMemoryRegion = GuestRAMRegion
 
 extension GuestMemoryRegion {
   /// The RAM backend's regions as QEMU really maps them, from HMP `info mtree -f`: the flat view

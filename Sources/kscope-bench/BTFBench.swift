@@ -1,6 +1,7 @@
 import Glibc
 import KscopeAnalyzer
 import KscopeCore
+import KscopeSnapshot
 import KscopeKernelImage
 import KscopeLayout
 import KscopeOS

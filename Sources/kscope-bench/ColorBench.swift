@@ -1,5 +1,6 @@
 import Foundation
 import KscopeAnalyzer
+import KscopeColoring
 import KscopeCore
 import KscopeDebugInfo
 import KscopeLayout
@@ -32,41 +33,35 @@ enum ColorBench {
       }
       i += 1
     }
-    let manifestData = try Data(contentsOf: URL(fileURLWithPath: snapshot + "/manifest.json"))
-    guard let manifest = try JSONSerialization.jsonObject(with: manifestData) as? [String: Any],
-      let ram = manifest["ram"] as? String, let layoutList = manifest["memory_layout"] as? [[String: Any]],
-      let kernel = manifest["kernel"] as? [String: Any], let kernelDir = kernel["directory"] as? String
-    else { throw BenchError("\(snapshot): not a kscope snapshot (manifest.json)") }
-    let regions = layoutList.compactMap { r -> GuestRAMRegion? in
-      guard let s = (r["guest_physical_start"] as? NSNumber)?.uint64Value, let n = (r["size"] as? NSNumber)?.uint64Value,
-        let o = (r["file_offset"] as? NSNumber)?.uint64Value
-      else { return nil }
-      return GuestRAMRegion(start: s, size: n, fileOffset: o)
-    }
-    let vmlinux = kernelDir + "/vmlinux"
+    // The same entry point as `kscope color` (Coloring.color), with the layout extracted and
+    // validated once outside the timing, no hints and no digest: what is timed is the analysis.
+    let input: ColoringInput
+    do { input = try ColoringInput.open(snapshot) } catch { throw BenchError("\(error)") }
+    guard let kernel = input.kernel else { throw BenchError("\(snapshot): not a kscope snapshot directory") }
+    let vmlinux = kernel.directory + "/vmlinux"
     let setupStart = DispatchTime.now().uptimeNanoseconds
-    let layout = try LayoutExtractor.extract(vmlinux: vmlinux)
+    let layout = try ValidatedLayout(try LayoutExtractor.extract(vmlinux: vmlinux), origin: vmlinux)
     let setup = Double(DispatchTime.now().uptimeNanoseconds - setupStart) / 1e9
-    let memory = try RAMImage(path: snapshot + "/" + ram, regions: regions)
-    let ramBytes = Double(regions.reduce(0) { $0 + $1.size })
+    let options = ColoringOptions(hints: .ignored, digest: false)
+    let ramBytes = Double(input.regions.reduce(0) { $0 + $1.size })
     let gib = ramBytes / Double(1 << 30)
     // One untimed run first, so every timed run reads the RAM file from memory, as a live
     // guest's RAM is (drgn gets the same warm-up below).
-    _ = try Analyzer.analyze(memory: memory, layout: layout)
+    _ = try Coloring.color(input, layout: layout, options: options)
 
     var phases: [String: [Double]] = [:]
     var totals: [Double] = []
     var last: Analysis? = nil
     for _ in 0..<runs {
       let t0 = DispatchTime.now().uptimeNanoseconds
-      let a = try Analyzer.analyze(memory: memory, layout: layout)
+      let a = try Coloring.color(input, layout: layout, options: options).analysis
       totals.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
       for (name, s) in a.phases { phases[name, default: []].append(s) }
       last = a
     }
     let pad = { (s: String) in s.padding(toLength: 24, withPad: " ", startingAt: 0) }
     print("coloring \(snapshot): \(String(format: "%.2f", gib)) GiB guest RAM, kernel \(last?.map.header.kernelRelease ?? "?")")
-    print("kscope (in this process): setup (layout from DWARF, once) \(String(format: "%.3f", setup)) s; then one untimed run, median of \(runs) warm runs:")
+    print("kscope (in this process): setup (layout from DWARF and its validation, once) \(String(format: "%.3f", setup)) s; then one untimed run, median of \(runs) warm runs:")
     for (name, _) in last?.phases ?? [] {
       print("  \(pad(name)) \(String(format: "%8.2f", ColorMapBench.median(phases[name]!) * 1000)) ms")
     }

@@ -1,8 +1,8 @@
 import ArgumentParser
 import Foundation
 import KscopeAnalyzer
+import KscopeColoring
 import KscopeCore
-import KscopeDebugInfo
 import KscopeHost
 import KscopeLayout
 import KscopeOS
@@ -120,51 +120,28 @@ struct ColorCommand: ParsableCommand {
 }
 
 extension ColorCommand {
-  /// Host introspection of a guest RAM file.
+  /// Host introspection of a snapshot or guest RAM file (`Coloring.color`).
   func colorGuest(_ source: String) throws {
-    let logger = Logger(label: "kscope.color")
     let started = Date()
-    let guest = try GuestSource.resolve(
-      source, layoutPath: layout, vmlinux: vmlinux, flat: flat, btf: btf, fetchDebug: fetchDebug)
-    let kernelLayout = guest.layout
-    let ram = guest.ramPath
-    let memory = try guest.openMemory()
-    // The hints are the guest's word: a region that does not pass the reader's checks (or
-    // describes another machine's frames) is set aside with its reason, and the analysis goes
-    // on with host introspection only.
-    var hintSet: HintSet? = nil
-    var hintNote: String? = nil
-    if !noHints, let path = hints ?? guest.hintsPath {
-      do {
-        if let (_, bytes) = try guest.readHints(hints) {
-          let h = try HintFormat.decode(bytes)
-          if let why = guest.hintMismatch(h, memory: memory) {
-            hintNote = "hints rejected (\(path): \(why)): host introspection only"
-          } else {
-            hintSet = h
-          }
-        }
-      } catch let e as HintError {
-        hintNote = e == .empty ? "no hints (the guest published none)" : "hints rejected (\(path): \(e)): host introspection only"
-      } catch {
-        hintNote = "hints unreadable (\(error)): host introspection only"
-      }
-    }
-    // The image digest reads the whole RAM file: on the other core, while the analysis runs.
-    let digest = DigestJob(memory: memory, enabled: !noDigest)
-    let analysis: Analysis
+    let input: ColoringInput
+    let result: ColoringResult
     do {
-      analysis = try Analyzer.analyze(
-        memory: memory, layout: kernelLayout,
-        options: AnalyzerOptions(zeroScan: zeroScan, walkProcesses: !noProcesses, hints: hintSet),
-        created: Int64(started.timeIntervalSince1970), logger: logger)
-    } catch {
-      throw CommandFailure("\(ram): \(error)")
+      input = try ColoringInput.open(source, flat: flat)
+      result = try Coloring.color(
+        input,
+        layoutProvider: KernelLayouts(layoutFile: layout, vmlinux: vmlinux, btfOnly: btf, fetchDebug: fetchDebug),
+        options: ColoringOptions(
+          zeroScan: zeroScan, walkProcesses: !noProcesses,
+          hints: noHints ? .ignored : hints.map { .file($0) } ?? .fromSnapshot, digest: !noDigest,
+          created: Int64(started.timeIntervalSince1970)),
+        logger: Logger(label: "kscope.color"))
+    } catch let e as ColoringError {
+      throw CommandFailure(e.description)
     }
-    var map = analysis.map
-    map.header.image = try digest.wait()
-    map.header.metadata.append(("source.ram", ram))
-    map.header.metadata.append(("source.layout", guest.layoutOrigin))
+    let ram = input.ramPath
+    let analysis = result.analysis
+    let hintNote = result.hintNote
+    let map = result.map
     let bytes = try ColorMapFile.write(map, to: output)
     let seconds = Date().timeIntervalSince(started)
     let loc = analysis.location
@@ -228,25 +205,5 @@ extension ColorCommand {
     d["decided_by_hints"] = h.decidedByHints
     d["named_extents"] = h.namedExtents
     return d
-  }
-}
-
-/// The content digest of a RAM image, computed on a background thread.
-final class DigestJob: @unchecked Sendable {
-  private let group = DispatchGroup()
-  private var result: Result<ImageDigest, Error> = .success(.none)
-
-  init(memory: RAMImage, enabled: Bool) {
-    guard enabled else { return }
-    group.enter()
-    DispatchQueue.global().async {
-      self.result = Result { try memory.contentDigest() }
-      self.group.leave()
-    }
-  }
-
-  func wait() throws -> ImageDigest {
-    group.wait()
-    return try result.get()
   }
 }

@@ -1,38 +1,23 @@
 import Foundation
 import KscopeCore
 import KscopeOS
-import KscopeVM
+import KscopeSnapshot
 
 /// Locating and reading the hint region of a path given on the command line.
 enum HintsFiles {
   /// The region file, opened: PATH itself (a regular file), or for a snapshot directory the
-  /// file its manifest.json names, opened inside the directory without following links (a
-  /// `hints` link to /etc/shadow is refused, never read).
+  /// file its manifest names (`Snapshot.open`: the one manifest reader; files are opened inside
+  /// the directory without following links, so a `hints` link to /etc/shadow is refused).
   static func open(_ path: String) throws -> OpenFile {
     var isDir: ObjCBool = false
     guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
       throw CommandFailure("\(path): no such file or directory")
     }
-    do {
-      guard isDir.boolValue else { return try OpenFile.open(path) }
-      let dir = try ConfinedDirectory(path: path)
-      let manifest: [UInt8]
-      do {
-        manifest = try dir.openFile("manifest.json").readAll(limit: SnapshotManifest.maxManifestBytes)
-      } catch {
-        throw CommandFailure("\(path): a directory without a usable manifest.json (not a snapshot?): \(error)")
-      }
-      guard let object = try? JSONSerialization.jsonObject(with: Data(manifest)) as? [String: Any],
-        let hints = object["hints"] as? String
-      else { throw CommandFailure("\(path)/manifest.json: no \"hints\" entry") }
-      guard SnapshotManifest.isPlainFileName(hints) else {
-        throw CommandFailure("\(path)/manifest.json: \"hints\" must be a plain file name inside the snapshot, not \(hints)")
-      }
-      return try dir.openFile(hints)
-    } catch let e as CommandFailure {
-      throw e
-    } catch {
-      throw CommandFailure("\(error)")
+    guard isDir.boolValue else {
+      do { return try OpenFile.open(path) } catch { throw CommandFailure("\(error)") }
+    }
+    do { return try Snapshot.open(path).hints } catch {
+      throw CommandFailure("\(path): not a usable snapshot: \(error)")
     }
   }
 

@@ -1,6 +1,7 @@
 import Foundation
 import KscopeAgent
 import KscopeCore
+import KscopeTestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -177,56 +178,7 @@ import Testing
 
 // MARK: - Helpers
 
-struct TestFailure: Error, CustomStringConvertible {
-  let description: String
-  init(_ d: String) { description = d }
-}
-
-func builtBinary(_ name: String) throws -> String {
-  let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-  for candidate in [dir, dir.deletingLastPathComponent()] {
-    let p = candidate.appendingPathComponent(name).path
-    if FileManager.default.isExecutableFile(atPath: p) { return p }
-  }
-  throw TestFailure("\(name) is not built beside the tests in \(dir.path); run swift build first")
-}
-
-func agentBinary() throws -> String { try builtBinary("kscope-agent") }
-func kscopeBinary() throws -> String { try builtBinary("kscope") }
-
-struct ProgramRun {
-  var status: Int32
-  var stdout: String
-  var stderr: String
-}
-
-/// Runs a program to its exit (posix_spawn and waitpid). Output goes through temporary files,
-/// not pipes, and Foundation's Process is not used: `kscope vm start` leaves a daemonized QEMU
-/// behind that inherits descriptors, and either would wait for it forever.
-func runProgram(_ path: String, _ args: [String]) throws -> ProgramRun {
-  let dir = NSTemporaryDirectory() + "kscope-agent-run-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-  try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-  defer { try? FileManager.default.removeItem(atPath: dir) }
-  var actions = posix_spawn_file_actions_t()
-  posix_spawn_file_actions_init(&actions)
-  defer { posix_spawn_file_actions_destroy(&actions) }
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-  posix_spawn_file_actions_addopen(&actions, 1, dir + "/out", O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-  posix_spawn_file_actions_addopen(&actions, 2, dir + "/err", O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-  let argv = ([path] + args).map { strdup($0) } + [nil]
-  defer { for a in argv { free(a) } }
-  var pid: pid_t = 0
-  let rc = posix_spawn(&pid, path, &actions, nil, argv, environ)
-  guard rc == 0 else { throw TestFailure("cannot run \(path): \(String(cString: strerror(rc)))") }
-  var status: Int32 = 0
-  while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
-  let exited = status & 0x7F == 0
-  let o = FileManager.default.contents(atPath: dir + "/out") ?? Data()
-  let e = FileManager.default.contents(atPath: dir + "/err") ?? Data()
-  return ProgramRun(
-    status: exited ? (status >> 8) & 0xFF : 128 + (status & 0x7F), stdout: String(decoding: o, as: UTF8.self),
-    stderr: String(decoding: e, as: UTF8.self))
-}
+func agentBinary() throws -> String { try builtExecutable("kscope-agent") }
 
 /// Waits (up to 60 s) until the region file holds a valid generation above `g`.
 func waitForGeneration(_ path: String, above g: UInt64) throws -> UInt64 {

@@ -1,5 +1,6 @@
 import Foundation
 import KscopeCore
+import KscopeSnapshot
 import Testing
 
 @testable import KscopeAnalyzer

@@ -1,9 +1,11 @@
 import Foundation
 import KscopeCore
+import KscopeSnapshot
 import KscopeDebugInfo
 import KscopeHost
 import KscopeLayout
 import KscopeVM
+import KscopeTestSupport
 import Testing
 
 @testable import KscopeAnalyzer
@@ -34,9 +36,7 @@ import Testing
     let manifest = try vms.snapshot(name: "btf", to: snapshot, resume: false)
     let memory = try RAMImage(
       path: snapshot + "/" + manifest.ram,
-      regions: manifest.memoryLayout.map {
-        GuestRAMRegion(start: $0.guestPhysicalStart, size: $0.size, fileOffset: $0.fileOffset)
-      })
+      regions: manifest.memoryLayout)
 
     let dwarf = try LayoutExtractor.extract(vmlinux: manifest.kernel.directory + "/vmlinux")
     let found = try GuestKernelImage.layout(memory: memory, buildID: manifest.kernel.buildID)
@@ -69,7 +69,7 @@ import Testing
     json["kernel"] = kernelJSON
     try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: bare + "/manifest.json"))
     let p = Process()
-    p.executableURL = URL(fileURLWithPath: try kscopeExecutable())
+    p.executableURL = URL(fileURLWithPath: try kscopeBinary())
     p.arguments = ["color", bare, "-o", state + "/bare.kcm", "--no-digest"]
     p.environment = ProcessInfo.processInfo.environment.merging(["KSCOPE_CACHE": empty]) { $1 }
     p.standardOutput = FileHandle.nullDevice
@@ -83,7 +83,7 @@ import Testing
     #expect((try? FileManager.default.contentsOfDirectory(atPath: empty)) == [])
     // --btf: BTF although the debug info is cached.
     let q = Process()
-    q.executableURL = URL(fileURLWithPath: try kscopeExecutable())
+    q.executableURL = URL(fileURLWithPath: try kscopeBinary())
     q.arguments = ["color", snapshot, "--btf", "-o", state + "/forced.kcm", "--no-digest"]
     q.standardOutput = FileHandle.nullDevice
     try q.run()
@@ -117,9 +117,7 @@ import Testing
     let snapshot = state + "/snapshot"
     let manifest = try vms.snapshot(name: "btf", to: snapshot, resume: false)
     let ramPath = snapshot + "/" + manifest.ram
-    let regions = manifest.memoryLayout.map {
-      GuestRAMRegion(start: $0.guestPhysicalStart, size: $0.size, fileOffset: $0.fileOffset)
-    }
+    let regions = manifest.memoryLayout
     let memory = try RAMImage(path: ramPath, regions: regions)
     let found = try GuestKernelImage.layout(memory: memory)
     #expect(found.btfBytes > 1 << 20)
@@ -129,8 +127,8 @@ import Testing
       var out: [UInt64] = []
       var from: UInt64 = 0
       while out.count < 64, let pa = memory.find(needle, from: from) {
-        let r = regions.first { pa >= $0.start && pa < $0.end }!
-        out.append(r.fileOffset + pa - r.start)
+        let r = regions.first { pa >= $0.guestPhysicalStart && pa < $0.end }!
+        out.append(r.fileOffset + pa - r.guestPhysicalStart)
         from = pa + 1
       }
       return out
@@ -170,44 +168,9 @@ import Testing
     let info = try #require(first)
     let offsetsVA = try #require(info.symbol("kallsyms_offsets"))
     let pa = offsetsVA &- startKernelMap &+ info.physBase! &+ 400  // phys_base is negative under KASLR
-    let r = regions.first { pa >= $0.start && pa < $0.end }!
-    let e2 = try damagedError([r.fileOffset + pa - r.start], [0xFF, 0xFF, 0xFF, 0x7F])
+    let r = regions.first { pa >= $0.guestPhysicalStart && pa < $0.end }!
+    let e2 = try damagedError([r.fileOffset + pa - r.guestPhysicalStart], [0xFF, 0xFF, 0xFF, 0x7F])
     #expect(e2?.contains("kallsyms") == true, "\(e2 ?? "accepted")")
     #expect(e2?.contains("\n") == false)
-  }
-}
-
-/// The `kscope` executable built beside the test bundle.
-func kscopeExecutable() throws -> String {
-  let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-  for candidate in [dir, dir.deletingLastPathComponent()] {
-    let p = candidate.appendingPathComponent("kscope").path
-    if FileManager.default.isExecutableFile(atPath: p) { return p }
-  }
-  throw AnalyzerTestError("the kscope executable is not built beside the tests in \(dir.path); run swift build first")
-}
-
-enum KernelCache {
-  /// An exact release the pin does not cover, fetched with host/fetch-kernels.sh.
-  static func fetchIfMissing(_ release: String) throws {
-    let root = ProcessInfo.processInfo.environment["KSCOPE_CACHE"] ?? "/var/cache/kscope"
-    guard !FileManager.default.fileExists(atPath: "\(root)/kernels/\(release)/vmlinuz") else { return }
-    let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-      .deletingLastPathComponent().appendingPathComponent("host/fetch-kernels.sh").path
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: script)
-    p.arguments = [release]
-    try p.run()
-    p.waitUntilExit()
-    #expect(p.terminationStatus == 0, "host/fetch-kernels.sh \(release) failed")
-  }
-
-  static func release(_ series: String) -> String? {
-    let root = ProcessInfo.processInfo.environment["KSCOPE_CACHE"] ?? "/var/cache/kscope"
-    guard let v = try? String(contentsOfFile: "\(root)/kernels/\(series)/version", encoding: .utf8) else {
-      Issue.record("no cached \(series) kernel: run host/setup.sh")
-      return nil
-    }
-    return v.trimmingCharacters(in: .whitespacesAndNewlines)
   }
 }

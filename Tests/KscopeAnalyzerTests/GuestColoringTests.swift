@@ -1,30 +1,16 @@
 import Foundation
 import KscopeCore
+import KscopeSnapshot
 import KscopeDebugInfo
 import KscopeHost
 import KscopeLayout
 import KscopeVM
+import KscopeTestSupport
 import Testing
 
 @testable import KscopeAnalyzer
 
 /// A real guest, paused and snapshotted right after it recorded its own /proc/kpageflags.
-/// Runs a tool to its end: exit status, standard output and error.
-func runTool(_ executable: String, _ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
-  let p = Process()
-  p.executableURL = URL(fileURLWithPath: executable)
-  p.arguments = arguments
-  let out = Pipe()
-  let err = Pipe()
-  p.standardOutput = out
-  p.standardError = err
-  try p.run()
-  let o = out.fileHandleForReading.readDataToEndOfFile()
-  let e = err.fileHandleForReading.readDataToEndOfFile()
-  p.waitUntilExit()
-  return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
-}
-
 struct CapturedGuest {
   /// Holds the VM's image cache and the snapshot: the caller removes it (`discard`).
   var stateDir: String
@@ -43,9 +29,7 @@ struct CapturedGuest {
     get throws {
       try RAMImage(
         path: snapshot + "/" + manifest.ram,
-        regions: manifest.memoryLayout.map {
-          GuestRAMRegion(start: $0.guestPhysicalStart, size: $0.size, fileOffset: $0.fileOffset)
-        })
+        regions: manifest.memoryLayout)
     }
   }
 }
@@ -175,10 +159,10 @@ func buildRecorder() throws -> Data {
   /// and every page they touch must be the snapshot's (zeros for the free ones); the map comes
   /// from `kscope color`, so it carries the RAM digest the replay checks.
   func expectReplayServesTheSnapshot(_ guest: CapturedGuest) throws {
-    let kscope = try kscopeExecutable()
+    let kscope = try kscopeBinary()
     let mapPath = guest.stateDir + "/replay.kcm"
     let tracePath = guest.stateDir + "/replay.trace"
-    let color = try runTool(kscope, ["color", guest.snapshot, "-o", mapPath])
+    let color = try runProgram(kscope, ["color", guest.snapshot, "-o", mapPath])
     #expect(color.status == 0, "kscope color: \(color.stderr)")
     // The CLI's map (it merges the snapshot's hints, so a frame may differ from `map`).
     let map = try ColorMapFile.open(mapPath)
@@ -191,7 +175,7 @@ func buildRecorder() throws -> Data {
       touched.insert(f)
     }
     try lines.write(toFile: tracePath, atomically: true, encoding: .utf8)
-    let r = try runTool(kscope, [
+    let r = try runProgram(kscope, [
       "clone", "replay", "--snapshot", guest.snapshot, "--map", mapPath, "--trace", tracePath,
       "--policy", "kaleidoscope", "--clones", "2", "--json",
     ])

@@ -1,5 +1,7 @@
 import Foundation
+import KscopeSnapshot
 import KscopeLayout
+import KscopeTestSupport
 import Testing
 
 @testable import KscopeAnalyzer
@@ -7,15 +9,10 @@ import Testing
 /// The layouts recorded from the Debian 6.1 and 6.12 cloud kernels pinned in host/kernels.lock
 /// (committed beside the layout tests), so rules are tested against real offsets and flag numbers.
 func recordedLayout(_ series: String) throws -> KernelLayout {
-  let tests = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-  let lock = tests.appendingPathComponent("../host/kernels.lock").standardized
-  let text = try String(contentsOf: lock, encoding: .utf8)
-  var release: String?
-  for line in text.split(separator: "\n") where !line.hasPrefix("#") {
-    let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
-    if fields.count == 5 && fields[0] == series { release = String(fields[1]) }
+  guard let release = KernelLock.release(series) else {
+    throw AnalyzerTestError("no \(series) pin in \(KernelLock.path)")
   }
-  guard let release else { throw AnalyzerTestError("no \(series) pin in \(lock.path)") }
+  let tests = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
   let file = tests.appendingPathComponent("KscopeLayoutTests/Recorded/\(release).json")
   return try KernelLayout(isfBytes: [UInt8](try Data(contentsOf: file)))
 }

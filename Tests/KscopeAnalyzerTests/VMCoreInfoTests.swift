@@ -1,3 +1,4 @@
+import KscopeSnapshot
 import Testing
 
 @testable import KscopeAnalyzer

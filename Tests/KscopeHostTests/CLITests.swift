@@ -1,6 +1,7 @@
 import Foundation
 import KscopeCore
 import KscopeHost
+import KscopeTestSupport
 import Testing
 
 /// A small map on disk with page-cache extents, for the CLI.

@@ -1,37 +1,16 @@
 import Foundation
 import KscopeCore
 import KscopeHost
+import KscopeTestSupport
 import Testing
 
 #if canImport(Glibc)
   import Glibc
 #endif
 
-/// Runs kscope, killing it after `timeout` seconds (a hang is a failure, not a stuck suite).
-func runKscope(_ args: [String], timeout: Double) throws -> (Run, timedOut: Bool) {
-  let p = Process()
-  p.executableURL = URL(fileURLWithPath: try kscopeBinary())
-  p.arguments = args
-  let dir = try makeTempDir()
-  defer { cleanup(dir) }
-  _ = FileManager.default.createFile(atPath: dir + "/out", contents: nil)
-  _ = FileManager.default.createFile(atPath: dir + "/err", contents: nil)
-  p.standardOutput = FileHandle(forWritingAtPath: dir + "/out")
-  p.standardError = FileHandle(forWritingAtPath: dir + "/err")
-  try p.run()
-  let deadline = Date(timeIntervalSinceNow: timeout)
-  while p.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
-  let timedOut = p.isRunning
-  if timedOut { kill(p.processIdentifier, SIGKILL) }
-  p.waitUntilExit()
-  let out = (try? String(contentsOfFile: dir + "/out", encoding: .utf8)) ?? ""
-  let err = (try? String(contentsOfFile: dir + "/err", encoding: .utf8)) ?? ""
-  return (Run(status: p.terminationStatus, stdout: out, stderr: err), timedOut)
-}
-
 /// A failure a user sees: non-zero exit (not a trap), one line on stderr.
 func expectCleanFailure(
-  _ r: Run, contains words: String? = nil, sourceLocation: SourceLocation = #_sourceLocation
+  _ r: ProgramRun, contains words: String? = nil, sourceLocation: SourceLocation = #_sourceLocation
 ) {
   #expect(r.status == 1, "exit \(r.status): \(r.stderr)", sourceLocation: sourceLocation)
   let lines = r.stderr.split(separator: "\n")
@@ -79,8 +58,8 @@ func writeSnapshot(_ dir: String, edit: (inout [String: Any]) -> Void = { _ in }
     defer { cleanup(dir) }
     #expect(mkfifo(dir + "/fifo", 0o600) == 0)
     for path in [dir + "/fifo", "/dev/zero"] {
-      let (r, timedOut) = try runKscope(["map", "info", path], timeout: 10)
-      #expect(!timedOut, "map info \(path) hung")
+      let r = try runKscope(["map", "info", path], timeout: 10)
+      #expect(!r.timedOut, "map info \(path) hung")
       expectCleanFailure(r, contains: "not a regular file")
     }
   }
@@ -94,13 +73,13 @@ func writeSnapshot(_ dir: String, edit: (inout [String: Any]) -> Void = { _ in }
         metadata: [("source.path", "/tmp/\u{1b}]0;owned\u{7}x")]),
       entries: [UInt16](repeating: FrameEntry(.free).rawValue, count: 16), extents: [])
     try ColorMapFile.write(map, to: dir + "/m.kcm")
-    let (r, _) = try runKscope(["map", "info", dir + "/m.kcm"], timeout: 30)
+    let r = try runKscope(["map", "info", dir + "/m.kcm"], timeout: 30)
     #expect(r.status == 0, "\(r.status) \(r.stderr)")
     #expect(r.stdout.contains("out of range"))
     #expect(!r.stdout.contains("\u{1b}"))
     #expect(!r.stdout.contains("\u{7}"))
     #expect(r.stdout.contains("\\x1b[2J\\nfake: line"))
-    let (j, _) = try runKscope(["map", "info", dir + "/m.kcm", "--json"], timeout: 30)
+    let j = try runKscope(["map", "info", dir + "/m.kcm", "--json"], timeout: 30)
     #expect(j.status == 0)
   }
 
@@ -113,12 +92,12 @@ func writeSnapshot(_ dir: String, edit: (inout [String: Any]) -> Void = { _ in }
     try FileManager.default.createSymbolicLink(
       atPath: dir + "/link", withDestinationPath: dir + "/a.kcm")
     for (name, kind) in [("fifo", S_IFIFO), ("full", S_IFCHR), ("link", S_IFLNK)] {
-      let (r, timedOut) = try runKscope(
+      let r = try runKscope(
         ["map", "render", dir + "/a.kcm", "-o", dir + "/" + name], timeout: 30)
-      #expect(!timedOut)
+      #expect(!r.timedOut)
       expectCleanFailure(r, contains: "not a regular file")
       #expect(fileKind(dir + "/" + name) == kind)
-      let (c, _) = try runKscope(
+      let c = try runKscope(
         ["color", "--kpageflags", dir + "/a.kcm", "-o", dir + "/" + name], timeout: 30)
       #expect(c.status != 0)
       #expect(fileKind(dir + "/" + name) == kind)
@@ -126,7 +105,7 @@ func writeSnapshot(_ dir: String, edit: (inout [String: Any]) -> Void = { _ in }
   }
 
   @Test func errorsStayOnOneLine() throws {
-    let (r, _) = try runKscope(["map", "info", "/nonexistent/a\nb\u{1b}[31m.kcm"], timeout: 10)
+    let r = try runKscope(["map", "info", "/nonexistent/a\nb\u{1b}[31m.kcm"], timeout: 10)
     expectCleanFailure(r)
     #expect(!r.stderr.contains("\u{1b}"))
   }
@@ -165,9 +144,9 @@ func writeSnapshot(_ dir: String, edit: (inout [String: Any]) -> Void = { _ in }
       let dir = try makeTempDir()
       defer { cleanup(dir) }
       try writeSnapshot(dir + "/snap", edit: edit)
-      let (r, timedOut) = try runKscope(
+      let r = try runKscope(
         ["color", dir + "/snap", "-o", dir + "/out.kcm"], timeout: 30)
-      #expect(!timedOut)
+      #expect(!r.timedOut)
       expectCleanFailure(r, contains: words)
       #expect(!FileManager.default.fileExists(atPath: dir + "/out.kcm"))
     }
@@ -185,7 +164,7 @@ func writeSnapshot(_ dir: String, edit: (inout [String: Any]) -> Void = { _ in }
     for args in [
       ["hints", "read", dir + "/snap"], ["color", dir + "/snap", "-o", dir + "/o.kcm"],
     ] {
-      let (r, _) = try runKscope(args, timeout: 30)
+      let r = try runKscope(args, timeout: 30)
       expectCleanFailure(r, contains: "symbolic link")
       #expect(!r.stderr.contains("SECRET") && !r.stdout.contains("SECRET"))
     }
@@ -197,7 +176,7 @@ func writeSnapshot(_ dir: String, edit: (inout [String: Any]) -> Void = { _ in }
     for args in [
       ["hints", "read", dir + "/snap2"], ["color", dir + "/snap2", "-o", dir + "/o.kcm"],
     ] {
-      let (r, _) = try runKscope(args, timeout: 30)
+      let r = try runKscope(args, timeout: 30)
       expectCleanFailure(r, contains: "symbolic link")
     }
   }
@@ -218,7 +197,7 @@ func writeSnapshot(_ dir: String, edit: (inout [String: Any]) -> Void = { _ in }
     let e = try HintFormat.encode(content, regionSize: 1 << 16, generation: 2)
     try Data(e.bytes + [UInt8](repeating: 0, count: (1 << 16) - e.bytes.count)).write(
       to: URL(fileURLWithPath: dir + "/region"))
-    let (r, _) = try runKscope(["hints", "read", dir + "/region"], timeout: 30)
+    let r = try runKscope(["hints", "read", dir + "/region"], timeout: 30)
     #expect(r.status == 0, "\(r.stderr)")
     #expect(!r.stdout.contains("\u{1b}"))
     #expect(!r.stdout.contains("\u{7}"))

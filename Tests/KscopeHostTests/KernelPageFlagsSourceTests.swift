@@ -2,6 +2,7 @@ import Foundation
 import KscopeCore
 import KscopeHost
 import Logging
+import KscopeTestSupport
 import Testing
 
 let logger = Logger(label: "test")

@@ -2,6 +2,7 @@ import Foundation
 import KscopeDebugInfo
 import KscopeKernelImage
 import KscopeLayout
+import KscopeTestSupport
 import Testing
 
 /// The same answers from the kernel's own BTF + kallsyms (its vmlinuz, as shipped) as from the
@@ -10,7 +11,7 @@ import Testing
   /// The pinned kernels, and an older 6.1 ABI whose layout the project never recorded
   /// (fetched with host/fetch-kernels.sh when it is not cached).
   @Test(arguments: ["6.1", "6.12", BTFEquivalenceTests.olderABI]) func vmlinuzLayoutEqualsDWARFLayout(series: String) throws {
-    if series == Self.olderABI { try Self.fetchIfMissing(series) }
+    if series == Self.olderABI { try KernelCache.fetchIfMissing(series) }
     guard KernelCache.release(series) != nil else { return }
     let dir = KernelCache.directory(series)
     let dwarf = try LayoutExtractor.extract(vmlinux: dir + "/vmlinux")
@@ -26,18 +27,6 @@ import Testing
   }
 
   static let olderABI = "6.1.0-47-cloud-amd64"
-
-  static func fetchIfMissing(_ release: String) throws {
-    guard !FileManager.default.fileExists(atPath: KernelCache.vmlinux(release)) else { return }
-    let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-      .deletingLastPathComponent().appendingPathComponent("host/fetch-kernels.sh").path
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: script)
-    p.arguments = [release]
-    try p.run()
-    p.waitUntilExit()
-    #expect(p.terminationStatus == 0, "host/fetch-kernels.sh \(release) failed")
-  }
 
   /// A raw BTF blob (what /sys/kernel/btf/vmlinux serves) gives the same types, and no symbols;
   /// without `enum pagetype` (6.1) it names no release, so no page_type encoding: refused.

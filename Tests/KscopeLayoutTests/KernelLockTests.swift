@@ -1,4 +1,5 @@
 import Foundation
+import KscopeTestSupport
 import Testing
 
 /// host/kernels.lock pins what the tests run against: each line well formed, each pinned release

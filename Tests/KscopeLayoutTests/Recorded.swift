@@ -1,12 +1,13 @@
 import Foundation
 import KscopeDebugInfo
 import KscopeLayout
+import KscopeTestSupport
 
 /// The layouts recorded from Debian's cloud kernels (see Recorded/README.md), by release.
 enum Recorded {
   /// The releases pinned in host/kernels.lock: the ones the tests run against.
-  static let release61 = KernelLock.release("6.1")
-  static let release612 = KernelLock.release("6.12")
+  static let release61 = KernelLock.release("6.1") ?? "no 6.1 pin in \(KernelLock.path)"
+  static let release612 = KernelLock.release("6.12") ?? "no 6.12 pin in \(KernelLock.path)"
 
   static var directory: String {
     if let url = Bundle.module.url(forResource: "Recorded", withExtension: nil) { return url.path }
@@ -29,21 +30,6 @@ enum Recorded {
 
   static func text(_ release: String) throws -> String {
     try String(contentsOfFile: path(release), encoding: .utf8)
-  }
-}
-
-/// host/kernels.lock, read from the source tree: "series release debian-version sha sha".
-enum KernelLock {
-  static let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-    .appendingPathComponent("../../host/kernels.lock").standardized.path
-
-  static func release(_ series: String) -> String {
-    let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
-    for line in text.split(separator: "\n") where !line.hasPrefix("#") {
-      let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
-      if fields.count == 5, fields[0] == series { return String(fields[1]) }
-    }
-    return "no \(series) pin in \(path)"
   }
 }
 

@@ -2,6 +2,7 @@ import Foundation
 import KscopeCore
 import KscopeDebugInfo
 import KscopeLayout
+import KscopeTestSupport
 import Testing
 
 // Extracts again from the real Debian vmlinux files (host/setup.sh puts them in the cache)
@@ -11,32 +12,6 @@ import Testing
 // A recorded layout belongs to one kernel release. When Debian moves a series to a new
 // release, the cache holds a kernel we have no recording for: the test then fails, lists
 // which recorded sizes and offsets changed, and prints the command that re-records.
-
-enum KernelCache {
-  static var root: String {
-    ProcessInfo.processInfo.environment["KSCOPE_CACHE"] ?? "/var/cache/kscope"
-  }
-  static func vmlinux(_ series: String, root: String = root) -> String {
-    "\(root)/kernels/\(series)/vmlinux"
-  }
-  static func directory(_ series: String, root: String = root) -> String {
-    "\(root)/kernels/\(series)"
-  }
-
-  /// The cached release of a series; when the kernel is missing, a test failure (never a
-  /// silent skip) saying how to get it.
-  static func release(_ series: String, root: String = root) -> String? {
-    let path = vmlinux(series, root: root)
-    guard FileManager.default.fileExists(atPath: path),
-      let version = try? String(
-        contentsOfFile: "\(directory(series, root: root))/version", encoding: .utf8)
-    else {
-      Issue.record("no cached \(series) kernel at \(path): run host/setup.sh (or set KSCOPE_CACHE)")
-      return nil
-    }
-    return version.trimmingCharacters(in: .whitespacesAndNewlines)
-  }
-}
 
 func run(_ arguments: [String]) throws -> String {
   let process = Process()

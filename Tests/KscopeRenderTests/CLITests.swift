@@ -1,41 +1,8 @@
 import Foundation
 import KscopeCore
 import KscopeRender
+import KscopeTestSupport
 import Testing
-
-/// The `kscope` executable built beside the test bundle.
-func kscopeBinary() throws -> String {
-  let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-  for candidate in [dir, dir.deletingLastPathComponent()] {
-    let p = candidate.appendingPathComponent("kscope").path
-    if FileManager.default.isExecutableFile(atPath: p) { return p }
-  }
-  throw PNGDecodeError(
-    "the kscope executable is not built beside the tests in \(dir.path); run swift build first")
-}
-
-struct Run {
-  var status: Int32
-  var stdout: String
-  var stderr: String
-}
-
-func kscope(_ args: [String]) throws -> Run {
-  let p = Process()
-  p.executableURL = URL(fileURLWithPath: try kscopeBinary())
-  p.arguments = args
-  let out = Pipe()
-  let err = Pipe()
-  p.standardOutput = out
-  p.standardError = err
-  try p.run()
-  let o = out.fileHandleForReading.readDataToEndOfFile()
-  let e = err.fileHandleForReading.readDataToEndOfFile()
-  p.waitUntilExit()
-  return Run(
-    status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
-    stderr: String(decoding: e, as: UTF8.self))
-}
 
 /// A temporary directory holding a small map file, removed at the end of `body`.
 func withMapFile(_ body: (String, String) throws -> Void) throws {
@@ -50,7 +17,7 @@ func withMapFile(_ body: (String, String) throws -> Void) throws {
 
 /// A failure: non-zero exit, nothing on stdout, exactly one line on stderr.
 func expectOneLineError(
-  _ r: Run, containing: String, sourceLocation: SourceLocation = #_sourceLocation
+  _ r: ProgramRun, containing: String, sourceLocation: SourceLocation = #_sourceLocation
 ) {
   #expect(r.status != 0, sourceLocation: sourceLocation)
   #expect(r.stdout.isEmpty, sourceLocation: sourceLocation)
@@ -62,7 +29,7 @@ func expectOneLineError(
 @Test func renderWritesADecodablePNG() throws {
   try withMapFile { dir, map in
     let png = dir + "/a.png"
-    let r = try kscope(["map", "render", map, "-o", png, "--json"])
+    let r = try runKscope(["map", "render", map, "-o", png, "--json"])
     #expect(r.status == 0, "\(r.stderr)")
     let o = try #require(
       try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
@@ -78,10 +45,10 @@ func expectOneLineError(
     #expect(
       try FileManager.default.contentsOfDirectory(atPath: dir).sorted() == ["a.kcm", "a.png"])
 
-    let text = try kscope(["map", "render", map, "-o", png, "--size", "64"])
+    let text = try runKscope(["map", "render", map, "-o", png, "--size", "64"])
     #expect(text.status == 0)
     #expect(text.stdout.hasPrefix(png + ": "))
-    let scaled = try kscope([
+    let scaled = try runKscope([
       "map", "render", map, "-o", png, "--scale", "2", "--reduce", "blend", "--json",
     ])
     let so = try #require(
@@ -89,7 +56,7 @@ func expectOneLineError(
     #expect(so["curve_side"] as? Int == 64)
     #expect(so["pixels_per_frame"] as? Int == 2)
     #expect(so["grid_bytes"] is NSNull)
-    let gridded = try kscope(["map", "render", map, "-o", png, "--scale", "8", "--grid", "--json"])
+    let gridded = try runKscope(["map", "render", map, "-o", png, "--scale", "8", "--grid", "--json"])
     let go = try #require(
       try JSONSerialization.jsonObject(with: Data(gridded.stdout.utf8)) as? [String: Any])
     #expect(go["grid_bytes"] as? Int == 4096 * 256)  // 16 x 16 frames of 8 pixels
@@ -104,30 +71,30 @@ func expectOneLineError(
     let damaged = dir + "/damaged.kcm"
     try Data(bytes).write(to: URL(fileURLWithPath: damaged))
     expectOneLineError(
-      try kscope(["map", "render", damaged, "-o", dir + "/x.png"]), containing: damaged)
+      try runKscope(["map", "render", damaged, "-o", dir + "/x.png"]), containing: damaged)
     expectOneLineError(
-      try kscope(["map", "render", dir + "/missing.kcm", "-o", dir + "/x.png"]),
+      try runKscope(["map", "render", dir + "/missing.kcm", "-o", dir + "/x.png"]),
       containing: "missing.kcm")
 
     // An output path that cannot be written (its directory does not exist).
     let unwritable = dir + "/no/such/dir/x.png"
     expectOneLineError(
-      try kscope(["map", "render", map, "-o", unwritable]), containing: unwritable)
+      try runKscope(["map", "render", map, "-o", unwritable]), containing: unwritable)
 
     expectOneLineError(
-      try kscope(["map", "render", map, "-o", dir + "/x.png", "--size", "0"]),
+      try runKscope(["map", "render", map, "-o", dir + "/x.png", "--size", "0"]),
       containing: "--size 0")
     expectOneLineError(
-      try kscope(["map", "render", map, "-o", dir + "/x.png", "--scale", "0"]),
+      try runKscope(["map", "render", map, "-o", dir + "/x.png", "--scale", "0"]),
       containing: "--scale 0")
     expectOneLineError(
-      try kscope(["map", "render", map, "-o", dir + "/x.png", "--size", "99999"]),
+      try runKscope(["map", "render", map, "-o", dir + "/x.png", "--size", "99999"]),
       containing: "8192")
     expectOneLineError(
-      try kscope(["map", "render", map, "-o", dir + "/x.png", "--size", "8", "--scale", "2"]),
+      try runKscope(["map", "render", map, "-o", dir + "/x.png", "--size", "8", "--scale", "2"]),
       containing: "not both")
     expectOneLineError(
-      try kscope(["map", "render", map, "-o", dir + "/x.png", "--reduce", "mean"]),
+      try runKscope(["map", "render", map, "-o", dir + "/x.png", "--reduce", "mean"]),
       containing: "dominant or blend")
     // Nothing was written by the failures.
     #expect(!FileManager.default.fileExists(atPath: dir + "/x.png"))

@@ -125,96 +125,21 @@ import Testing
     #expect(back == c)
   }
 
+  /// The snapshot model checks manifests without the VM layer: its lists and name rule must be
+  /// the VM layer's.
+  @Test func theManifestsRulesAreTheVMLayers() throws {
+    #expect(SnapshotManifest.workloads == Workload.allCases.map(\.rawValue))
+    #expect(SnapshotManifest.kernelSeries == GuestKernel.supportedSeries)
+    for name in ["web-1_a", "p", "", "a/b", "..", "a b", String(repeating: "x", count: 40), String(repeating: "x", count: 41), "é", "x\n"] {
+      #expect(SnapshotManifest.isVMName(name) == ((try? VMManager.validateName(name)) != nil), "\(name)")
+    }
+  }
+
   @Test func namesAreValidated() throws {
     try VMManager.validateName("web-1_a")
     for bad in ["", "a/b", "..", "a b", String(repeating: "x", count: 41), "é"] {
       #expect(throws: VMError.self) { try VMManager.validateName(bad) }
     }
-  }
-}
-
-@Suite struct ManifestTests {
-  static func manifest() -> SnapshotManifest {
-    SnapshotManifest(
-      format: SnapshotManifest.currentFormat, vmName: "p", ram: "ram", hints: "hints",
-      deviceState: "device.state", ramSize: 512 << 20, hintSize: 4 << 20, cpus: 1,
-      memoryLayout: GuestMemoryRegion.q35Layout(ramSize: 512 << 20),
-      kernel: .init(
-        series: "6.1", release: "6.1.0-56-cloud-amd64", version: "#1 SMP PREEMPT_DYNAMIC Debian",
-        buildID: "3b43fad5", directory: "/var/cache/kscope/kernels/6.1.0-56-cloud-amd64"),
-      image: .init(
-        key: "0123456789abcdef", workload: "web", initramfs: "/s/images/k/initramfs.cpio",
-        dataDisk: "/s/images/k/data.ext4", olapMiB: 200, hasAgent: false),
-      qemuCommandLine: ["qemu-system-x86_64", "-m", "512M"], pausedAt: "2026-11-26T04:00:00.000Z",
-      completedAt: "2026-11-26T04:00:00.200Z", deviceStateSeconds: 0.05, ramCopySeconds: 0.1,
-      ramBytesCopied: 100 << 20)
-  }
-
-  @Test func roundTripsWithTheDocumentedKeys() throws {
-    let m = Self.manifest()
-    let data = try m.encoded()
-    #expect(try SnapshotManifest.decode(data) == m)
-    let obj = try JSONSerialization.jsonObject(with: data) as! [String: Any]
-    #expect(obj["ram"] as? String == "ram")
-    #expect(obj["hints"] as? String == "hints")
-    #expect(obj["device_state"] as? String == "device.state")
-    let kernel = obj["kernel"] as! [String: Any]
-    #expect(kernel["release"] as? String == "6.1.0-56-cloud-amd64")
-    #expect(kernel["build_id"] as? String == "3b43fad5")
-    #expect(kernel["version"] as? String == "#1 SMP PREEMPT_DYNAMIC Debian")
-    let layout = obj["memory_layout"] as! [[String: Any]]
-    #expect(layout.first?["guest_physical_start"] as? Int == 0)
-    #expect(layout.first?["file_offset"] as? Int == 0)
-    #expect(obj["ram_size"] as? Int == 512 << 20)
-    #expect(obj["qemu_command_line"] as? [String] == ["qemu-system-x86_64", "-m", "512M"])
-  }
-
-  @Test func damagedManifestsAreRejectedWithOneLine() throws {
-    var absolute = Self.manifest()
-    absolute.ram = "/etc/passwd"
-    var escaping = Self.manifest()
-    escaping.deviceState = "../x"
-    var shortLayout = Self.manifest()
-    shortLayout.memoryLayout = [
-      GuestMemoryRegion(guestPhysicalStart: 0, size: 1 << 20, fileOffset: 0)
-    ]
-    var wrongFormat = Self.manifest()
-    wrongFormat.format = "something-else"
-    let good = try Self.manifest().encoded()
-    let truncated = good.prefix(good.count / 2)
-    let missingKey = Data(
-      String(decoding: good, as: UTF8.self).replacingOccurrences(
-        of: "\"device_state\"", with: "\"x\""
-      ).utf8)
-    for bad in [
-      try absolute.encoded(), try escaping.encoded(), try shortLayout.encoded(),
-      try wrongFormat.encoded(), Data(truncated), missingKey, Data("[]".utf8),
-    ] {
-      #expect(throws: VMError.self) { try SnapshotManifest.decode(bad) }
-      do { _ = try SnapshotManifest.decode(bad) } catch {
-        #expect(!"\(error)".contains("\n"))
-      }
-    }
-  }
-
-  @Test func loadChecksTheFilesItNames() throws {
-    let dir = NSTemporaryDirectory() + "kscope-manifest-\(getpid())"
-    try? FileManager.default.removeItem(atPath: dir)
-    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(atPath: dir) }
-    #expect(throws: VMError.badSnapshot("\(dir)/manifest.json is missing or unreadable")) {
-      try SnapshotManifest.load(directory: dir)
-    }
-    try Self.manifest().encoded().write(to: URL(fileURLWithPath: dir + "/manifest.json"))
-    #expect(throws: VMError.badSnapshot("\(dir)/ram is missing")) {
-      try SnapshotManifest.load(directory: dir)
-    }
-    try createSparseFile(dir + "/ram", size: 256 << 20)  // wrong size
-    try createSparseFile(dir + "/hints", size: 4 << 20)
-    try Data("x".utf8).write(to: URL(fileURLWithPath: dir + "/device.state"))
-    #expect(throws: VMError.self) { try SnapshotManifest.load(directory: dir) }
-    try createSparseFile(dir + "/ram", size: 512 << 20)
-    #expect(try SnapshotManifest.load(directory: dir) == Self.manifest())
   }
 }
 

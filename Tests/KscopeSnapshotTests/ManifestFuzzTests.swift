@@ -1,8 +1,9 @@
 import Foundation
 import KscopeCore
+import KscopeTestSupport
 import Testing
 
-@testable import KscopeVM
+@testable import KscopeSnapshot
 
 /// Manifests come from snapshots: any JSON must decode to a manifest that passes every check
 /// (and so cannot make kscope trap, escape its directory or reach a shell) or be refused with
@@ -47,10 +48,10 @@ import Testing
   }
 
   @Test func mutatedManifestsPassEveryCheckOrAreRefused() throws {
-    var big = ManifestTests.manifest()
+    var big = SampleSnapshot.manifest()
     big.ramSize = 4 << 30
-    big.memoryLayout = GuestMemoryRegion.q35Layout(ramSize: 4 << 30)
-    let bases = try [ManifestTests.manifest(), big].map {
+    big.memoryLayout = GuestRAMRegion.q35Layout(ramSize: 4 << 30)
+    let bases = try [SampleSnapshot.manifest(), big].map {
       try JSONSerialization.jsonObject(with: try $0.encoded())
     }
     var g = SplitMix64(seed: Self.seed)

@@ -31,38 +31,38 @@ public final class Snapshot: @unchecked Sendable {
   public static func open(_ path: String) throws -> Snapshot {
     let dir: ConfinedDirectory
     do throws(FileError) { dir = try ConfinedDirectory(path: path) } catch {
-      throw VMError.badSnapshot(error.description)
+      throw SnapshotError.badSnapshot(error.description)
     }
     let manifestFile: OpenFile
     do throws(FileError) { manifestFile = try dir.openFile("manifest.json") } catch {
       if error.errno == ENOENT {
-        throw VMError.badSnapshot(
+        throw SnapshotError.badSnapshot(
           "\(TerminalSafe.oneLine(path))/manifest.json is missing or unreadable")
       }
-      throw VMError.badSnapshot(error.description)
+      throw SnapshotError.badSnapshot(error.description)
     }
     let bytes: [UInt8]
     do throws(FileError) {
       bytes = try manifestFile.readAll(limit: SnapshotManifest.maxManifestBytes)
     } catch {
-      throw VMError.badSnapshot(error.description)
+      throw SnapshotError.badSnapshot(error.description)
     }
     let m = try SnapshotManifest.decode(Data(bytes))
     func file(_ name: String, size: UInt64?, max: UInt64) throws -> OpenFile {
       let f: OpenFile
       do throws(FileError) { f = try dir.openFile(name) } catch {
         if error.errno == ENOENT {
-          throw VMError.badSnapshot("\(TerminalSafe.oneLine(path))/\(name) is missing")
+          throw SnapshotError.badSnapshot("\(TerminalSafe.oneLine(path))/\(name) is missing")
         }
-        throw VMError.badSnapshot(error.description)
+        throw SnapshotError.badSnapshot(error.description)
       }
       let actual = f.size
       if let size, actual != size {
-        throw VMError.badSnapshot("\(f.path) has \(actual) bytes, manifest says \(size)")
+        throw SnapshotError.badSnapshot("\(f.path) has \(actual) bytes, manifest says \(size)")
       }
-      if actual == 0 { throw VMError.badSnapshot("\(f.path) is empty") }
+      if actual == 0 { throw SnapshotError.badSnapshot("\(f.path) is empty") }
       if actual > max {
-        throw VMError.badSnapshot("\(f.path) has \(actual) bytes (at most \(max))")
+        throw SnapshotError.badSnapshot("\(f.path) has \(actual) bytes (at most \(max))")
       }
       return f
     }
@@ -72,10 +72,26 @@ public final class Snapshot: @unchecked Sendable {
     return Snapshot(directory: dir, manifest: m, ram: ram, hints: hints, deviceState: state)
   }
 
+  /// The guest RAM, mapped read-only from the file this snapshot opened, with the manifest's
+  /// regions.
+  public func mapRAM() throws -> RAMImage {
+    let file: MappedFile
+    do throws(FileError) { file = try ram.map() } catch {
+      throw SnapshotError.badSnapshot(error.description)
+    }
+    return try RAMImage(file: file, regions: manifest.memoryLayout)
+  }
+
+  /// The hint region's bytes, as the snapshot holds them (the guest no longer writes them; the
+  /// hint reader still checks everything in them).
+  public func hintRegionBytes() throws(FileError) -> [UInt8] {
+    try hints.readAll(limit: HintFormat.maxRegionSize)
+  }
+
   /// Refuses a snapshot this host cannot run or read: more RAM than the host has.
   public func checkFitsHost(memory: UInt64 = ProcessInfo.processInfo.physicalMemory) throws {
     guard manifest.ramSize <= memory else {
-      throw VMError.badSnapshot(
+      throw SnapshotError.badSnapshot(
         "\(path): \(manifest.ramSize >> 20) MiB of guest RAM, more than this host's \(memory >> 20) MiB"
       )
     }

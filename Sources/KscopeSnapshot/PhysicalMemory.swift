@@ -1,20 +1,5 @@
 import KscopeCore
 
-/// A stretch of guest RAM and where its bytes are in the RAM file. QEMU's q35 machine puts
-/// RAM below the PCI hole at guest physical 0 and the rest at 4 GiB; the snapshot manifest
-/// records the split, and a small guest is one region at 0.
-public struct GuestRAMRegion: Sendable, Hashable {
-  public var start: UInt64
-  public var size: UInt64
-  public var fileOffset: UInt64
-  public init(start: UInt64, size: UInt64, fileOffset: UInt64) {
-    self.start = start
-    self.size = size
-    self.fileOffset = fileOffset
-  }
-  public var end: UInt64 { start + size }
-}
-
 /// Guest physical memory, read-only. Every read is bounds-checked against the RAM regions: an
 /// address outside RAM (a hostile pointer, a hole) is `nil`, never a crash.
 public protocol PhysicalMemory: Sendable {
@@ -41,12 +26,12 @@ extension PhysicalMemory {
   public var end: UInt64 { regions.map(\.end).max() ?? 0 }
 
   public func contains(_ address: UInt64) -> Bool {
-    regions.contains { address >= $0.start && address < $0.end }
+    regions.contains { address >= $0.guestPhysicalStart && address < $0.end }
   }
 
   /// The region holding `address`, for readers that need the file offset.
-  func region(containing address: UInt64, count: Int) -> GuestRAMRegion? {
-    for r in regions where address >= r.start && address < r.end {
+  public func region(containing address: UInt64, count: Int) -> GuestRAMRegion? {
+    for r in regions where address >= r.guestPhysicalStart && address < r.end {
       return UInt64(count) <= r.end - address ? r : nil
     }
     return nil
@@ -60,26 +45,26 @@ public struct ByteMemory: PhysicalMemory {
 
   public init(bytes: [UInt8], regions: [GuestRAMRegion]? = nil) {
     self.bytes = bytes
-    self.regions = regions ?? [GuestRAMRegion(start: 0, size: UInt64(bytes.count), fileOffset: 0)]
+    self.regions = regions ?? [GuestRAMRegion(guestPhysicalStart: 0, size: UInt64(bytes.count), fileOffset: 0)]
   }
 
   public func withBytes<T>(at address: UInt64, count: Int, _ body: (UnsafeRawBufferPointer) -> T) -> T? {
     guard count >= 0, let r = region(containing: address, count: count) else { return nil }
-    let offset = r.fileOffset + (address - r.start)
+    let offset = r.fileOffset + (address - r.guestPhysicalStart)
     guard offset <= UInt64(bytes.count), UInt64(count) <= UInt64(bytes.count) - offset else { return nil }
     return bytes.withUnsafeBytes { body(UnsafeRawBufferPointer(rebasing: $0[Int(offset)..<(Int(offset) + count)])) }
   }
 
   public func find(_ needle: [UInt8], from: UInt64) -> UInt64? {
     guard !needle.isEmpty else { return nil }
-    for r in regions.sorted(by: { $0.start < $1.start }) where r.end > from {
-      let lo = Int(r.fileOffset + (max(from, r.start) - r.start))
+    for r in regions.sorted(by: { $0.guestPhysicalStart < $1.guestPhysicalStart }) where r.end > from {
+      let lo = Int(r.fileOffset + (max(from, r.guestPhysicalStart) - r.guestPhysicalStart))
       let hi = Int(r.fileOffset + r.size) - needle.count
       guard lo <= hi, hi < bytes.count else { continue }
       var i = lo
       while i <= hi {
         if bytes[i] == needle[0] && Array(bytes[i..<(i + needle.count)]) == needle {
-          return r.start + UInt64(i) - r.fileOffset
+          return r.guestPhysicalStart + UInt64(i) - r.fileOffset
         }
         i += 1
       }

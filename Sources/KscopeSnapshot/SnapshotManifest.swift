@@ -14,6 +14,13 @@ public struct SnapshotManifest: Codable, Equatable, Sendable {
     public var buildID: String
     /// Where the host had the kernel (vmlinuz, vmlinux with DWARF, modules).
     public var directory: String
+    public init(series: String, release: String, version: String, buildID: String, directory: String) {
+      self.series = series
+      self.release = release
+      self.version = version
+      self.buildID = buildID
+      self.directory = directory
+    }
     enum CodingKeys: String, CodingKey {
       case series, release, version, directory
       case buildID = "build_id"
@@ -27,6 +34,16 @@ public struct SnapshotManifest: Codable, Equatable, Sendable {
     public var dataDisk: String
     public var olapMiB: Int
     public var hasAgent: Bool
+    public init(
+      key: String, workload: String, initramfs: String, dataDisk: String, olapMiB: Int, hasAgent: Bool
+    ) {
+      self.key = key
+      self.workload = workload
+      self.initramfs = initramfs
+      self.dataDisk = dataDisk
+      self.olapMiB = olapMiB
+      self.hasAgent = hasAgent
+    }
     enum CodingKeys: String, CodingKey {
       case key, workload, initramfs
       case dataDisk = "data_disk"
@@ -43,7 +60,7 @@ public struct SnapshotManifest: Codable, Equatable, Sendable {
   public var ramSize: UInt64
   public var hintSize: UInt64
   public var cpus: Int
-  public var memoryLayout: [GuestMemoryRegion]
+  public var memoryLayout: [GuestRAMRegion]
   public var kernel: Kernel
   public var image: Image
   public var qemuCommandLine: [String]
@@ -55,6 +72,31 @@ public struct SnapshotManifest: Codable, Equatable, Sendable {
   public var ramCopySeconds: Double
   /// Bytes of RAM actually written (holes and zero blocks skipped).
   public var ramBytesCopied: UInt64
+
+  public init(
+    format: String, vmName: String, ram: String, hints: String, deviceState: String,
+    ramSize: UInt64, hintSize: UInt64, cpus: Int, memoryLayout: [GuestRAMRegion], kernel: Kernel,
+    image: Image, qemuCommandLine: [String], pausedAt: String, completedAt: String,
+    deviceStateSeconds: Double, ramCopySeconds: Double, ramBytesCopied: UInt64
+  ) {
+    self.format = format
+    self.vmName = vmName
+    self.ram = ram
+    self.hints = hints
+    self.deviceState = deviceState
+    self.ramSize = ramSize
+    self.hintSize = hintSize
+    self.cpus = cpus
+    self.memoryLayout = memoryLayout
+    self.kernel = kernel
+    self.image = image
+    self.qemuCommandLine = qemuCommandLine
+    self.pausedAt = pausedAt
+    self.completedAt = completedAt
+    self.deviceStateSeconds = deviceStateSeconds
+    self.ramCopySeconds = ramCopySeconds
+    self.ramBytesCopied = ramBytesCopied
+  }
 
   enum CodingKeys: String, CodingKey {
     case format, ram, hints, kernel, image, cpus
@@ -88,6 +130,14 @@ public struct SnapshotManifest: Codable, Equatable, Sendable {
   public static let maxRegions = 8
   /// x86-64 has at most 52 physical address bits.
   public static let physicalLimit: UInt64 = 1 << 52
+  /// How far above `ramSize` guest RAM may end: the holes between regions (q35's PCI hole is
+  /// 1.25 or 2 GiB) stay below this. A reader sizes its per-frame tables by the end of RAM, so
+  /// a region at 2^50 would ask the analyzer for a 2^38-entry frame map.
+  public static let maxHoleBytes: UInt64 = 4 << 30
+  /// The kernel series and workloads kscope builds guests for (KscopeVM's `GuestKernel` and
+  /// `Workload` use these lists).
+  public static let kernelSeries = ["6.1", "6.12"]
+  public static let workloads = ["web", "olap"]
   /// QEMU's device state without RAM is well under a megabyte; this bounds a hostile one.
   public static let maxDeviceStateBytes: UInt64 = 256 << 20
 
@@ -97,11 +147,11 @@ public struct SnapshotManifest: Codable, Equatable, Sendable {
   /// All arithmetic on its numbers is checked: a hostile manifest is refused, never a trap.
   public static func decode(_ data: Data) throws -> SnapshotManifest {
     guard data.count <= maxManifestBytes else {
-      throw VMError.badSnapshot("manifest.json has \(data.count) bytes (at most \(maxManifestBytes))")
+      throw SnapshotError.badSnapshot("manifest.json has \(data.count) bytes (at most \(maxManifestBytes))")
     }
     let m: SnapshotManifest
     do { m = try JSONDecoder().decode(SnapshotManifest.self, from: data) } catch {
-      throw VMError.badSnapshot("manifest.json does not parse (\(describe(error)))")
+      throw SnapshotError.badSnapshot("manifest.json does not parse (\(describe(error)))")
     }
     try m.validate()
     return m
@@ -109,7 +159,7 @@ public struct SnapshotManifest: Codable, Equatable, Sendable {
 
   /// The checks of `decode`, on a manifest value.
   public func validate() throws {
-    func bad(_ why: String) -> VMError { .badSnapshot(TerminalSafe.oneLine(why, limit: 300)) }
+    func bad(_ why: String) -> SnapshotError { .badSnapshot(TerminalSafe.oneLine(why, limit: 300)) }
     guard format == SnapshotManifest.currentFormat else {
       throw bad("manifest format '\(format)' (expected \(SnapshotManifest.currentFormat))")
     }
@@ -120,7 +170,9 @@ public struct SnapshotManifest: Codable, Equatable, Sendable {
     guard Set([ram, hints, deviceState]).count == 3 else {
       throw bad("manifest names the same file twice")
     }
-    do { try VMManager.validateName(vmName) } catch { throw bad("vm_name: \(error)") }
+    guard SnapshotManifest.isVMName(vmName) else {
+      throw bad("vm_name '\(vmName)' is not a VM name (letters, digits, - and _, at most 40)")
+    }
     guard SnapshotManifest.ramSizes.contains(ramSize), ramSize % (1 << 20) == 0 else {
       throw bad("ram_size \(ramSize) is not a whole number of MiB in 128 MiB..64 GiB")
     }
@@ -134,17 +186,17 @@ public struct SnapshotManifest: Codable, Equatable, Sendable {
     guard SnapshotManifest.isBuildID(kernel.buildID) else {
       throw bad("kernel build_id '\(kernel.buildID)' is not a hexadecimal GNU build id")
     }
-    guard GuestKernel.supportedSeries.contains(kernel.series),
+    guard SnapshotManifest.kernelSeries.contains(kernel.series),
       SnapshotManifest.isPlainFileName(kernel.release), kernel.release.count <= 64
     else { throw bad("kernel series '\(kernel.series)' / release '\(kernel.release)' not supported") }
     guard kernel.version.count <= 256, SnapshotManifest.isHex(image.key), image.key.count <= 64,
-      Workload(rawValue: image.workload) != nil, (8...4096).contains(image.olapMiB)
+      SnapshotManifest.workloads.contains(image.workload), (8...4096).contains(image.olapMiB)
     else { throw bad("image key, workload or olap size out of range") }
   }
 
   /// The memory layout's checks (see `decode`).
-  public static func checkLayout(_ layout: [GuestMemoryRegion], ramSize: UInt64) throws {
-    func bad(_ why: String) -> VMError { .badSnapshot("memory layout: \(why)") }
+  public static func checkLayout(_ layout: [GuestRAMRegion], ramSize: UInt64) throws {
+    func bad(_ why: String) -> SnapshotError { .badSnapshot("memory layout: \(why)") }
     guard !layout.isEmpty, layout.count <= maxRegions else {
       throw bad("\(layout.count) regions (1..\(maxRegions))")
     }
@@ -174,6 +226,11 @@ public struct SnapshotManifest: Codable, Equatable, Sendable {
       throw bad("two regions share bytes of the RAM file")
     }
     guard covered == ramSize else { throw bad("covers \(covered) bytes, ram_size is \(ramSize)") }
+    let (limit, o4) = ramSize.addingReportingOverflow(maxHoleBytes)
+    guard o4 || previousEnd <= limit else {
+      throw bad(
+        "RAM ends at guest physical 0x\(String(previousEnd, radix: 16)), more than 4 GiB of holes above its \(ramSize) bytes")
+    }
   }
 
   /// A file name in the snapshot directory: one component of letters, digits, '.', '-', '_',
@@ -183,6 +240,14 @@ public struct SnapshotManifest: Codable, Equatable, Sendable {
     return name.unicodeScalars.allSatisfy {
       ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || $0 == "." || $0 == "-" || $0 == "_" || $0 == "+"
     }
+  }
+
+  /// A VM name: letters, digits, '-' and '_', at most 40 (what `kscope vm` accepts).
+  public static func isVMName(_ name: String) -> Bool {
+    !name.isEmpty && name.unicodeScalars.count <= 40
+      && name.unicodeScalars.allSatisfy {
+        ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || $0 == "-" || $0 == "_"
+      }
   }
 
   static func isHex(_ s: String) -> Bool {
@@ -209,18 +274,4 @@ public struct SnapshotManifest: Codable, Equatable, Sendable {
     default: return "\(error)"
     }
   }
-}
-
-/// Writes `data` to `path` atomically (KscopeOS: temporary file, fsync, rename, fsync of the
-/// directory; only a regular file is ever replaced).
-func writeAtomically(_ data: Data, to path: String) throws {
-  do { try Files.writeAtomically([UInt8](data), to: path) } catch {
-    throw VMError.invalidArgument(error.description)
-  }
-}
-
-let iso8601: @Sendable (Date) -> String = { date in
-  let f = ISO8601DateFormatter()
-  f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-  return f.string(from: date)
 }

@@ -2,9 +2,9 @@
 // package never defines KSCOPE_LIBFUZZER_MANIFEST), against a debug build's other modules:
 //
 //   swift build
-//   swiftc -parse-as-library -module-name KscopeVM -I .build/debug/Modules -D KSCOPE_LIBFUZZER_MANIFEST \
-//     -O -sanitize=fuzzer,address Sources/KscopeVM/*.swift \
-//     .build/debug/{KscopeCore,KscopeOS,Logging}.build/*.o -o manifest-fuzzer
+//   swiftc -parse-as-library -module-name KscopeSnapshot -I .build/debug/Modules -D KSCOPE_LIBFUZZER_MANIFEST \
+//     -O -sanitize=fuzzer,address Sources/KscopeSnapshot/*.swift \
+//     .build/debug/{KscopeCore,KscopeOS}.build/*.o -o manifest-fuzzer
 //   ./manifest-fuzzer -max_len=8192 -max_total_time=600 -timeout=5 corpus/
 //
 // Every input must decode to a manifest that passes every check, or be refused.

@@ -18,12 +18,12 @@ public final class RAMImage: PhysicalMemory, @unchecked Sendable {
   /// Guest RAM in an already mapped file (a snapshot's, opened inside its directory).
   public init(file: MappedFile, regions: [GuestRAMRegion]? = nil) throws {
     self.file = file
-    let r = regions ?? [GuestRAMRegion(start: 0, size: UInt64(file.size), fileOffset: 0)]
+    let r = regions ?? [GuestRAMRegion(guestPhysicalStart: 0, size: UInt64(file.size), fileOffset: 0)]
     for region in r where region.fileOffset > UInt64(file.size) || region.size > UInt64(file.size) - region.fileOffset
-      || region.start > UInt64.max - region.size
+      || region.guestPhysicalStart > UInt64.max - region.size
     {
-      throw AnalyzerError.badImage(
-        "\(file.path): \(file.size) bytes, but the layout puts guest RAM at file offset \(region.fileOffset) + \(region.size) or at physical \(region.start) + \(region.size)")
+      throw SnapshotError.badImage(
+        "\(file.path): \(file.size) bytes, but the layout puts guest RAM at file offset \(region.fileOffset) + \(region.size) or at physical \(region.guestPhysicalStart) + \(region.size)")
     }
     self.regions = r
   }
@@ -31,7 +31,7 @@ public final class RAMImage: PhysicalMemory, @unchecked Sendable {
   @inline(__always)
   public func withBytes<T>(at address: UInt64, count: Int, _ body: (UnsafeRawBufferPointer) -> T) -> T? {
     guard count >= 0, let r = region(containing: address, count: count),
-      let b = file.bytes(at: Int(r.fileOffset + (address - r.start)), count: count)
+      let b = file.bytes(at: Int(r.fileOffset + (address - r.guestPhysicalStart)), count: count)
     else { return nil }
     return body(b)
   }
@@ -52,12 +52,12 @@ public final class RAMImage: PhysicalMemory, @unchecked Sendable {
 
   public func find(_ needle: [UInt8], from: UInt64) -> UInt64? {
     guard !needle.isEmpty, let base = file.base else { return nil }
-    for r in regions.sorted(by: { $0.start < $1.start }) where r.end > from {
-      let startInRegion = max(from, r.start) - r.start
+    for r in regions.sorted(by: { $0.guestPhysicalStart < $1.guestPhysicalStart }) where r.end > from {
+      let startInRegion = max(from, r.guestPhysicalStart) - r.guestPhysicalStart
       let length = Int(r.size - startInRegion)
       guard length >= needle.count else { continue }
       let hay = base + Int(r.fileOffset + startInRegion)
-      if let at = RAMImage.search(hay, length, needle) { return r.start + startInRegion + UInt64(at) }
+      if let at = RAMImage.search(hay, length, needle) { return r.guestPhysicalStart + startInRegion + UInt64(at) }
     }
     return nil
   }
