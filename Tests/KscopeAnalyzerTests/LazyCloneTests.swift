@@ -1,6 +1,7 @@
 import Foundation
 import KscopeCore
 import KscopeHost
+import KscopeTestSupport
 import KscopeVM
 import Testing
 
@@ -10,7 +11,7 @@ import Testing
 /// nothing is left running afterwards. Needs QEMU and the 6.1 kernel (host/setup.sh).
 @Suite(.serialized) struct LazyCloneTests {
   @Test func lazyClonesServeTheParentsPagesAndEndCleanly() throws {
-    let kscope = try kscopeExecutable()
+    let kscope = try kscopeBinary()
     let state = "/dev/shm/kscope-lazy-test-\(getpid())"
     let engines = state + "/engines"
     try FileManager.default.createDirectory(atPath: engines, withIntermediateDirectories: true)
@@ -20,7 +21,7 @@ import Testing
       try? FileManager.default.removeItem(atPath: state)
     }
     func tool(_ args: [String]) throws -> [String: Any] {
-      let r = try runTool(kscope, args + ["--state-dir", state, "--json"])
+      let r = try runProgram(kscope, args + ["--state-dir", state, "--json"])
       #expect(r.status == 0, "kscope \(args.joined(separator: " ")): \(r.stderr)")
       return (try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]) ?? [:]
     }
@@ -43,7 +44,7 @@ import Testing
     let snap = state + "/snap"
     try vms.snapshot(name: "parent", to: snap, resume: false)
     let ramBefore = try fileDigest(snap + "/ram")
-    let color = try runTool(kscope, ["color", snap, "-o", snap + "/map.kcm"])
+    let color = try runProgram(kscope, ["color", snap, "-o", snap + "/map.kcm"])
     #expect(color.status == 0, "kscope color: \(color.stderr)")
 
     // Two kaleidoscope clones share one engine; on-demand gets its own; template needs none.
@@ -121,7 +122,7 @@ import Testing
     try fh.seek(toOffset: 1 << 20)
     try fh.write(contentsOf: Data([0x5a]))
     try fh.close()
-    let refused = try runTool(kscope, [
+    let refused = try runProgram(kscope, [
       "vm", "clone", other, "--lazy", "--cache-dir", engines, "--name", "x", "--map", snap + "/map.kcm",
       "--state-dir", state,
     ])
@@ -148,7 +149,7 @@ import Testing
 
   /// SHA-256 of a whole file (coreutils' sha256sum).
   func fileDigest(_ path: String) throws -> String {
-    let r = try runTool("/usr/bin/sha256sum", [path])
+    let r = try runProgram("/usr/bin/sha256sum", [path])
     #expect(r.status == 0, "sha256sum: \(r.stderr)")
     return String(r.stdout.prefix(64))
   }
