@@ -57,9 +57,16 @@ let package = Package(
       name: "KscopeKernelImage",
       dependencies: ["KscopeCore", "KscopeOS", "KscopeLayout", "CZstd", "CLz4", "CLzma", "CZlib"],
       swiftSettings: strict),
+    // The hint region reader (seqlock-consistent copy of a region file, then the format's
+    // validation in KscopeCore): the one reader of hint files, for the host and the agent.
+    // No Foundation.
+    .target(name: "KscopeHints", dependencies: ["KscopeCore", "KscopeOS"], swiftSettings: strict),
     // The guest agent's engine: gathers hints inside the guest and publishes them to the
-    // shared-memory channel. No Foundation: it ships as a small static binary.
-    .target(name: "KscopeAgent", dependencies: ["KscopeCore", "KscopeOS"], swiftSettings: strict),
+    // shared-memory channel (the kernel's BTF compressed with zstd). No Foundation: it ships
+    // as a small static binary.
+    .target(
+      name: "KscopeAgent", dependencies: ["KscopeCore", "KscopeOS", "CZstd"],
+      swiftSettings: strict),
     .executableTarget(name: "kscope-agent", dependencies: ["KscopeAgent"], swiftSettings: strict),
     // Clone policies over a color map, the access-trace format and the policy simulator: pure
     // decisions, no syscalls (the engine does the fetching).
@@ -84,7 +91,7 @@ let package = Package(
       name: "kscope",
       dependencies: [
         "KscopeCore", "KscopeOS", "KscopeHost", "KscopeLayout", "KscopeDebugInfo", "KscopeVM",
-        "KscopeRender", "KscopeAgent", "KscopeAnalyzer", "KscopeClone",
+        "KscopeRender", "KscopeHints", "KscopeAnalyzer", "KscopeClone",
         "KscopeEngine", "KscopeKernelImage",
         .product(name: "ArgumentParser", package: "swift-argument-parser"), logging,
       ],
@@ -115,7 +122,7 @@ let package = Package(
       name: "KscopeRenderTests", dependencies: ["KscopeCore", "KscopeRender"],
       swiftSettings: strict),
     .testTarget(
-      name: "KscopeAgentTests", dependencies: ["KscopeCore", "KscopeOS", "KscopeAgent"],
+      name: "KscopeAgentTests", dependencies: ["KscopeCore", "KscopeOS", "KscopeHints", "KscopeAgent"],
       swiftSettings: strict),
     .testTarget(
       name: "KscopeCloneTests", dependencies: ["KscopeCore", "KscopeClone", "KscopeEngine"],

@@ -136,18 +136,15 @@ extension ColorCommand {
     var hintNote: String? = nil
     if !noHints, let path = hints ?? guest.hintsPath {
       do {
-        if let (_, bytes) = try guest.readHints(hints) {
-          let h = try HintFormat.decode(bytes)
+        if let (_, h) = try guest.readHints(hints) {
           if let why = guest.hintMismatch(h, memory: memory) {
             hintNote = "hints rejected (\(path): \(why)): host introspection only"
           } else {
             hintSet = h
           }
         }
-      } catch let e as HintError {
-        hintNote = e == .empty ? "no hints (the guest published none)" : "hints rejected (\(path): \(e)): host introspection only"
       } catch {
-        hintNote = "hints unreadable (\(error)): host introspection only"
+        hintNote = error == .empty ? "no hints (the guest published none)" : "hints rejected (\(path): \(error)): host introspection only"
       }
     }
     // The image digest reads the whole RAM file: on the other core, while the analysis runs.

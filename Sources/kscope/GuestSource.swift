@@ -2,6 +2,7 @@ import Foundation
 import KscopeCore
 import KscopeAnalyzer
 import KscopeDebugInfo
+import KscopeHints
 import KscopeLayout
 import KscopeOS
 import KscopeVM
@@ -74,11 +75,12 @@ struct GuestSource {
     return try RAMImage(file: try snapshot.ram.map(), regions: regions)
   }
 
-  /// The hint region's bytes: `explicit` (the user's own --hints file), else the snapshot's.
-  func readHints(_ explicit: String?) throws -> (path: String, bytes: [UInt8])? {
-    if let explicit { return (explicit, try Files.readBounded(explicit, limit: HintFormat.maxRegionSize)) }
+  /// The hint region, read with the seqlock reader and validated: `explicit` (the user's own
+  /// --hints file), else the snapshot's.
+  func readHints(_ explicit: String?) throws(HintError) -> (path: String, hints: HintSet)? {
+    if let explicit { return (explicit, try HintRegionFile.read(explicit)) }
     guard let snapshot else { return nil }
-    return (snapshot.hints.path, try snapshot.hints.readAll(limit: HintFormat.maxRegionSize))
+    return (snapshot.hints.path, try HintRegionFile.read(snapshot.hints))
   }
 
   /// Why hints cannot describe this guest, or nil (`HintFit`).

@@ -35,27 +35,6 @@ enum HintsFiles {
       throw CommandFailure("\(error)")
     }
   }
-
-  /// Reads a region with the seqlock protocol (generation, copy, generation again): the guest
-  /// may be writing. The size is checked against the format's limit before reading.
-  static func read(_ file: OpenFile) throws(HintError) -> HintSet {
-    let size = file.size
-    guard size <= UInt64(HintFormat.maxRegionSize) else {
-      throw .oversized(what: "bytes of region file", count: size, limit: UInt64(HintFormat.maxRegionSize))
-    }
-    return try HintReader.readConsistent(
-      generation: { () throws(HintError) -> UInt64 in
-        guard let b = try? file.read(at: UInt64(HintFormat.generationOffset), count: 8), b.count == 8 else {
-          return 0  // too short to hold a generation: the decoder names the problem
-        }
-        return HintReader.generation(inPrefix: [UInt8](repeating: 0, count: 16) + b) ?? 0
-      },
-      copy: { () throws(HintError) -> [UInt8] in
-        do throws(FileError) { return try file.read(at: 0, count: Int(size)) } catch {
-          throw .unreadable(error.description)
-        }
-      })
-  }
 }
 
 /// Text and JSON views of a validated hint set.

@@ -1,6 +1,7 @@
 import Foundation
 import KscopeAgent
 import KscopeCore
+import KscopeHints
 import Testing
 
 #if canImport(Glibc)
