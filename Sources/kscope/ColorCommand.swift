@@ -125,7 +125,8 @@ extension ColorCommand {
     let logger = Logger(label: "kscope.color")
     let started = Date()
     let guest = try GuestSource.resolve(
-      source, layoutPath: layout, vmlinux: vmlinux, flat: flat, btf: btf, fetchDebug: fetchDebug)
+      source, layoutPath: layout, vmlinux: vmlinux, flat: flat, btf: btf, fetchDebug: fetchDebug,
+      hints: hints, useHints: !noHints)
     let kernelLayout = guest.layout
     let ram = guest.ramPath
     let memory = try guest.openMemory()
@@ -175,7 +176,7 @@ extension ColorCommand {
         "five_level_paging": loc.fiveLevel,
         "anomalies": analysis.anomalies, "processes": analysis.processes.count,
         "phases": Dictionary(analysis.phases.map { ($0.0, $0.1) }, uniquingKeysWith: +),
-        "extents": map.extents.count,
+        "extents": map.extents.count, "layout": guest.layoutOrigin,
         "hints": hintsJSON(analysis.hints, note: hintNote),
       ])
       return
@@ -190,6 +191,7 @@ extension ColorCommand {
     print(
       "sources: \(map.header.sources.names.joined(separator: ", ")); \(analysis.sectionsWalked) memory sections,"
         + " \(analysis.processes.count) processes, \(map.extents.count) page-cache extents")
+    print("layout: \(Describe.safe(guest.layoutOrigin))")
     print("phases: " + analysis.phases.map { "\($0.0) \(Describe.formatFixed($0.1 * 1000, digits: 1)) ms" }.joined(separator: ", "))
     if let note = hintNote { print(note) }
     if let h = analysis.hints {

@@ -19,13 +19,28 @@ struct GuestSource {
   var hintsPath: String?
   /// The opened snapshot (its files are read through it, never by path again).
   var snapshot: Snapshot? = nil
+  /// The hints as read for the layout (BTFLayoutSource), so they are read once.
+  var hintsRead: (path: String, hints: HintSet)? = nil
 
   /// A snapshot directory (manifest.json) or a raw RAM file. For a snapshot, the layout is
   /// found from its manifest's kernel unless given: the layout cache, the cached debug
   /// package, or a fetch of that exact kernel version (host/fetch-kernels.sh).
   static func resolve(
-    _ source: String, layoutPath: String?, vmlinux: String?, flat: Bool, btf: Bool = false, fetchDebug: Bool = false
+    _ source: String, layoutPath: String?, vmlinux: String?, flat: Bool, btf: Bool = false, fetchDebug: Bool = false,
+    hints: String? = nil, useHints: Bool = true
   ) throws -> GuestSource {
+    // The agent's hints may carry the kernel's BTF: read (seqlock, validated) only if a layout
+    // from BTF is needed, and kept for the merge.
+    var hintsRead: (path: String, hints: HintSet)? = nil
+    func hintReader(_ file: @escaping () throws(HintError) -> (String, HintSet)) -> () -> Result<HintSet, HintError> {
+      {
+        do throws(HintError) {
+          let (path, h) = try file()
+          hintsRead = (path, h)
+          return .success(h)
+        } catch { return .failure(error) }
+      }
+    }
     var isDir: ObjCBool = false
     guard FileManager.default.fileExists(atPath: source, isDirectory: &isDir) else {
       throw CommandFailure("\(source): no such file or snapshot directory")
@@ -46,12 +61,16 @@ struct GuestSource {
       }
       // BTF is read through the RAM file this snapshot opened (never by path again).
       let ram = ("/proc/self/fd/\(snap.ram.fd)", regions)
+      let readHints = hintReader { () throws(HintError) in
+        if let hints { return (hints, try HintRegionFile.read(hints)) }
+        return (snap.hints.path, try HintRegionFile.read(snap.hints))
+      }
       let (layout, origin) = try loadLayout(
         layoutPath: layoutPath, vmlinux: vmlinux, kernel: manifest.kernel, btfFrom: ram, btfOnly: btf,
-        fetchDebug: fetchDebug)
+        fetchDebug: fetchDebug, hints: useHints ? readHints : nil)
       return GuestSource(
         ramPath: snap.ram.path, regions: regions, layout: layout, layoutOrigin: origin,
-        hintsPath: snap.hints.path, snapshot: snap)
+        hintsPath: snap.hints.path, snapshot: snap, hintsRead: hintsRead)
     }
     guard layoutPath != nil || vmlinux != nil || btf else {
       throw CommandFailure("coloring the raw RAM file \(source) needs the guest kernel's layout: --layout FILE, --vmlinux FILE or --btf")
@@ -64,9 +83,12 @@ struct GuestSource {
       : GuestMemoryRegion.q35Layout(ramSize: size).map {
         GuestRAMRegion(start: $0.guestPhysicalStart, size: $0.size, fileOffset: $0.fileOffset)
       }
+    let readHints = hints.map { path in hintReader { () throws(HintError) in (path, try HintRegionFile.read(path)) } }
     let (layout, origin) = try loadLayout(
-      layoutPath: layoutPath, vmlinux: vmlinux, kernel: nil, btfFrom: (source, regions), btfOnly: btf)
-    return GuestSource(ramPath: source, regions: regions, layout: layout, layoutOrigin: origin, hintsPath: nil)
+      layoutPath: layoutPath, vmlinux: vmlinux, kernel: nil, btfFrom: (source, regions), btfOnly: btf,
+      hints: useHints ? readHints : nil)
+    return GuestSource(
+      ramPath: source, regions: regions, layout: layout, layoutOrigin: origin, hintsPath: nil, hintsRead: hintsRead)
   }
 
   /// The guest RAM, mapped: a snapshot's from the file it opened, a raw file by its path.
@@ -78,6 +100,7 @@ struct GuestSource {
   /// The hint region, read with the seqlock reader and validated: `explicit` (the user's own
   /// --hints file), else the snapshot's.
   func readHints(_ explicit: String?) throws(HintError) -> (path: String, hints: HintSet)? {
+    if let hintsRead { return hintsRead }
     if let explicit { return (explicit, try HintRegionFile.read(explicit)) }
     guard let snapshot else { return nil }
     return (snapshot.hints.path, try HintRegionFile.read(snapshot.hints))
@@ -92,7 +115,8 @@ struct GuestSource {
   /// kallsyms (`btfFrom`, BTFLayoutSource); the debug package is downloaded only on request.
   static func loadLayout(
     layoutPath: String?, vmlinux: String?, kernel: SnapshotManifest.Kernel?,
-    btfFrom ram: (path: String, regions: [GuestRAMRegion])? = nil, btfOnly: Bool = false, fetchDebug: Bool = false
+    btfFrom ram: (path: String, regions: [GuestRAMRegion])? = nil, btfOnly: Bool = false, fetchDebug: Bool = false,
+    hints: (() -> Result<HintSet, HintError>)? = nil
   ) throws -> (KernelLayout, String) {
     if let layoutPath { return (try checked(LayoutFile.read(layoutPath), layoutPath), layoutPath) }
     if let vmlinux { return (try checked(LayoutExtractor.extract(vmlinux: vmlinux), vmlinux), vmlinux) }
@@ -103,7 +127,8 @@ struct GuestSource {
     }
     let cache = cacheRoot()
     if btfOnly, let ram {
-      let (layout, origin) = try BTFLayoutSource.layout(ramPath: ram.path, regions: ram.regions, kernel: kernel, cache: cache)
+      let (layout, origin) = try BTFLayoutSource.layout(
+        ramPath: ram.path, regions: ram.regions, kernel: kernel, cache: cache, hints: hints?())
       return (try checked(layout, origin), origin)
     }
     guard let kernel else { throw CommandFailure("no layout given") }
@@ -121,7 +146,8 @@ struct GuestSource {
     }
     if !candidates.contains(where: { FileManager.default.fileExists(atPath: $0) }) {
       if !fetchDebug, let ram {
-        let (layout, origin) = try BTFLayoutSource.layout(ramPath: ram.path, regions: ram.regions, kernel: kernel, cache: cache)
+        let (layout, origin) = try BTFLayoutSource.layout(
+        ramPath: ram.path, regions: ram.regions, kernel: kernel, cache: cache, hints: hints?())
       return (try checked(layout, origin), origin)
       }
       try fetchKernel(kernel.release)

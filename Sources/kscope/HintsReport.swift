@@ -88,6 +88,9 @@ enum HintsReport {
         },
       ]
     }
+    o["btf"] = h.btf.map {
+      ["compression": "zstd", "size": NSNumber(value: $0.size), "compressed_size": $0.data.count] as [String: Any]
+    } ?? NSNull()
     var meta: [String: Any] = [:]
     for (key, value) in h.metadata { meta[key] = value }
     o["metadata"] = meta
@@ -131,6 +134,7 @@ enum HintsReport {
       s += "  " + String(f.residentPages).leftPad(9) + " pages  " + TerminalSafe.escaped(f.path) + "\n"
     }
     if h.files.count > 15 { s += "  ... \(h.files.count - 15) more (--json lists them all)\n" }
+    s += "btf:              " + (h.btf.map { "\($0.size) bytes (zstd, \($0.data.count) published)" } ?? "none") + "\n"
     for (key, value) in h.metadata where key.hasPrefix("partial.") || key.hasPrefix("problem.") {
       s += "note: \(TerminalSafe.escaped(key)): \(TerminalSafe.escaped(value))\n"
     }
