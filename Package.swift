@@ -122,7 +122,8 @@ let package = Package(
       name: "KscopeRenderTests", dependencies: ["KscopeCore", "KscopeRender"],
       swiftSettings: strict),
     .testTarget(
-      name: "KscopeAgentTests", dependencies: ["KscopeCore", "KscopeOS", "KscopeHints", "KscopeAgent"],
+      name: "KscopeAgentTests",
+      dependencies: ["KscopeCore", "KscopeOS", "KscopeHints", "KscopeAgent", "KscopeLayout", "KscopeKernelImage"],
       swiftSettings: strict),
     .testTarget(
       name: "KscopeCloneTests", dependencies: ["KscopeCore", "KscopeClone", "KscopeEngine"],

@@ -31,7 +31,9 @@ extension HintFormat {
     var notes: [String] = []
     var partial = content.incomplete
 
-    let directoryEnd = headerSize + HintSectionKind.allCases.count * directoryEntrySize
+    // A directory slot for each section that may be written (the BTF's only when there is one).
+    let slots = HintSectionKind.allCases.count - (content.btf == nil ? 1 : 0)
+    let directoryEnd = headerSize + slots * directoryEntrySize
     let kernelAt = directoryEnd
     let fixedEnd = kernelAt + kernelSectionSize
     var meta = Array(content.metadata.prefix(maxMetadataEntries - 4)).filter {
