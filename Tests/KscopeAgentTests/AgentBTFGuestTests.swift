@@ -99,5 +99,40 @@ import Testing
       ["KSCOPE_CACHE=" + empty, try kscopeBinary(), "color", bare, "--no-hints", "-o", vm.state + "/mem.kcm", "--no-digest", "--json"])
     let nh = try JSONSerialization.jsonObject(with: Data(noHints.stdout.utf8)) as? [String: Any] ?? [:]
     #expect((nh["layout"] as? String)?.hasPrefix("btf+kallsyms:guest-memory") == true, "\(noHints.stderr)")
+    let hostOnly = try ColorMapFormat.decode(Array(try Data(contentsOf: URL(fileURLWithPath: vm.state + "/mem.kcm"))))
+
+    // A hostile guest: hints for another build, and a damaged BTF stream behind a valid region
+    // checksum. Neither BTF is used (the origin says why); the layout comes from guest memory,
+    // and the map is the host-only one (hints for another build are not merged either) or the
+    // same as with the good hints.
+    let saved = try HintRegionFile.read(bare + "/hints")
+    func forged(_ name: String, expect: ColorMap, _ change: (inout HintContent) -> Void) throws -> [String: Any] {
+      var c = HintContent(
+        kernelRelease: saved.kernelRelease, buildID: saved.buildID, published: saved.published,
+        pageSize: saved.pageSize, kernel: saved.kernel, frames: saved.frames, files: saved.files,
+        metadata: saved.metadata, incomplete: saved.partial, btf: saved.btf)
+      change(&c)
+      let e = try HintFormat.encode(c, regionSize: Int(saved.regionSize), generation: saved.generation)
+      let dir = vm.state + "/" + name
+      try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+      for f in try FileManager.default.contentsOfDirectory(atPath: bare) where f != "hints" {
+        try FileManager.default.linkItem(atPath: bare + "/" + f, toPath: dir + "/" + f)
+      }
+      try Data(e.bytes + [UInt8](repeating: 0, count: Int(saved.regionSize) - e.bytes.count))
+        .write(to: URL(fileURLWithPath: dir + "/hints"))
+      let r = try runProgram(
+        "/usr/bin/env",
+        ["KSCOPE_CACHE=" + empty, try kscopeBinary(), "color", dir, "-o", dir + "/map.kcm", "--no-digest", "--json"])
+      #expect(r.status == 0, "\(name): \(r.stderr)")
+      let m = try ColorMapFormat.decode(Array(try Data(contentsOf: URL(fileURLWithPath: dir + "/map.kcm"))))
+      #expect(m.entries == expect.entries, "\(name): the map differs")
+      return try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any] ?? [:]
+    }
+    let otherBuild = try forged("other-build", expect: hostOnly) { $0.buildID = [UInt8](repeating: 0xAB, count: 20) }
+    let o1 = otherBuild["layout"] as? String ?? ""
+    #expect(o1.hasPrefix("btf+kallsyms:guest-memory") && o1.contains("agent BTF not used: the hints are for build abab"), "\(o1)")
+    let damaged = try forged("damaged-btf", expect: a) { $0.btf?.data[100] ^= 0xFF }
+    let o2 = damaged["layout"] as? String ?? ""
+    #expect(o2.hasPrefix("btf+kallsyms:guest-memory") && o2.contains("agent BTF not used: published BTF"), "\(o2)")
   }
 }
