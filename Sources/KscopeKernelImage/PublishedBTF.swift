@@ -12,23 +12,30 @@ public enum PublishedBTFBlob {
       throw BTFError("published BTF: implausible size \(published.size)")
     }
     let size = Int(published.size)
-    var out = [UInt8](repeating: 0, count: size)
     switch published.compression {
-    case .zstd:
-      // The frame's own content size, when it has one, must be the declared one; either way
-      // ZSTD_decompress writes at most `size` bytes and fails on more.
-      let declared = published.data.withUnsafeBytes { ZSTD_getFrameContentSize($0.baseAddress, $0.count) }
-      if declared != ZSTD_CONTENTSIZE_UNKNOWN, declared != UInt64(size) {
-        throw BTFError("published BTF: the zstd frame holds \(declared == ZSTD_CONTENTSIZE_ERROR ? "no valid frame" : "\(declared) bytes"), the hints say \(size)")
-      }
-      let n = out.withUnsafeMutableBytes { dst in
-        published.data.withUnsafeBytes { src in ZSTD_decompress(dst.baseAddress, dst.count, src.baseAddress, src.count) }
+    case .zstd: break  // the only one; a new one must be handled here
+    }
+    // The frame's own content size, when it has one, must be the declared one; either way
+    // ZSTD_decompress writes at most `size` bytes and fails on more.
+    let declared = published.data.withUnsafeBytes { ZSTD_getFrameContentSize($0.baseAddress, $0.count) }
+    if declared != ZSTD_CONTENTSIZE_UNKNOWN, declared != UInt64(size) {
+      throw BTFError("published BTF: the zstd frame holds \(declared == ZSTD_CONTENTSIZE_ERROR ? "no valid frame" : "\(declared) bytes"), the hints say \(size)")
+    }
+    // Not zero-filled first: only the bytes zstd wrote are kept (n of them, checked below).
+    var failure: Int? = nil
+    let out = [UInt8](unsafeUninitializedCapacity: size) { dst, initialized in
+      let n = published.data.withUnsafeBytes { src in
+        ZSTD_decompress(dst.baseAddress, size, src.baseAddress, src.count)
       }
       if ZSTD_isError(n) != 0 {
-        throw BTFError("published BTF: zstd: \(String(cString: ZSTD_getErrorName(n)))")
+        failure = n
+        initialized = 0
+      } else {
+        initialized = n
       }
-      guard n == size else { throw BTFError("published BTF: decompressed to \(n) bytes, the hints say \(size)") }
     }
+    if let failure { throw BTFError("published BTF: zstd: \(String(cString: ZSTD_getErrorName(failure)))") }
+    guard out.count == size else { throw BTFError("published BTF: decompressed to \(out.count) bytes, the hints say \(size)") }
     var h = XXH64()
     h.update(out)
     let sum = h.finish()
