@@ -36,7 +36,8 @@ public enum KernelBTF {
     guard let data = compress(raw) else { return .failed("\(path): zstd compression failed") }
     var h = XXH64()
     h.update(raw)
-    return .published(PublishedBTF(compression: .zstd, size: UInt64(raw.count), checksum: h.finish(), data: data))
+    return .published(
+      PublishedBTF(compression: .zstd, size: UInt64(raw.count), checksum: h.finish(), data: data))
   }
 
   static func compress(_ raw: [UInt8]) -> [UInt8]? {
@@ -44,7 +45,9 @@ public enum KernelBTF {
     guard ZSTD_isError(bound) == 0 else { return nil }
     var out = [UInt8](repeating: 0, count: bound)
     let n = out.withUnsafeMutableBytes { dst in
-      raw.withUnsafeBytes { src in ZSTD_compress(dst.baseAddress, dst.count, src.baseAddress, src.count, level) }
+      raw.withUnsafeBytes { src in
+        ZSTD_compress(dst.baseAddress, dst.count, src.baseAddress, src.count, level)
+      }
     }
     guard ZSTD_isError(n) == 0 else { return nil }
     out.removeLast(out.count - n)

@@ -25,14 +25,17 @@ public enum HintRegionFile {
   public static func read(_ file: OpenFile) throws(HintError) -> HintSet {
     let size = file.size
     guard size <= UInt64(HintFormat.maxRegionSize) else {
-      throw .oversized(what: "bytes of region file", count: size, limit: UInt64(HintFormat.maxRegionSize))
+      throw .oversized(
+        what: "bytes of region file", count: size, limit: UInt64(HintFormat.maxRegionSize))
     }
     var attempt = 0
     while true {
       do {
         return try HintReader.readConsistent(
           generation: { () throws(HintError) -> UInt64 in
-            guard let b = try? file.read(at: UInt64(HintFormat.generationOffset), count: 8), b.count == 8 else {
+            guard let b = try? file.read(at: UInt64(HintFormat.generationOffset), count: 8),
+              b.count == 8
+            else {
               return 0  // too short to hold a generation: the decoder names the problem
             }
             return HintReader.generation(inPrefix: [UInt8](repeating: 0, count: 16) + b) ?? 0

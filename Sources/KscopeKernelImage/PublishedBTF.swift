@@ -17,9 +17,13 @@ public enum PublishedBTFBlob {
     }
     // The frame's own content size, when it has one, must be the declared one; either way
     // ZSTD_decompress writes at most `size` bytes and fails on more.
-    let declared = published.data.withUnsafeBytes { ZSTD_getFrameContentSize($0.baseAddress, $0.count) }
+    let declared = published.data.withUnsafeBytes {
+      ZSTD_getFrameContentSize($0.baseAddress, $0.count)
+    }
     if declared != ZSTD_CONTENTSIZE_UNKNOWN, declared != UInt64(size) {
-      throw BTFError("published BTF: the zstd frame holds \(declared == ZSTD_CONTENTSIZE_ERROR ? "no valid frame" : "\(declared) bytes"), the hints say \(size)")
+      throw BTFError(
+        "published BTF: the zstd frame holds \(declared == ZSTD_CONTENTSIZE_ERROR ? "no valid frame" : "\(declared) bytes"), the hints say \(size)"
+      )
     }
     // Not zero-filled first: only the bytes zstd wrote are kept (n of them, checked below).
     var failure: Int? = nil
@@ -34,13 +38,19 @@ public enum PublishedBTFBlob {
         initialized = n
       }
     }
-    if let failure { throw BTFError("published BTF: zstd: \(String(cString: ZSTD_getErrorName(failure)))") }
-    guard out.count == size else { throw BTFError("published BTF: decompressed to \(out.count) bytes, the hints say \(size)") }
+    if let failure {
+      throw BTFError("published BTF: zstd: \(String(cString: ZSTD_getErrorName(failure)))")
+    }
+    guard out.count == size else {
+      throw BTFError("published BTF: decompressed to \(out.count) bytes, the hints say \(size)")
+    }
     var h = XXH64()
     h.update(out)
     let sum = h.finish()
     guard sum == published.checksum else {
-      throw BTFError("published BTF: checksum mismatch (stored \(hex64(published.checksum)), computed \(hex64(sum)))")
+      throw BTFError(
+        "published BTF: checksum mismatch (stored \(hex64(published.checksum)), computed \(hex64(sum)))"
+      )
     }
     return out
   }

@@ -34,7 +34,8 @@ enum BTFLayoutSource {
       let memory = try RAMImage(path: ramPath, regions: regions)
       let found = try GuestKernelImage.layout(memory: memory, buildID: kernel?.buildID)
       let origin =
-        "btf+kallsyms:guest-memory (BTF at 0x\(String(found.btfAddress, radix: 16)), \(found.btfBytes) bytes; \(found.kallsymsSymbols) kallsyms symbols, \(found.layout.sources.last?.name ?? ""); vmcoreinfo at 0x\(String(found.vmcoreinfoAddress, radix: 16)))" + hintNote
+        "btf+kallsyms:guest-memory (BTF at 0x\(String(found.btfAddress, radix: 16)), \(found.btfBytes) bytes; \(found.kallsymsSymbols) kallsyms symbols, \(found.layout.sources.last?.name ?? ""); vmcoreinfo at 0x\(String(found.vmcoreinfoAddress, radix: 16)))"
+        + hintNote
       return (found.layout, origin)
     } catch {
       reasons.append("\(error)")
@@ -45,7 +46,8 @@ enum BTFLayoutSource {
         do {
           let layout = try KernelImageFile.layout(path: vmlinuz)
           guard layout.buildID == kernel.buildID else {
-            reasons.append("\(vmlinuz) is build \(layout.buildID ?? "?"), the guest \(kernel.buildID)")
+            reasons.append(
+              "\(vmlinuz) is build \(layout.buildID ?? "?"), the guest \(kernel.buildID)")
             continue
           }
           return (layout, "btf+kallsyms:\(vmlinuz)")
@@ -55,7 +57,8 @@ enum BTFLayoutSource {
       }
     }
     throw CommandFailure(
-      "no layout from the kernel's own BTF (\(reasons.joined(separator: "; "))): give --layout or --vmlinux, or --fetch-debug to download the debug package")
+      "no layout from the kernel's own BTF (\(reasons.joined(separator: "; "))): give --layout or --vmlinux, or --fetch-debug to download the debug package"
+    )
   }
 
   /// The agent's BTF (decompressed, checksummed, parsed) with kallsyms and vmcoreinfo from
@@ -66,12 +69,14 @@ enum BTFLayoutSource {
     guard let published = h.btf else { throw BTFError("the agent published no BTF") }
     let hintBuild = h.buildID.isEmpty ? nil : h.buildIDHex
     if let hintBuild, let kernel, hintBuild != kernel.buildID {
-      throw BTFError("the hints are for build \(hintBuild), the snapshot's kernel is \(kernel.buildID)")
+      throw BTFError(
+        "the hints are for build \(hintBuild), the snapshot's kernel is \(kernel.buildID)")
     }
     let btf = try PublishedBTFBlob.parse(published)
     let memory = try RAMImage(path: ramPath, regions: regions)
     let found = try GuestKernelImage.layout(
-      memory: memory, hintedNote: h.kernel.vmcoreinfo?.address.rawValue, buildID: kernel?.buildID ?? hintBuild,
+      memory: memory, hintedNote: h.kernel.vmcoreinfo?.address.rawValue,
+      buildID: kernel?.buildID ?? hintBuild,
       btf: .init(btf, sourceName: "agent-hints"))
     let origin =
       "btf+kallsyms:agent-hints (BTF from the guest agent, generation \(h.generation): \(published.size) bytes, zstd \(published.data.count); \(found.kallsymsSymbols) kallsyms symbols, \(found.layout.sources.last?.name ?? ""); vmcoreinfo at 0x\(String(found.vmcoreinfoAddress, radix: 16)))"

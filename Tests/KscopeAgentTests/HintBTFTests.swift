@@ -13,12 +13,13 @@ import Testing
   static func sampleBlob() -> [UInt8] {
     var types: [UInt8] = []
     func word(_ v: UInt32) { types += withUnsafeBytes(of: v.littleEndian) { Array($0) } }
-    // [1] INT "int": name 1, kind 1, size 4, encoding signed, 32 bits.
-    word(1); word(1 << 24); word(4); word(1 << 24 | 32)
-    // [2] STRUCT "s": name 5, kind 4, kind_flag (bitfield offsets), 2 members, size 8.
-    word(5); word(1 << 31 | 4 << 24 | 2); word(8)
-    word(7); word(1); word(0)  // a: int at bit 0
-    word(9); word(1); word(3 << 24 | 32)  // b: int, 3 bits, at bit 32
+    let words: [UInt32] = [
+      1, 1 << 24, 4, 1 << 24 | 32,  // [1] INT "int": name 1, kind 1, size 4, signed, 32 bits
+      5, 1 << 31 | 4 << 24 | 2, 8,  // [2] STRUCT "s": kind_flag (bitfield offsets), 2 members, 8 bytes
+      7, 1, 0,  // a: int at bit 0
+      9, 1, 3 << 24 | 32,  // b: int, 3 bits, at bit 32
+    ]
+    for w in words { word(w) }
     let strings = Array("\0int\0s\0a\0b\0".utf8)
     var b: [UInt8] = [0x9F, 0xEB, 1, 0]
     for v in [UInt32(24), 0, UInt32(types.count), UInt32(types.count), UInt32(strings.count)] {
@@ -31,7 +32,9 @@ import Testing
     let path = NSTemporaryDirectory() + "kscope-btf-\(getpid())-\(UUID().uuidString)"
     try Data(raw).write(to: URL(fileURLWithPath: path))
     defer { try? FileManager.default.removeItem(atPath: path) }
-    guard case .published(let p) = KernelBTF.read(path) else { throw TestFailure("the agent did not read \(path)") }
+    guard case .published(let p) = KernelBTF.read(path) else {
+      throw TestFailure("the agent did not read \(path)")
+    }
     return p
   }
 
@@ -41,7 +44,9 @@ import Testing
     let n = Int((try? r.u32(at: 56)) ?? 0)
     for i in 0..<n {
       let at = HintFormat.headerSize + 32 * i
-      if (try? r.u32(at: at)) == kind, let o = try? r.u64(at: at + 8), let l = try? r.u64(at: at + 16) {
+      if (try? r.u32(at: at)) == kind, let o = try? r.u64(at: at + 8),
+        let l = try? r.u64(at: at + 16)
+      {
         return (Int(o), Int(l))
       }
     }
@@ -87,14 +92,16 @@ import Testing
     var c = sampleContent()
     c.btf = try Self.published(raw)
     let e = try HintFormat.encode(c, regionSize: 16 << 10, generation: 2)
-    let h = try HintFormat.decode(e.bytes + [UInt8](repeating: 0, count: (16 << 10) - e.bytes.count))
+    let h = try HintFormat.decode(
+      e.bytes + [UInt8](repeating: 0, count: (16 << 10) - e.bytes.count))
     #expect(h.btf == nil)
     #expect(h.partial)
     #expect(h.metadata("partial.btf")?.contains("does not fit") == true, "\(h.metadata)")
     #expect(h.frames == c.frames)
     // With room, the BTF goes in before the files: files are cut, not the BTF.
     let big = try HintFormat.encode(c, regionSize: 32 << 10, generation: 2)
-    let h2 = try HintFormat.decode(big.bytes + [UInt8](repeating: 0, count: (32 << 10) - big.bytes.count))
+    let h2 = try HintFormat.decode(
+      big.bytes + [UInt8](repeating: 0, count: (32 << 10) - big.bytes.count))
     #expect(h2.btf == c.btf)
   }
 
@@ -113,7 +120,10 @@ import Testing
       } catch { return error.description }
     }
     var entry = 0
-    for i in 0..<5 where (try? ByteReader(good).u32(at: HintFormat.headerSize + 32 * i)) == HintSectionKind.btf.rawValue {
+    for i in 0..<5
+    where (try? ByteReader(good).u32(at: HintFormat.headerSize + 32 * i))
+      == HintSectionKind.btf.rawValue
+    {
       entry = HintFormat.headerSize + 32 * i
     }
     #expect(entry > 0)
