@@ -57,9 +57,10 @@ let package = Package(
       name: "KscopeKernelImage",
       dependencies: ["KscopeCore", "KscopeOS", "KscopeLayout", "CZstd", "CLz4", "CLzma", "CZlib"],
       swiftSettings: strict),
-    // The hint region reader (seqlock-consistent copy of a region file, then the format's
-    // validation in KscopeCore): the one reader of hint files, for the host and the agent.
-    // No Foundation.
+    // The hint region reader: a seqlock-consistent copy of a region file (bounded, retried
+    // when stale), then the format's validation (KscopeCore's HintFormat, where the format
+    // stays because KscopeVM's HintFit uses it). The one reader of hint files: `kscope hints
+    // read`, `kscope color`, the benchmarks and tests. No Foundation, so the agent may use it.
     .target(name: "KscopeHints", dependencies: ["KscopeCore", "KscopeOS"], swiftSettings: strict),
     // The guest agent's engine: gathers hints inside the guest and publishes them to the
     // shared-memory channel (the kernel's BTF compressed with zstd). No Foundation: it ships
