@@ -59,7 +59,7 @@ let package = Package(
       name: "KscopeColoring",
       dependencies: [
         "KscopeCore", "KscopeOS", "KscopeSnapshot", "KscopeLayout", "KscopeAnalyzer", "KscopeDebugInfo",
-        "KscopeKernelImage", "KscopeVM", logging,
+        "KscopeKernelImage", "KscopeVM", "KscopeHints", logging,
       ],
       swiftSettings: strict),
     // zlib as a C module, for PNG pictures of color maps.
@@ -75,9 +75,17 @@ let package = Package(
       name: "KscopeKernelImage",
       dependencies: ["KscopeCore", "KscopeOS", "KscopeLayout", "CZstd", "CLz4", "CLzma", "CZlib"],
       swiftSettings: strict),
+    // The hint region reader: a seqlock-consistent copy of a region file (bounded, retried
+    // when stale), then the format's validation (KscopeCore's HintFormat, where the format
+    // stays because KscopeVM's HintFit uses it). The one reader of hint files: `kscope hints
+    // read`, `kscope color`, the benchmarks and tests. No Foundation, so the agent may use it.
+    .target(name: "KscopeHints", dependencies: ["KscopeCore", "KscopeOS"], swiftSettings: strict),
     // The guest agent's engine: gathers hints inside the guest and publishes them to the
-    // shared-memory channel. No Foundation: it ships as a small static binary.
-    .target(name: "KscopeAgent", dependencies: ["KscopeCore", "KscopeOS"], swiftSettings: strict),
+    // shared-memory channel (the kernel's BTF compressed with zstd). No Foundation: it ships
+    // as a small static binary.
+    .target(
+      name: "KscopeAgent", dependencies: ["KscopeCore", "KscopeOS", "CZstd"],
+      swiftSettings: strict),
     .executableTarget(name: "kscope-agent", dependencies: ["KscopeAgent"], swiftSettings: strict),
     // Clone policies over a color map, the access-trace format and the policy simulator: pure
     // decisions, no syscalls (the engine does the fetching).
@@ -103,7 +111,7 @@ let package = Package(
       name: "kscope",
       dependencies: [
         "KscopeCore", "KscopeOS", "KscopeHost", "KscopeLayout", "KscopeDebugInfo", "KscopeVM",
-        "KscopeRender", "KscopeAgent", "KscopeAnalyzer", "KscopeClone",
+        "KscopeRender", "KscopeHints", "KscopeAnalyzer", "KscopeClone",
         "KscopeEngine", "KscopeKernelImage", "KscopeSnapshot", "KscopeColoring",
         .product(name: "ArgumentParser", package: "swift-argument-parser"), logging,
       ],
@@ -113,7 +121,7 @@ let package = Package(
       dependencies: [
         "KscopeCore", "KscopeOS", "KscopeHost", "KscopeLayout", "KscopeDebugInfo", "KscopeAnalyzer",
         "KscopeVM", "KscopeClone", "KscopeEngine", "CKscopeLinux", "KscopeKernelImage", "KscopeSnapshot",
-        "KscopeColoring",
+        "KscopeColoring", "KscopeHints",
       ],
       swiftSettings: strict),
     // What the test targets share: running the built executables, the kernel cache, a sample
@@ -144,7 +152,11 @@ let package = Package(
       name: "KscopeRenderTests", dependencies: ["KscopeTestSupport", "KscopeCore", "KscopeRender"],
       swiftSettings: strict),
     .testTarget(
-      name: "KscopeAgentTests", dependencies: ["KscopeTestSupport", "KscopeCore", "KscopeOS", "KscopeAgent"],
+      name: "KscopeAgentTests",
+      dependencies: [
+        "KscopeTestSupport", "KscopeCore", "KscopeOS", "KscopeHints", "KscopeAgent", "KscopeLayout",
+        "KscopeKernelImage",
+      ],
       swiftSettings: strict),
     .testTarget(
       name: "KscopeCloneTests", dependencies: ["KscopeCore", "KscopeClone", "KscopeEngine"],

@@ -18,6 +18,10 @@ public struct AgentOptions: Sendable {
   public var frames = true
   public var files = true
   public var fileFrames = true
+  /// Publish the kernel's BTF (/sys/kernel/btf/vmlinux), compressed.
+  public var btf = true
+  /// Where the BTF is read from (tests point it at a file).
+  public var btfPath = KernelBTF.path
   public var maxFiles = 100_000
   /// The share of one CPU the agent may use on average (refreshes are spaced out to stay
   /// under it); 0 disables the limit.
@@ -49,6 +53,9 @@ public final class Agent {
   var kernel: KernelSymbolProbe
   let release: String
   let buildID: [UInt8]
+  /// The kernel's BTF, compressed once at start, and what to say about it in the metadata.
+  let btf: PublishedBTF?
+  let btfNote: (key: String, value: String)?
   var generation: UInt64
   var lastNotes: [String] = []
   var garbage: SplitMix64?
@@ -74,6 +81,24 @@ public final class Agent {
     kernel = KernelSymbolProbe()
     release = Posix.kernelRelease()
     buildID = Self.buildID()
+    if options.btf {
+      let t0 = Posix.processCPUNanoseconds()
+      switch KernelBTF.read(options.btfPath) {
+      case .published(let b):
+        btf = b
+        let ms = (Posix.processCPUNanoseconds() - t0) / 1_000_000
+        btfNote = ("source.btf", "\(options.btfPath) (\(b.size) bytes, zstd \(b.data.count), \(ms) ms)")
+      case .absent:
+        btf = nil
+        btfNote = ("source.btf", "none (\(options.btfPath) is missing: a kernel without CONFIG_DEBUG_INFO_BTF)")
+      case .failed(let why):
+        btf = nil
+        btfNote = ("problem.btf", why)
+      }
+    } else {
+      btf = nil
+      btfNote = nil
+    }
     // Continue after whatever generation is in the region (a restarted agent must not make
     // the host think nothing changed), always even.
     let g = region.generation
@@ -133,6 +158,10 @@ public final class Agent {
     for (k, v) in kernel.sources { meta.append(("source.\(k)", v)) }
     for (i, p) in kernel.problems.enumerated() { meta.append(("problem.kernel.\(i)", p)) }
     if !kernel.problems.isEmpty { incomplete = true }
+    if let btfNote {
+      meta.append(btfNote)
+      if btfNote.key.hasPrefix("problem.") { incomplete = true }
+    }
 
     var frames: FrameClassTable? = nil
     if options.frames {
@@ -172,7 +201,7 @@ public final class Agent {
     return HintContent(
       kernelRelease: release, buildID: buildID, published: Posix.unixTime(),
       pageSize: UInt32(pageSize), kernel: kernel.hints, frames: frames, files: files,
-      metadata: meta, incomplete: incomplete)
+      metadata: meta, incomplete: incomplete, btf: btf)
   }
 
   /// The garbage mode: a different kind of damage each round, so the host meets all of them.

@@ -26,11 +26,23 @@ public enum GuestKernelImage {
     public var kallsymsSymbols: Int
   }
 
+  /// BTF that came from elsewhere than the kernel image (the agent's hints), and the name the
+  /// layout gives its source.
+  public struct GivenBTF: Sendable {
+    public var btf: BTF
+    public var sourceName: String
+    public init(_ btf: BTF, sourceName: String) {
+      self.btf = btf
+      self.sourceName = sourceName
+    }
+  }
+
   /// The layout `request` asks for, from guest memory. `hintedNote` is the agent's word on
-  /// where vmcoreinfo is (checked like any candidate); `buildID` the kernel expected.
+  /// where vmcoreinfo is (checked like any candidate); `buildID` the kernel expected. With
+  /// `btf`, the types come from it and the image is searched only for kallsyms.
   public static func layout(
     memory: any PhysicalMemory, request: LayoutRequest = .default, hintedNote: UInt64? = nil,
-    buildID: String? = nil
+    buildID: String? = nil, btf: GivenBTF? = nil
   ) throws(BTFError) -> Found {
     var reason = "no vmcoreinfo note names build \(buildID ?? "?")"
     var found: Found? = nil
@@ -39,7 +51,7 @@ public enum GuestKernelImage {
       seen += 1
       if let buildID, info.buildID != buildID { return false }
       do {
-        found = try fromImage(memory: memory, info: info, noteAt: at, request: request)
+        found = try fromImage(memory: memory, info: info, noteAt: at, request: request, btf: btf)
         return true
       } catch {
         reason = error.description
@@ -80,8 +92,9 @@ public enum GuestKernelImage {
     }
   }
 
-  static func fromImage(memory: any PhysicalMemory, info: VMCoreInfo, noteAt: UInt64, request: LayoutRequest)
-    throws(BTFError) -> Found
+  static func fromImage(
+    memory: any PhysicalMemory, info: VMCoreInfo, noteAt: UInt64, request: LayoutRequest, btf given: GivenBTF? = nil
+  ) throws(BTFError) -> Found
   {
     guard let stext = info.symbol("_stext"), stext >= startKernelMap, stext - startKernelMap < kernelImageWindow else {
       throw BTFError("vmcoreinfo has no usable SYMBOL(_stext)")
@@ -96,7 +109,8 @@ public enum GuestKernelImage {
     let wanted = KernelLayout.symbolNames(request).union(["_stext"])
     let result: Result<Found, BTFError>? = memory.withBytes(at: imagePA, count: count) { view in
       do throws(BTFError) {
-        return .success(try read(view, base: stext, info: info, slide: slide, wanted: wanted, request: request, noteAt: noteAt))
+        return .success(
+          try read(view, base: stext, info: info, slide: slide, wanted: wanted, request: request, noteAt: noteAt, btf: given))
       } catch { return .failure(error) }
     }
     guard let result else { throw BTFError("the kernel image is not readable") }
@@ -105,7 +119,7 @@ public enum GuestKernelImage {
 
   static func read(
     _ view: UnsafeRawBufferPointer, base stext: UInt64, info: VMCoreInfo, slide: UInt64, wanted: Set<String>,
-    request: LayoutRequest, noteAt: UInt64
+    request: LayoutRequest, noteAt: UInt64, btf given: GivenBTF? = nil
   ) throws(BTFError) -> Found {
     // 1. Symbols: kallsyms, at the places vmcoreinfo names (6.0+) or found by their shape.
     var kallsyms: KallsymsResult
@@ -129,7 +143,7 @@ public enum GuestKernelImage {
     }
 
     // 2. BTF: the first header whose blob parses; .BTF follows .rodata (and kallsyms in it).
-    var btf: BTF? = nil
+    var btf: BTF? = given?.btf
     var btfAt = 0
     var btfReason = "no BTF header in the kernel image"
     let after = Int(kallsyms.tokenTableAddress &- stext)
@@ -190,21 +204,22 @@ public enum GuestKernelImage {
     if let hex = info.buildID, let bytes = hexBytes(hex) {
       let needle: [UInt8] = [0x47, 0x4E, 0x55, 0] + bytes
       // .notes sits just before .BTF in the kernels seen; the whole image is the fallback.
-      let at = Kallsyms.search(view, needle, from: max(0, btfAt - (4 << 20))) ?? Kallsyms.search(view, needle, from: 0)
+      let near = given == nil ? max(0, btfAt - (4 << 20)) : max(0, after)
+      let at = Kallsyms.search(view, needle, from: near) ?? Kallsyms.search(view, needle, from: 0)
       buildID = (at.map { stext &+ UInt64($0 + 4) &- slide } ?? 0, bytes)
     }
     let symbols = KernelLayout.kallsymsSymbols(addresses, buildID: buildID) { link in
       KernelLayout.bannerBytes(view, base: stext, at: link &+ slide)
     }
     let layout = try KernelLayout.fromBTF(
-      btf, symbols: symbols, request: request, sourceName: "guest-memory",
+      btf, symbols: symbols, request: request, sourceName: given?.sourceName ?? "guest-memory",
       extraSources: [LayoutSource(kind: "kallsyms", name: "guest-memory (\(kallsymsHow))")])
     // The banner must name the release vmcoreinfo names: the same kernel.
     if let release = info.release, let named = layout.release, named != release {
       throw BTFError("the kernel image's banner names \(named), vmcoreinfo \(release)")
     }
     return Found(
-      layout: layout, vmcoreinfoAddress: noteAt, btfAddress: stext &+ UInt64(btfAt),
+      layout: layout, vmcoreinfoAddress: noteAt, btfAddress: given == nil ? stext &+ UInt64(btfAt) : 0,
       btfBytes: btf.bytes.count, kallsymsSymbols: kallsyms.symbolCount)
   }
 

@@ -1,6 +1,7 @@
 import Dispatch
 import KscopeAnalyzer
 import KscopeCore
+import KscopeHints
 import KscopeLayout
 import KscopeOS
 import KscopeSnapshot
@@ -97,30 +98,40 @@ public enum Coloring {
   /// on with host introspection only.
   public static func readHints(_ input: ColoringInput, _ choice: ColoringOptions.Hints) -> (HintSet?, String?) {
     let path: String
-    let read: () throws -> [UInt8]
     switch choice {
     case .ignored: return (nil, nil)
-    case .file(let p):
-      path = p
-      read = { try Files.readBounded(p, limit: HintFormat.maxRegionSize) }
+    case .file(let p): path = p
     case .fromSnapshot:
       guard let snapshot = input.snapshot else { return (nil, nil) }
       path = snapshot.hints.path
-      read = { try snapshot.hintRegionBytes() }
     }
-    do {
-      let h = try HintFormat.decode(try read())
+    switch readHintRegion(input, choice) {
+    case nil: return (nil, nil)
+    case .success(let h)?:
       if let why = HintFit.mismatch(h, guestEnd: input.memory.end, regionSize: input.snapshot?.manifest.hintSize) {
         return (nil, "hints rejected (\(path): \(why)): host introspection only")
       }
       return (h, nil)
-    } catch let e as HintError {
+    case .failure(let e)?:
       return (nil, e == .empty ? "no hints (the guest published none)" : "hints rejected (\(path): \(e)): host introspection only")
-    } catch {
-      return (nil, "hints unreadable (\(error)): host introspection only")
     }
   }
+
+  /// The hint region, read with the seqlock reader (a copy the agent was not writing) and
+  /// validated (`HintRegionFile`); nil when hints are not wanted or there are none to read.
+  public static func readHintRegion(_ input: ColoringInput, _ choice: ColoringOptions.Hints) -> Result<HintSet, HintError>? {
+    do throws(HintError) {
+      switch choice {
+      case .ignored: return nil
+      case .file(let p): return .success(try HintRegionFile.read(p))
+      case .fromSnapshot:
+        guard let snapshot = input.snapshot else { return nil }
+        return .success(try HintRegionFile.read(snapshot.hints))
+      }
+    } catch { return .failure(error) }
+  }
 }
+
 
 /// A kernel layout that passed the one validator (`KernelLayout.validate`), whatever its
 /// origin: the only kind `Coloring.color` gives a walker.

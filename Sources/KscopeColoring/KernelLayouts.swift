@@ -2,6 +2,7 @@ import Foundation
 import KscopeAnalyzer
 import KscopeCore
 import KscopeDebugInfo
+import KscopeHints
 import KscopeKernelImage
 import KscopeLayout
 import KscopeOS
@@ -27,16 +28,20 @@ public struct KernelLayouts: LayoutProvider {
   public var fetchDebug: Bool
   /// kscope's cache ($KSCOPE_CACHE, default /var/cache/kscope): layouts/, kernels/.
   public var cache: String
+  /// Where the guest agent's hints are (they may carry the kernel's BTF): the same choice as
+  /// the coloring's.
+  public var hints: ColoringOptions.Hints
 
   public init(
     layoutFile: String? = nil, vmlinux: String? = nil, btfOnly: Bool = false, fetchDebug: Bool = false,
-    cache: String = KernelLayouts.cacheRoot()
+    cache: String = KernelLayouts.cacheRoot(), hints: ColoringOptions.Hints = .fromSnapshot
   ) {
     self.layoutFile = layoutFile
     self.vmlinux = vmlinux
     self.btfOnly = btfOnly
     self.fetchDebug = fetchDebug
     self.cache = cache
+    self.hints = hints
   }
 
   public static func cacheRoot() -> String {
@@ -89,16 +94,32 @@ public struct KernelLayouts: LayoutProvider {
   }
 
   /// Layouts for guests whose kernel has no debug info on this machine, from the kernel's own
-  /// BTF and kallsyms, in order: (1) the guest's memory (the .BTF blob and kallsyms tables in
-  /// its kernel image, found through vmcoreinfo), (2) the guest kernel's vmlinuz, when the host
-  /// has it. The origin string names which one was used.
+  /// BTF and kallsyms, in order: (1) the BTF the guest agent published in its hints, with
+  /// kallsyms from guest memory (the hints say where vmcoreinfo is), (2) the guest's memory (the
+  /// .BTF blob and kallsyms tables in its kernel image, found through vmcoreinfo), (3) the guest
+  /// kernel's vmlinuz, when the host has it. The origin string names which one was used; it
+  /// goes into the map (`source.layout`) and the color command's summary.
   func btfLayout(_ input: ColoringInput) throws -> (layout: KernelLayout, origin: String) {
     let kernel = input.kernel
     var reasons: [String] = []
+    var hintNote = ""
+    switch Coloring.readHintRegion(input, hints) {
+    case .success(let h)?:
+      do {
+        return try fromHints(h, input: input)
+      } catch {
+        hintNote = "; agent BTF not used: \(error)"
+        reasons.append("agent hints: \(error)")
+      }
+    case .failure(let e)?:
+      if e != .empty { reasons.append("agent hints: \(e)") }
+    case nil: break
+    }
     do {
       let found = try GuestKernelImage.layout(memory: input.memory, buildID: kernel?.buildID)
       let origin =
         "btf+kallsyms:guest-memory (BTF at 0x\(String(found.btfAddress, radix: 16)), \(found.btfBytes) bytes; \(found.kallsymsSymbols) kallsyms symbols, \(found.layout.sources.last?.name ?? ""); vmcoreinfo at 0x\(String(found.vmcoreinfoAddress, radix: 16)))"
+        + hintNote
       return (found.layout, origin)
     } catch {
       reasons.append("\(error)")
@@ -120,6 +141,24 @@ public struct KernelLayouts: LayoutProvider {
     }
     throw ColoringError(
       "no layout from the kernel's own BTF (\(reasons.joined(separator: "; "))): give --layout or --vmlinux, or --fetch-debug to download the debug package")
+  }
+
+  /// The agent's BTF (decompressed, checksummed, parsed) with kallsyms and vmcoreinfo from
+  /// guest memory. The hints must name the snapshot's kernel when both name one.
+  func fromHints(_ h: HintSet, input: ColoringInput) throws -> (layout: KernelLayout, origin: String) {
+    let kernel = input.kernel
+    guard let published = h.btf else { throw BTFError("the agent published no BTF") }
+    let hintBuild = h.buildID.isEmpty ? nil : h.buildIDHex
+    if let hintBuild, let kernel, hintBuild != kernel.buildID {
+      throw BTFError("the hints are for build \(hintBuild), the snapshot's kernel is \(kernel.buildID)")
+    }
+    let btf = try PublishedBTFBlob.parse(published)
+    let found = try GuestKernelImage.layout(
+      memory: input.memory, hintedNote: h.kernel.vmcoreinfo?.address.rawValue,
+      buildID: kernel?.buildID ?? hintBuild, btf: .init(btf, sourceName: "agent-hints"))
+    let origin =
+      "btf+kallsyms:agent-hints (BTF from the guest agent, generation \(h.generation): \(published.size) bytes, zstd \(published.data.count); \(found.kallsymsSymbols) kallsyms symbols, \(found.layout.sources.last?.name ?? ""); vmcoreinfo at 0x\(String(found.vmcoreinfoAddress, radix: 16)))"
+    return (found.layout, origin)
   }
 
   /// Runs host/fetch-kernels.sh for an exact version (found beside the executable or the

@@ -321,35 +321,65 @@ public enum Kallsyms {
       guard a >= previous else { return nil }
       previous = a
     }
-    // Wanted names by length (+1 for the type letter): most entries are skipped after summing
-    // their tokens' lengths, without copying or hashing anything.
-    var byLength = [[(String, [UInt8])]](repeating: [], count: 1025)
-    for name in wanted where name.utf8.count < 1024 { byLength[name.utf8.count + 1].append((name, Array(name.utf8))) }
-    let tokenLengths = tokens.map(\.count)
-    var found: [String: UInt64] = [:]
-    var buffer: [UInt8] = []
-    buffer.reserveCapacity(1100)
-    var at = names
-    for i in 0..<count {
-      var len = Int(img[at])
-      at += 1
-      if len & 0x80 != 0 {
-        len = (len & 0x7F) | Int(img[at]) << 7
-        at += 1
-      }
-      var expanded = 0
-      for k in 0..<len { expanded += tokenLengths[Int(img[at + k])] }
-      if expanded <= 1024, !byLength[expanded].isEmpty {
-        buffer.removeAll(keepingCapacity: true)
-        for k in 0..<len { buffer.append(contentsOf: tokens[Int(img[at + k])]) }
-        // buffer[0] is the type letter.
-        for (name, bytes) in byLength[expanded] where found[name] == nil && buffer[1...].elementsEqual(bytes) {
-          found[name] = address(i)
-        }
-        if found.count == wanted.count { break }
-      }
-      at += len
+    // Wanted names by expanded length (+1 for the type letter): most entries are skipped after
+    // summing their tokens' lengths; the rest are compared token by token against each wanted
+    // name of that length, stopping at the first differing byte. Nothing is copied or hashed
+    // per entry (this loop runs over every symbol: 154,686 on 6.12).
+    let wantedNames = Array(wanted.filter { $0.utf8.count < 1024 })
+    let nameBytes = wantedNames.map { Array($0.utf8) }
+    var byLength = [[Int]](repeating: [], count: 1025)
+    for (n, b) in nameBytes.enumerated() { byLength[b.count + 1].append(n) }
+    // The tokens flattened: token t is flat[start[t] ..< start[t] + length[t]].
+    var flat: [UInt8] = []
+    var tokenStart = [Int](repeating: 0, count: 256)
+    var tokenLength = [Int](repeating: 0, count: 256)
+    for (t, bytes) in tokens.prefix(256).enumerated() {
+      tokenStart[t] = flat.count
+      tokenLength[t] = bytes.count
+      flat += bytes
     }
+    var addresses = [UInt64?](repeating: nil, count: wantedNames.count)
+    var left = wantedNames.count
+    flat.withUnsafeBufferPointer { flat in
+      tokenStart.withUnsafeBufferPointer { tokenStart in
+        tokenLength.withUnsafeBufferPointer { tokenLength in
+          /// Whether entry tokens img[at ..< at + len] expand to the type letter and `want`.
+          func matches(_ at: Int, _ len: Int, _ want: [UInt8]) -> Bool {
+            var p = -1  // -1: the type letter, not compared
+            for k in 0..<len {
+              let t = Int(img[at + k])
+              let s = tokenStart[t]
+              for j in 0..<tokenLength[t] {
+                if p >= 0, want[p] != flat[s + j] { return false }
+                p += 1
+              }
+            }
+            return true
+          }
+          var at = names
+          for i in 0..<count {
+            if left == 0 { break }
+            var len = Int(img[at])
+            at += 1
+            if len & 0x80 != 0 {
+              len = (len & 0x7F) | Int(img[at]) << 7
+              at += 1
+            }
+            var expanded = 0
+            for k in 0..<len { expanded += tokenLength[Int(img[at + k])] }
+            if expanded <= 1024 {
+              for n in byLength[expanded] where addresses[n] == nil && matches(at, len, nameBytes[n]) {
+                addresses[n] = address(i)
+                left -= 1
+              }
+            }
+            at += len
+          }
+        }
+      }
+    }
+    var found: [String: UInt64] = [:]
+    for (n, a) in addresses.enumerated() { if let a { found[wantedNames[n]] = a } }
     return found
   }
 }

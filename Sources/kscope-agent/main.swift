@@ -9,14 +9,16 @@ import KscopeAgent
 let usage = """
   usage: kscope-agent [--out FILE [--size BYTES]] [--interval DURATION] [--once]
                       [--root DIR]... [--no-frames] [--no-files] [--no-file-frames]
-                      [--max-files N] [--cpu-budget PERCENT] [--garbage [--seed N]] [--verbose]
+                      [--max-files N] [--no-btf] [--cpu-budget PERCENT] [--garbage [--seed N]]
+                      [--verbose]
 
   Publishes the guest's hints (kernel symbols, per-frame classes from /proc/kpageflags, cached
   files) into the ivshmem device's BAR2 (PCI 1af4:1110), or into FILE with --out (created with
   --size bytes, default 4M, if missing). Refreshes every --interval (default 1s; 500ms, 2s, 1m)
   and on SIGUSR1, spacing refreshes so its average CPU stays under --cpu-budget (default 1%,
   0 for no limit); SIGTERM stops it. --root (repeatable) chooses where to look for cached files
-  (default: / and every block-device mount). --garbage writes damaged regions instead (a test
+  (default: / and every block-device mount). The kernel's BTF (/sys/kernel/btf/vmlinux) is
+  published too, zstd-compressed, unless --no-btf. --garbage writes damaged regions instead (a test
   of the host's reader). Needs root.
   """
 
@@ -81,6 +83,7 @@ while let a = args.popFirst() {
   case "--no-frames": options.frames = false
   case "--no-files": options.files = false
   case "--no-file-frames": options.fileFrames = false
+  case "--no-btf": options.btf = false
   case "--max-files":
     guard let n = Int(value(a)), n >= 0 else { fail("bad --max-files") }
     options.maxFiles = n

@@ -2,11 +2,13 @@ import Glibc
 import KscopeAnalyzer
 import KscopeCore
 import KscopeSnapshot
+import KscopeHints
 import KscopeKernelImage
 import KscopeLayout
 import KscopeOS
 
 // kscope-bench btf [--vmlinuz PATH] [--runs N] [--pahole-runs N] [--kscope PATH] [--snapshot-ram RAM]
+//                   [--hints FILE]
 //
 // A layout from BTF, timed three ways:
 // 1. `kscope layout extract BTF --types-only` on the raw .BTF blob of the vmlinuz (what
@@ -14,7 +16,10 @@ import KscopeOS
 //    wait4), against `pahole -F btf -C <the same structs>` on the same blob in the same run;
 // 2. in this process, the phases: parsing the blob, collecting the types; decompressing the
 //    vmlinuz and finding kallsyms in it;
-// 3. with --snapshot-ram, the layout from a guest's memory (vmcoreinfo, BTF, kallsyms).
+// 3. with --snapshot-ram, the layout from a guest's memory (vmcoreinfo, BTF, kallsyms); with
+//    --hints too (the snapshot's hint region, from a guest agent that published its BTF), the
+//    layout from the agent's BTF: read the region, decompress and parse the BTF, kallsyms from
+//    memory at the vmcoreinfo the hints name.
 // The child is this binary re-executed (`btf --child`, the same library call the CLI makes),
 // or the kscope CLI itself with --kscope PATH.
 
@@ -38,6 +43,7 @@ enum BTFBench {
     var paholeRuns = 5
     var kscope: String? = nil
     var snapshotRAM: String? = nil
+    var hintsPath: String? = nil
     var i = 0
     while i < args.count {
       let value = i + 1 < args.count ? args[i + 1] : ""
@@ -47,8 +53,9 @@ enum BTFBench {
       case "--pahole-runs": paholeRuns = max(0, Int(value) ?? paholeRuns)
       case "--kscope": kscope = value
       case "--snapshot-ram": snapshotRAM = value
+      case "--hints": hintsPath = value
       default:
-        print("usage: kscope-bench btf [--vmlinuz PATH] [--runs N] [--pahole-runs N] [--kscope PATH] [--snapshot-ram RAM]")
+        print("usage: kscope-bench btf [--vmlinuz PATH] [--runs N] [--pahole-runs N] [--kscope PATH] [--snapshot-ram RAM [--hints FILE]]")
         return
       }
       i += 2
@@ -110,6 +117,25 @@ enum BTFBench {
         t = monotonic()
         _ = try GuestKernelImage.layout(memory: memory)
         times.append(monotonic() - t)
+      }
+      if let hintsPath {
+        var read: [Double] = []
+        var unpack: [Double] = []
+        var layout: [Double] = []
+        for _ in 0..<max(1, runs / 2) {
+          t = monotonic()
+          let h = try HintRegionFile.read(hintsPath)
+          let t1 = monotonic()
+          guard let published = h.btf else { throw BenchError("\(hintsPath): the agent published no BTF") }
+          let btf = try PublishedBTFBlob.parse(published)
+          let t2 = monotonic()
+          _ = try GuestKernelImage.layout(
+            memory: memory, hintedNote: h.kernel.vmcoreinfo?.address.rawValue, btf: .init(btf, sourceName: "agent-hints"))
+          layout.append(monotonic() - t2)
+          read.append(t1 - t)
+          unpack.append(t2 - t1)
+        }
+        print("  agent hints (\(hintsPath)): read region \(LayoutBench.format(read.median, digits: 4)) s, decompress + parse BTF \(LayoutBench.format(unpack.median, digits: 4)) s, kallsyms + types \(LayoutBench.format(layout.median, digits: 4)) s (medians)")
       }
       print("  guest memory (\(snapshotRAM)): layout median \(LayoutBench.format(times.median)) s (a full scan of RAM for vmcoreinfo, not needed when its note starts a page as the kernel allocates it: \(LayoutBench.format(notes.median)) s)")
     }

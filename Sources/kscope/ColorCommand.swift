@@ -129,7 +129,9 @@ extension ColorCommand {
       input = try ColoringInput.open(source, flat: flat)
       result = try Coloring.color(
         input,
-        layoutProvider: KernelLayouts(layoutFile: layout, vmlinux: vmlinux, btfOnly: btf, fetchDebug: fetchDebug),
+        layoutProvider: KernelLayouts(
+          layoutFile: layout, vmlinux: vmlinux, btfOnly: btf, fetchDebug: fetchDebug,
+          hints: noHints ? .ignored : hints.map { .file($0) } ?? .fromSnapshot),
         options: ColoringOptions(
           zeroScan: zeroScan, walkProcesses: !noProcesses,
           hints: noHints ? .ignored : hints.map { .file($0) } ?? .fromSnapshot, digest: !noDigest,
@@ -155,7 +157,7 @@ extension ColorCommand {
         "five_level_paging": loc.fiveLevel,
         "anomalies": analysis.anomalies, "processes": analysis.processes.count,
         "phases": Dictionary(analysis.phases.map { ($0.0, $0.1) }, uniquingKeysWith: +),
-        "extents": map.extents.count,
+        "extents": map.extents.count, "layout": result.layoutOrigin,
         "hints": hintsJSON(analysis.hints, note: hintNote),
       ])
       return
@@ -170,6 +172,7 @@ extension ColorCommand {
     print(
       "sources: \(map.header.sources.names.joined(separator: ", ")); \(analysis.sectionsWalked) memory sections,"
         + " \(analysis.processes.count) processes, \(map.extents.count) page-cache extents")
+    print("layout: \(Describe.safe(result.layoutOrigin))")
     print("phases: " + analysis.phases.map { "\($0.0) \(Describe.formatFixed($0.1 * 1000, digits: 1)) ms" }.joined(separator: ", "))
     if let note = hintNote { print(note) }
     if let h = analysis.hints {

@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
-import KscopeAgent
 import KscopeCore
+import KscopeHints
 
 /// `kscope hints`: the guest agent's hint region, seen from the host.
 struct HintsCommand: ParsableCommand {
@@ -29,7 +29,7 @@ struct HintsReadCommand: ParsableCommand {
   func run() throws {
     let file = try HintsFiles.open(path)
     let hints: HintSet
-    do { hints = try HintsFiles.read(file) } catch {
+    do { hints = try HintRegionFile.read(file) } catch {
       throw CommandFailure("\(file.path): \(error)")
     }
     if output.json {

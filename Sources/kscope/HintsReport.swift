@@ -20,27 +20,6 @@ enum HintsFiles {
       throw CommandFailure("\(path): not a usable snapshot: \(error)")
     }
   }
-
-  /// Reads a region with the seqlock protocol (generation, copy, generation again): the guest
-  /// may be writing. The size is checked against the format's limit before reading.
-  static func read(_ file: OpenFile) throws(HintError) -> HintSet {
-    let size = file.size
-    guard size <= UInt64(HintFormat.maxRegionSize) else {
-      throw .oversized(what: "bytes of region file", count: size, limit: UInt64(HintFormat.maxRegionSize))
-    }
-    return try HintReader.readConsistent(
-      generation: { () throws(HintError) -> UInt64 in
-        guard let b = try? file.read(at: UInt64(HintFormat.generationOffset), count: 8), b.count == 8 else {
-          return 0  // too short to hold a generation: the decoder names the problem
-        }
-        return HintReader.generation(inPrefix: [UInt8](repeating: 0, count: 16) + b) ?? 0
-      },
-      copy: { () throws(HintError) -> [UInt8] in
-        do throws(FileError) { return try file.read(at: 0, count: Int(size)) } catch {
-          throw .unreadable(error.description)
-        }
-      })
-  }
 }
 
 /// Text and JSON views of a validated hint set.
@@ -94,6 +73,9 @@ enum HintsReport {
         },
       ]
     }
+    o["btf"] = h.btf.map {
+      ["compression": "zstd", "size": NSNumber(value: $0.size), "compressed_size": $0.data.count] as [String: Any]
+    } ?? NSNull()
     var meta: [String: Any] = [:]
     for (key, value) in h.metadata { meta[key] = value }
     o["metadata"] = meta
@@ -137,6 +119,7 @@ enum HintsReport {
       s += "  " + String(f.residentPages).leftPad(9) + " pages  " + TerminalSafe.escaped(f.path) + "\n"
     }
     if h.files.count > 15 { s += "  ... \(h.files.count - 15) more (--json lists them all)\n" }
+    s += "btf:              " + (h.btf.map { "\($0.size) bytes (zstd, \($0.data.count) published)" } ?? "none") + "\n"
     for (key, value) in h.metadata where key.hasPrefix("partial.") || key.hasPrefix("problem.") {
       s += "note: \(TerminalSafe.escaped(key)): \(TerminalSafe.escaped(value))\n"
     }

@@ -2,6 +2,7 @@ import Foundation
 import KscopeAgent
 import KscopeCore
 import KscopeTestSupport
+import KscopeHints
 import Testing
 
 #if canImport(Glibc)

@@ -139,10 +139,13 @@ extension HintFormat {
     } ?? []
     let metadata = try found[.metadata].map { (s) throws(HintError) in try decodeMetadata(f, s) } ?? []
 
+    let btf = try found[.btf].map { (s) throws(HintError) in try decodeBTF(f, s) }
+
     var set = HintSet(
       generation: generation, regionSize: regionSize, usedSize: used, published: published,
       partial: partial, pageSize: pageSize, kernelRelease: release, buildID: buildID,
       kernel: kernel, frames: frames, files: files, metadata: metadata)
+    set.btf = btf
     for (i, file) in files.enumerated() {
       let key = HintSet.FileKey(device: file.device, inode: file.inode)
       guard set.fileIndex[key] == nil else {
@@ -379,6 +382,35 @@ extension HintFormat {
       throw .inconsistent("frame \(b.start) holds two file pages")
     }
     return files
+  }
+
+  /// The BTF section: its structure only. The host decompresses the blob with the size given
+  /// here as the bound and checks the checksum then (KscopeKernelImage.PublishedBTFBlob).
+  static func decodeBTF(_ f: HintFields, _ s: Section) throws(HintError) -> PublishedBTF {
+    guard s.length >= btfHeaderSize + 8, s.items == 1, !s.truncated else {
+      throw .malformed("btf section has \(s.length) bytes and \(s.items) items (or is marked truncated)")
+    }
+    let codeRaw = try f.u32(s.offset, "btf compression")
+    guard let compression = BTFCompression(rawValue: codeRaw) else {
+      throw .malformed("btf section: unknown compression \(codeRaw)")
+    }
+    guard try f.u32(s.offset + 4, "btf reserved") == 0 else { throw .malformed("btf section: reserved bytes are not zero") }
+    let size = try f.u64(s.offset + 8, "btf size")
+    let stored = try f.u64(s.offset + 16, "btf compressed size")
+    let checksum = try f.u64(s.offset + 24, "btf checksum")
+    guard size >= 24, size <= maxBTFBytes else {
+      throw .oversized(what: "bytes of BTF", count: size, limit: maxBTFBytes)
+    }
+    let room = UInt64(s.length - btfHeaderSize)
+    guard stored > 0, stored <= room, room - stored < 8 else {
+      throw .malformed("btf section: \(stored) compressed bytes in a \(s.length)-byte section")
+    }
+    let n = Int(stored)
+    guard bytes(f, s.offset + btfHeaderSize + n, Int(room) - n) else {
+      throw .malformed("btf section padding is not zero")
+    }
+    let data = Array(try f.slice(s.offset + btfHeaderSize, n, "btf data"))
+    return PublishedBTF(compression: compression, size: size, checksum: checksum, data: data)
   }
 
   static func decodeMetadata(_ f: HintFields, _ s: Section) throws(HintError) -> [(key: String, value: String)] {

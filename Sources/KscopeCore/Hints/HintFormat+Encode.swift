@@ -31,7 +31,9 @@ extension HintFormat {
     var notes: [String] = []
     var partial = content.incomplete
 
-    let directoryEnd = headerSize + HintSectionKind.allCases.count * directoryEntrySize
+    // A directory slot for each section that may be written (the BTF's only when there is one).
+    let slots = HintSectionKind.allCases.count - (content.btf == nil ? 1 : 0)
+    let directoryEnd = headerSize + slots * directoryEntrySize
     let kernelAt = directoryEnd
     let fixedEnd = kernelAt + kernelSectionSize
     var meta = Array(content.metadata.prefix(maxMetadataEntries - 4)).filter {
@@ -85,6 +87,22 @@ extension HintFormat {
           frames = nil
           notes.append("partial.frames: no room for the frame table")
         }
+      }
+    }
+
+    // The kernel's BTF, whole or not at all, after the frame table and before the files: a
+    // layout for a guest whose debug info nobody has is worth more than the names of files.
+    var btf = content.btf
+    if let b = btf {
+      let bytes = btfHeaderSize + align8(b.data.count)
+      if b.size == 0 || b.size > maxBTFBytes || b.data.isEmpty {
+        btf = nil
+        notes.append("partial.btf: a BTF blob of \(b.size) bytes is not publishable")
+      } else if bytes <= space {
+        space -= bytes
+      } else {
+        btf = nil
+        notes.append("partial.btf: the kernel's BTF (\(b.data.count) bytes compressed) does not fit")
       }
     }
 
@@ -179,6 +197,18 @@ extension HintFormat {
       w.align(8)
       let items = framesEncoding == .raw ? t.frameCount : UInt64(diskRuns.count)
       directory.append((.frames, t.truncated ? sectionTruncated : 0, at, w.count - at, items))
+    }
+
+    if let b = btf {
+      let at = w.count
+      w.u32(b.compression.rawValue)
+      w.u32(0)
+      w.u64(b.size)
+      w.u64(UInt64(b.data.count))
+      w.u64(b.checksum)
+      w.raw(b.data)
+      w.align(8)
+      directory.append((.btf, 0, at, w.count - at, 1))
     }
 
     do {

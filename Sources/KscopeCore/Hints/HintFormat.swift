@@ -56,6 +56,10 @@ public enum HintFormat {
   static let framesHeaderSize = 32
   static let fileRecordHeaderSize = 40
   static let extentSize = 24
+  static let btfHeaderSize = 32
+  /// The largest BTF the reader accepts, uncompressed (6.12's is 4.7 MB): the host allocates
+  /// at most this much when it decompresses one.
+  public static let maxBTFBytes: UInt64 = 64 << 20
 
   /// x86-64's __START_KERNEL_map: the kernel image's virtual base before KASLR.
   public static let startKernelMap: UInt64 = 0xFFFF_FFFF_8000_0000
@@ -71,6 +75,9 @@ public enum HintSectionKind: UInt32, Sendable, CaseIterable {
   case frames = 2
   case files = 3
   case metadata = 4
+  /// The kernel's BTF (/sys/kernel/btf/vmlinux), compressed. Not required: a reader that does
+  /// not know it skips it.
+  case btf = 5
 
   public var name: String {
     switch self {
@@ -78,6 +85,7 @@ public enum HintSectionKind: UInt32, Sendable, CaseIterable {
     case .frames: "frames"
     case .files: "files"
     case .metadata: "metadata"
+    case .btf: "btf"
     }
   }
 }
@@ -88,6 +96,11 @@ public enum FrameTableEncoding: UInt32, Sendable {
   case raw = 1
   /// Runs of one entry: (entry u16, length - 1 u16), 4 bytes per run.
   case runs = 2
+}
+
+/// How the BTF section's blob is compressed.
+public enum BTFCompression: UInt32, Sendable {
+  case zstd = 1
 }
 
 /// Rounds up to a multiple of 8 (sections and file records are 8-aligned).

@@ -193,6 +193,26 @@ public struct CachedFile: Sendable, Equatable {
   }
 }
 
+/// The guest kernel's BTF as the agent publishes it: compressed, with the size and XXH64 of
+/// the uncompressed blob, which the host checks after decompressing (the reader only checks
+/// the section's structure; it never decompresses).
+public struct PublishedBTF: Sendable, Equatable {
+  public var compression: BTFCompression
+  /// Bytes of the uncompressed blob (at most `HintFormat.maxBTFBytes`).
+  public var size: UInt64
+  /// XXH64 of the uncompressed blob.
+  public var checksum: UInt64
+  /// The compressed blob.
+  public var data: [UInt8]
+
+  public init(compression: BTFCompression, size: UInt64, checksum: UInt64, data: [UInt8]) {
+    self.compression = compression
+    self.size = size
+    self.checksum = checksum
+    self.data = data
+  }
+}
+
 /// What the agent publishes, before it is fitted into a region.
 public struct HintContent: Sendable {
   public var kernelRelease: String
@@ -206,12 +226,15 @@ public struct HintContent: Sendable {
   public var metadata: [(key: String, value: String)]
   /// Something could not be learned (e.g. no root): the region is marked partial.
   public var incomplete: Bool
+  /// The kernel's BTF, when the agent could read it.
+  public var btf: PublishedBTF?
 
   public init(
     kernelRelease: String, buildID: [UInt8], published: Int64, pageSize: UInt32 = 4096,
     kernel: KernelSymbolHints, frames: FrameClassTable?, files: [CachedFile],
-    metadata: [(key: String, value: String)] = [], incomplete: Bool = false
+    metadata: [(key: String, value: String)] = [], incomplete: Bool = false, btf: PublishedBTF? = nil
   ) {
+    self.btf = btf
     self.kernelRelease = kernelRelease
     self.buildID = buildID
     self.published = published
@@ -239,6 +262,8 @@ public struct HintSet: Sendable {
   public var frames: FrameClassTable?
   public var files: [CachedFile]
   public var metadata: [(key: String, value: String)]
+  /// The kernel's BTF, compressed, when the agent published it.
+  public var btf: PublishedBTF? = nil
   /// Index into `files` by (device, inode).
   var fileIndex: [FileKey: Int] = [:]
 

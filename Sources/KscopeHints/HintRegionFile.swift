@@ -1,0 +1,58 @@
+import KscopeCore
+import KscopeOS
+
+/// Reads a hint region from a file on the host (the ivshmem backing file of a running VM, a
+/// snapshot's copy, or an agent's `--out` file) with the seqlock protocol: generation, copy,
+/// generation again, then `HintFormat.decode` (every check of the format). The guest may be
+/// writing while we read, and the file may hold anything.
+///
+/// The one reader of hint files: `kscope hints read`, `kscope color` and the tests use it.
+/// It lives in its own target, without Foundation, so that the guest agent can use it too.
+public enum HintRegionFile {
+  /// How often a read that met the agent mid-publication is tried again (a publication is a
+  /// few milliseconds of copying; a snapshot never changes, so its reads never retry).
+  public static let staleRetries = 3
+
+  /// Opens `path` (a regular file; the user's own path, links followed) and reads it.
+  public static func read(_ path: String) throws(HintError) -> HintSet {
+    let file: OpenFile
+    do { file = try OpenFile.open(path) } catch { throw .unreadable(error.description) }
+    return try read(file)
+  }
+
+  /// Reads an open region file. The size is checked against the format's limit before the copy
+  /// is allocated; a stale read (odd or moving generation) is retried `staleRetries` times.
+  public static func read(_ file: OpenFile) throws(HintError) -> HintSet {
+    let size = file.size
+    guard size <= UInt64(HintFormat.maxRegionSize) else {
+      throw .oversized(
+        what: "bytes of region file", count: size, limit: UInt64(HintFormat.maxRegionSize))
+    }
+    var attempt = 0
+    while true {
+      do {
+        return try HintReader.readConsistent(
+          generation: { () throws(HintError) -> UInt64 in
+            guard let b = try? file.read(at: UInt64(HintFormat.generationOffset), count: 8),
+              b.count == 8
+            else {
+              return 0  // too short to hold a generation: the decoder names the problem
+            }
+            return HintReader.generation(inPrefix: [UInt8](repeating: 0, count: 16) + b) ?? 0
+          },
+          copy: { () throws(HintError) -> [UInt8] in
+            do throws(FileError) { return try file.read(at: 0, count: Int(size)) } catch {
+              throw .unreadable(error.description)
+            }
+          })
+      } catch {
+        switch error {
+        case .staleWriting, .staleChanged:
+          attempt += 1
+          if attempt > staleRetries { throw error }
+        default: throw error
+        }
+      }
+    }
+  }
+}
