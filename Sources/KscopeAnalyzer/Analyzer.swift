@@ -51,6 +51,12 @@ public enum Analyzer {
     memory: any PhysicalMemory, layout: KernelLayout, options: AnalyzerOptions = AnalyzerOptions(),
     created: Int64 = 0, logger: Logger = Logger(label: "kscope.analyzer")
   ) throws(AnalyzerError) -> Analysis {
+    // The frame table is sized by the end of RAM: regions at 2^50 (a snapshot's manifest
+    // refuses them; memory built by other means may not) would ask for 2^38 entries.
+    guard memory.end / GuestKernelView.pageSize <= Analyzer.maxFrames else {
+      throw .badImage(
+        "guest RAM ends at 0x\(String(memory.end, radix: 16)): more than \(Analyzer.maxFrames >> 18) GiB of frames")
+    }
     var clock = PhaseClock()
     let view = try GuestKernelView.locate(
       memory: memory, layout: layout, hintedNote: options.hints?.kernel.vmcoreinfo?.address.rawValue)
@@ -93,6 +99,11 @@ public enum Analyzer {
       map: map, location: location, processes: processes, anomalies: frames.anomalies, phases: clock.phases,
       sectionsWalked: walk.sectionsWalked, hints: hintReport)
   }
+}
+
+extension Analyzer {
+  /// 256 GiB of 4 KiB frames (a 512 MiB table); kscope's guests have at most 64 GiB of RAM.
+  public static let maxFrames: UInt64 = 1 << 26
 }
 
 /// Wall seconds per phase, in order.

@@ -171,3 +171,16 @@ import Testing
     #expect(Analyzer.header(info, zeroScan: true, created: 7).sources == [.hostIntrospection, .contentScan])
   }
 }
+
+/// RAM that ends far above any guest's (regions at 2^50) is refused before a frame table is
+/// allocated for it.
+@Test func ramEndingAt2To50IsRefused() throws {
+  let memory = ByteMemory(
+    bytes: [UInt8](repeating: 0, count: 4096), regions: [GuestRAMRegion(guestPhysicalStart: 1 << 50, size: 4096, fileOffset: 0)])
+  #expect {
+    try Analyzer.analyze(
+      memory: memory, layout: try recordedLayout("6.12"), options: AnalyzerOptions(walkProcesses: false))
+  } throws: { error in
+    "\(error)" == "guest RAM ends at 0x4000000001000: more than 256 GiB of frames"
+  }
+}
