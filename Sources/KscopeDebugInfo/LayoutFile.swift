@@ -1,4 +1,6 @@
+import KscopeCore
 import KscopeLayout
+import KscopeOS
 
 /// Layout files on disk: ours and other tools' ISF.
 public enum LayoutFile {
@@ -12,13 +14,23 @@ public enum LayoutFile {
   public static func read(_ path: String, limit: Int = maxLayoutBytes) throws(DebugInfoError)
     -> KernelLayout
   {
-    let bytes = try AtomicFile.read(path, limit: limit)
+    let bytes: [UInt8]
+    do { bytes = try Files.readBounded(path, limit: limit) } catch {
+      throw .cannotOpen(path: TerminalSafe.oneLine(path), reason: error.reason)
+    }
     do {
       let layout = try KernelLayout(isfBytes: bytes)
       try layout.validateStructure()
       return layout
     } catch {
       throw .invalidLayout(path: path, reason: error.description)
+    }
+  }
+
+  /// Writes a layout's text with KscopeOS's one atomic write, the error as DebugInfoError.
+  public static func write(_ text: String, to path: String) throws(DebugInfoError) {
+    do { try Files.writeAtomically(text, to: path) } catch {
+      throw .cannotWrite(path: TerminalSafe.oneLine(path), reason: error.reason)
     }
   }
 
