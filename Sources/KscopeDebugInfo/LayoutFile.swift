@@ -40,16 +40,15 @@ public enum LayoutFile {
     throws(DebugInfoError)
     -> KernelLayout
   {
-    let layout = try read(path, limit: maxImportBytes)
+    let bytes: [UInt8]
+    do { bytes = try Files.readBounded(path, limit: maxImportBytes) } catch {
+      throw .cannotOpen(path: TerminalSafe.oneLine(path), reason: error.reason)
+    }
     do {
-      // Our own files name anonymous types after their typedef (atomic_t) and are already
-      // restricted: keep what they reference. Other producers' anonymous types are unnamed_*.
-      let ours = layout.producer.name == KernelLayout.producerName
-      var result = try layout.restricted(
-        to: request,
-        keepReferenced: {
-          ours ? (layout.userTypes[$0] != nil || layout.enums[$0] != nil) : $0.hasPrefix("unnamed_")
-        })
+      // Only what the request reaches is decoded (memory within 2x the file). Our own files
+      // name anonymous types after their typedef (atomic_t) and are already restricted: what
+      // they reference is kept. Other producers' anonymous types are unnamed_*.
+      var result = try KernelLayout.importing(isfBytes: bytes, request: request)
       // The result is ours now; where it came from stays in the sources.
       result.producer = (KernelLayout.producerName, KernelLayout.producerVersion)
       if result.sources.isEmpty {

@@ -70,7 +70,7 @@ extension ElfFile {
         offset = next
         guard header.n_type == UInt32(NT_GNU_BUILD_ID), header.n_namesz == 4 else { continue }
         let base = UnsafeRawPointer(data.pointee.d_buf!)
-        guard Memory.equal(base + nameOffset, [0x47, 0x4E, 0x55, 0], count: 4) else { continue }
+        guard Memory.equal(base + nameOffset, Array("GNU\0".utf8), count: 4) else { continue }
         let bytes = Array(
           UnsafeRawBufferPointer(start: base + descOffset, count: Int(header.n_descsz)))
         let address =
