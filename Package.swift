@@ -21,6 +21,7 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
     .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+    .package(url: "https://github.com/swift-extras/swift-extras-base64", from: "1.2.0"),
   ],
   targets: [
     // Pure logic: colors, the color map format, classification rules. No Foundation, no Glibc.
@@ -47,7 +48,13 @@ let package = Package(
     .systemLibrary(
       name: "CElfutils", pkgConfig: "libdw", providers: [.apt(["libdw-dev", "libelf-dev"])]),
     // Kernel layouts: symbols, struct offsets, enums; Volatility ISF JSON in and out.
-    .target(name: "KscopeLayout", dependencies: ["KscopeCore", "KscopeOS"], swiftSettings: strict),
+    // Base64 of ISF constant_data from swift-extras-base64.
+    .target(
+      name: "KscopeLayout",
+      dependencies: [
+        "KscopeCore", "KscopeOS", .product(name: "ExtrasBase64", package: "swift-extras-base64"),
+      ],
+      swiftSettings: strict),
     // The guest vmlinux's ELF symbols and DWARF through libdw -> a kernel layout.
     .target(
       name: "KscopeDebugInfo", dependencies: ["KscopeCore", "KscopeOS", "KscopeLayout", "CElfutils"],
@@ -94,9 +101,12 @@ let package = Package(
     .target(
       name: "KscopeEngine", dependencies: ["KscopeCore", "KscopeOS", "KscopeClone", "CKscopeLinux", "CKscopeNBD"],
       swiftSettings: strict),
+    // OpenSSL's libcrypto as a C module, for SHA-256 (image cache keys, workload digests).
+    .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
     // Parent VMs under QEMU: images, boot, QMP, snapshots, eager clones, workload drivers.
     .target(
-      name: "KscopeVM", dependencies: ["KscopeCore", "KscopeOS", logging], swiftSettings: strict),
+      name: "KscopeVM", dependencies: ["KscopeCore", "KscopeOS", "CCrypto", logging],
+      swiftSettings: strict),
     .executableTarget(
       name: "kscope",
       dependencies: [

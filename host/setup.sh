@@ -16,6 +16,7 @@ packages=(
   nbdkit libnbd-dev                            # remote page source: server, client library
   gcc libc6-dev                                # builds the guest-side kpageflags recorder
   libzstd-dev liblz4-dev liblzma-dev           # vmlinuz payloads (zstd, lz4, xz) for layouts from BTF
+  libssl-dev                                   # libcrypto's SHA-256 (image cache keys, workload digests)
 )
 
 missing=()

@@ -1,3 +1,4 @@
+import ExtrasBase64
 import KscopeCore
 
 // Kernel layouts as Volatility 3 ISF JSON (schema 6.x: metadata, base_types, user_types,
@@ -49,7 +50,7 @@ extension KernelLayout {
     var symbolValues: [String: JSONValue] = [:]
     for (name, symbol) in symbols {
       var fields: [String: JSONValue] = ["address": .unsigned(symbol.address.rawValue)]
-      if let data = symbol.constantData { fields["constant_data"] = .string(Base64.encode(data)) }
+      if let data = symbol.constantData { fields["constant_data"] = .string(KernelLayout.base64(data)) }
       symbolValues[name] = .object(fields)
     }
     return .object([
@@ -60,6 +61,11 @@ extension KernelLayout {
 
   /// The ISF text we commit and write: sorted keys, one member, constant or symbol per line.
   public func isfText() -> String { isfJSON().serialized(expandDepth: 4) }
+
+  /// ISF `constant_data` (RFC 4648 base64 with padding; Volatility stores `linux_banner`'s
+  /// bytes there), through swift-extras-base64.
+  static func base64(_ bytes: [UInt8]) -> String { Base64.encodeToString(bytes: bytes) }
+  static func bytes(base64 text: String) -> [UInt8]? { try? Base64.decode(string: text) }
 
   // MARK: Reading
 
@@ -149,7 +155,7 @@ extension KernelLayout {
       }
       var data: [UInt8]? = nil
       if let text = value["constant_data"]?.stringValue {
-        guard let bytes = Base64.decode(text) else {
+        guard let bytes = KernelLayout.bytes(base64: text) else {
           throw .invalidISF(path: path + ".constant_data", reason: "not base64")
         }
         data = bytes

@@ -54,10 +54,10 @@ import Testing
   @Test func base64RoundTrips() {
     for text in ["", "L", "Li", "Lin", "Linux version 6.1\n\0"] {
       let bytes = Array(text.utf8)
-      #expect(Base64.decode(Base64.encode(bytes)) == bytes)
+      #expect(KernelLayout.bytes(base64: KernelLayout.base64(bytes)) == bytes)
     }
-    #expect(Base64.encode(Array("Linux".utf8)) == "TGludXg=")
-    #expect(Base64.decode("TGludXg") == nil)
-    #expect(Base64.decode("TGlu*Xg=") == nil)
+    #expect(KernelLayout.base64(Array("Linux".utf8)) == "TGludXg=")
+    #expect(KernelLayout.bytes(base64: "TGludXg") == nil)
+    #expect(KernelLayout.bytes(base64: "TGlu*Xg=") == nil)
   }
 }

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Hash speeds behind issue 11's library choices, in one run on the same 256 MiB buffer:
+# kscope's Swift XXH64 vs Debian's libxxhash (XXH64, XXH3), and the hand-written Swift SHA-256
+# (as of commit 41d715e, before the switch) vs libcrypto and libgcrypt.
+#   host/bench/libs/run.sh        (needs libxxhash-dev, libssl-dev, libgcrypt20-dev)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../../.." && pwd)
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+gcc -O2 -o "$out/hashes" "$here/hashes.c" -lxxhash -lcrypto -lgcrypt
+git -C "$root" show 41d715e:Sources/KscopeVM/SHA256.swift > "$out/SHA256.swift"
+cp "$here/main.swift" "$out/main.swift"
+swiftc -O -o "$out/swifthashes" "$out/main.swift" "$root/Sources/KscopeCore/XXH64.swift" "$out/SHA256.swift"
+"$out/hashes"
+"$out/swifthashes"
