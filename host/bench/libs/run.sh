@@ -2,6 +2,8 @@
 # Hash speeds behind issue 11's library choices, in one run on the same 256 MiB buffer:
 # kscope's Swift XXH64 vs Debian's libxxhash (XXH64, XXH3), and the hand-written Swift SHA-256
 # (as of commit 41d715e, before the switch) vs libcrypto and libgcrypt.
+# Then kscope's JSON reader vs Foundation's JSONSerialization on a 60 MiB ISF (time, peak RSS,
+# 64-bit exactness), each in its own process.
 #   host/bench/libs/run.sh        (needs libxxhash-dev, libssl-dev, libgcrypt20-dev)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -14,3 +16,8 @@ cp "$here/main.swift" "$out/main.swift"
 swiftc -O -o "$out/swifthashes" "$out/main.swift" "$root/Sources/KscopeCore/XXH64.swift" "$out/SHA256.swift"
 "$out/hashes"
 "$out/swifthashes"
+python3 "$here/isf.py" $((60 << 20)) "$out/isf.json"
+mkdir -p "$out/jsonmain" && cp "$here/json.swift" "$out/jsonmain/main.swift"
+swiftc -O -o "$out/json" "$out/jsonmain/main.swift" "$root/Sources/KscopeLayout/JSON.swift"
+"$out/json" ours "$out/isf.json"
+"$out/json" foundation "$out/isf.json"
