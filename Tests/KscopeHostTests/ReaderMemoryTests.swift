@@ -63,4 +63,23 @@ import Testing
     let imported = String(decoding: try Files.read(dir + "/layout.json"), as: UTF8.self)
     #expect(imported.contains("\"task_struct\"") && !imported.contains("filler_"))
   }
+
+  /// `layout show` (the reader `color --layout` uses) on an ISF just under its 8 MiB limit.
+  /// At this size the process's own start (~25 MiB) is larger than 2x the input, so the bound
+  /// is on the memory above that: the same command on the recorded 80 KB layout.
+  @Test func layoutReadStaysWithinTwiceTheInputAboveItsBaseline() throws {
+    let dir = try makeTempDir()
+    defer { cleanup(dir) }
+    let isf = dir + "/kernel.json"
+    try Self.largeISF(bytes: 7 << 20 + 1 << 19, at: isf)
+    let size = try OpenFile.open(isf).size
+    #expect(size > 7 << 20 && size <= 8 << 20)
+    let binary = try kscopeBinary()
+    let baseline = try ChildProcess.run([binary, "layout", "show", Self.recorded])
+    let run = try ChildProcess.run([binary, "layout", "show", isf])
+    #expect(baseline.succeeded && run.succeeded)
+    let above = UInt64(max(0, run.maxRSSKiB - baseline.maxRSSKiB)) * 1024
+    print("layout show of \(size) bytes: peak RSS \(run.maxRSSKiB >> 10) MiB, \(above >> 20) MiB above the baseline's \(baseline.maxRSSKiB >> 10) MiB")
+    #expect(above <= 2 * size, "\(above) bytes above the baseline for a \(size)-byte ISF")
+  }
 }
