@@ -3,7 +3,7 @@
 ///
 /// Written from the published algorithm description. Unaligned loads are confined to this file.
 /// Kept rather than Debian's libxxhash (measured, host/bench/libs/run.sh, one run, 256 MiB):
-/// this 4.2-8.9 GB/s, libxxhash XXH64 3.9-6.3 and XXH3 4.0-5.8 (Debian builds XXH3 for SSE2,
+/// this 4.2-8.9 GB/s, libxxhash XXH64 3.9-6.3 and XXH3 4.0-5.9 (Debian builds XXH3 for SSE2,
 /// and RAM-sized inputs are memory-bound), so the map's RAM digest stays XXH64; the static
 /// agent, which hashes its hint region with this, needs no C library.
 public struct XXH64: Sendable {

@@ -4,8 +4,8 @@
 // (0xffffffff81000000 = 18446744071578845184) that must survive exactly, and our recorded
 // layouts are committed to git, so the output must be byte-for-byte deterministic and diffable
 // (one struct member per line). Both are easy to guarantee with ~200 lines we own.
-// Measured (host/bench/libs/run.sh, a 60 MiB ISF, release): this reader 1.7 s and 356 MiB peak,
-// Foundation's JSONSerialization 5.6 s and 3.3 GB; forEachMember indexes without decoding.
+// Measured (host/bench/libs/run.sh, a 60 MiB ISF, release): this reader 1.7-1.9 s and 357 MiB peak,
+// Foundation's JSONSerialization 5.6-8.1 s and 3.3 GB; forEachMember indexes without decoding.
 
 /// A JSON document. Integers keep full 64-bit precision: non-negative ones as `UInt64`,
 /// negative ones as `Int64`.

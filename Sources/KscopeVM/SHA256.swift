@@ -3,8 +3,8 @@ import Foundation
 
 /// SHA-256, incremental, from OpenSSL's libcrypto (EVP). Used for content-addressed image
 /// caching and for workload digests that compare the answers of two VMs. Measured in one run
-/// on a 256 MiB buffer (host/bench/libs/run.sh): libcrypto 0.95-1.08 GB/s, the hand-written
-/// Swift one it replaced 0.04-0.08 GB/s; libgcrypt is as fast, swift-crypto would build BoringSSL.
+/// on a 256 MiB buffer (host/bench/libs/run.sh): libcrypto 0.93-1.08 GB/s, the hand-written
+/// Swift one it replaced 0.04-0.10 GB/s; libgcrypt is as fast, swift-crypto would build BoringSSL.
 public struct SHA256 {
   /// The EVP context, copied when a copy of this value is updated (value semantics).
   private final class Context {
