@@ -12,12 +12,31 @@ public struct ChildProcess: Sendable {
   public var signal: Int32?
   /// Wall time from spawn to reap.
   public var seconds: Double
-  /// The child's peak resident set size (ru_maxrss), KiB.
+  /// The child's peak resident set size (ru_maxrss), KiB. From `run`, at least this process's
+  /// own RSS when it spawned the child: Linux carries the peak of the memory an exec leaves
+  /// (ours, shared by posix_spawn's vfork) into the child's. `measured` has the exact figure.
   public var maxRSSKiB: Int
   public var userSeconds: Double
   public var systemSeconds: Double
 
   public var succeeded: Bool { exitStatus == 0 }
+
+  /// Like `run`, but the peak RSS is the command's own: it runs under GNU time (Debian's
+  /// `time`), whose small process forks and execs it, so nothing of ours is counted.
+  public static func measured(_ argv: [String], output: String = "/dev/null", errorsToo: Bool = false)
+    throws(FileError) -> ChildProcess
+  {
+    let report = "/tmp/.kscope-rss-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    defer { unlink(report) }
+    var child = try run(
+      ["/usr/bin/time", "-q", "-f", "%M", "-o", report] + argv, output: output, errorsToo: errorsToo)
+    let text = String(decoding: try Files.read(report, limit: 4096), as: UTF8.self)
+    guard let kib = text.split(separator: "\n").last.flatMap({ Int($0) }) else {
+      throw FileError(path: report, operation: "read", errno: EINVAL, detail: "no peak RSS from time: \(text)")
+    }
+    child.maxRSSKiB = kib
+    return child
+  }
 
   /// Runs `argv` (argv[0] a path) with this environment; its standard output goes to `output`
   /// (default /dev/null), and its standard error too when `errorsToo`, else to ours.

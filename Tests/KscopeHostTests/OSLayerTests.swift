@@ -112,6 +112,12 @@ import Testing
     let big = try ChildProcess.run(["/usr/bin/python3", "-c", "b = bytearray(64 << 20)"])
     #expect(big.succeeded && big.maxRSSKiB >= 64 << 10)
     #expect(throws: FileError.self) { try ChildProcess.run(["/no/such/program"]) }
+    // Under GNU time the figure is the child's own: a child that touches nothing stays far
+    // below one that touches 64 MiB, whatever this process holds.
+    let small = try ChildProcess.measured(["/bin/true"])
+    let large = try ChildProcess.measured(["/usr/bin/python3", "-c", "b = bytearray(64 << 20)"])
+    #expect(small.succeeded && large.succeeded)
+    #expect(small.maxRSSKiB < 16 << 10 && large.maxRSSKiB >= 64 << 10)
   }
 
   @Test func monotonicClockAdvances() {

@@ -53,7 +53,7 @@ import Testing
     try Self.largeISF(bytes: 60 << 20, at: isf)
     let size = try OpenFile.open(isf).size
     #expect(size > 56 << 20 && size <= 64 << 20)
-    let run = try ChildProcess.run(
+    let run = try ChildProcess.measured(
       [try kscopeBinary(), "layout", "import", isf, "-o", dir + "/layout.json"], errorsToo: true)
     #expect(run.succeeded)
     let peak = UInt64(run.maxRSSKiB) * 1024
@@ -75,8 +75,8 @@ import Testing
     let size = try OpenFile.open(isf).size
     #expect(size > 7 << 20 && size <= 8 << 20)
     let binary = try kscopeBinary()
-    let baseline = try ChildProcess.run([binary, "layout", "show", Self.recorded])
-    let run = try ChildProcess.run([binary, "layout", "show", isf])
+    let baseline = try ChildProcess.measured([binary, "layout", "show", Self.recorded])
+    let run = try ChildProcess.measured([binary, "layout", "show", isf])
     #expect(baseline.succeeded && run.succeeded)
     let above = UInt64(max(0, run.maxRSSKiB - baseline.maxRSSKiB)) * 1024
     print("layout show of \(size) bytes: peak RSS \(run.maxRSSKiB >> 10) MiB, \(above >> 20) MiB above the baseline's \(baseline.maxRSSKiB >> 10) MiB")
