@@ -7,7 +7,7 @@ import KscopeOS
 // Times the real `kscope layout extract VMLINUX -o FILE` (the release kscope beside this
 // binary, or --kscope PATH) and `pahole -F dwarf -C <the same structs> VMLINUX` the same way:
 // each as a child process, one untimed run first (both then read a warm page cache), then N
-// timed runs; the median wall time from spawn to reap, and peak RSS from wait4's ru_maxrss.
+// timed runs; the median wall time from spawn to reap, and the command's peak RSS (GNU time).
 
 enum LayoutBench {
   struct Measurement {
@@ -81,10 +81,11 @@ enum LayoutBench {
     print("    \(command.joined(separator: " "))")
   }
 
-  /// Runs a command to completion (KscopeOS's ChildProcess); wall time from spawn to reap, peak
-  /// RSS from wait4.
+  /// Runs a command to completion under GNU time (KscopeOS's ChildProcess.measured): wall time
+  /// from spawn to reap (time's own start adds ~1 ms), the command's own peak RSS (a plain
+  /// posix_spawn would count this process's peak into the child's).
   static func measure(_ command: [String]) throws -> Measurement {
-    let child = try ChildProcess.run(command)
+    let child = try ChildProcess.measured(command)
     guard child.succeeded else {
       throw DebugInfoError.cannotOpen(
         path: command[0],
