@@ -35,7 +35,8 @@ extension KernelLayout {
       }
     } catch {
       // Not an object at all: the whole-document decoder says it the usual way.
-      if case .object = try JSONValue.parse(bytes) {} else {
+      if case .object = try JSONValue.parse(bytes) {
+      } else {
         throw LayoutError.invalidISF(path: "$", reason: "not a JSON object")
       }
       throw error
@@ -54,9 +55,12 @@ extension KernelLayout {
     var enumIndex: [String: Range<Int>] = [:]
     try JSONValue.forEachMember(in: bytes, range: sections["enums"]!) { enumIndex[$0] = $1 }
     let wantedSymbols = Set(
-      request.symbols + request.optionalSymbols + [LayoutSymbolName.banner, LayoutSymbolName.buildID])
+      request.symbols + request.optionalSymbols + [
+        LayoutSymbolName.banner, LayoutSymbolName.buildID,
+      ])
     var symbols: [String: JSONValue] = [:]
-    try JSONValue.forEachMember(in: bytes, range: sections["symbols"]!) { (name, range) throws(JSONParseError) in
+    try JSONValue.forEachMember(in: bytes, range: sections["symbols"]!) {
+      (name, range) throws(JSONParseError) in
       if wantedSymbols.contains(name) { symbols[name] = try JSONValue.parse(bytes, range: range) }
     }
     func document(_ users: [String: JSONValue], _ enums: [String: JSONValue]) -> JSONValue {
@@ -74,7 +78,9 @@ extension KernelLayout {
     var users: [String: JSONValue] = [:]
     var enums: [String: JSONValue] = [:]
     var pending =
-      request.types + request.enumsToFind(release: identity.release) + [PageTypeEncoding.ruleEnumName]
+      request.types + request.enumsToFind(release: identity.release) + [
+        PageTypeEncoding.ruleEnumName
+      ]
     while let name = pending.popLast() {
       if users[name] != nil || enums[name] != nil { continue }
       if let range = userIndex[name] {
@@ -97,7 +103,8 @@ extension KernelLayout {
   }
 
   /// The struct, union and enum names a type descriptor (ISF JSON) refers to.
-  private static func referencedTypes(_ value: JSONValue?, depth: Int = 0, _ body: (String) -> Void) {
+  private static func referencedTypes(_ value: JSONValue?, depth: Int = 0, _ body: (String) -> Void)
+  {
     guard let value, depth < 64, let kind = value["kind"]?.stringValue else { return }
     switch kind {
     case "struct", "class", "union", "enum":

@@ -220,7 +220,9 @@ extension JSONValue {
           reader.position += 1
           continue
         }
-        guard bytes[reader.position] == UInt8(ascii: "}") else { throw reader.error("expected ',' or '}'") }
+        guard bytes[reader.position] == UInt8(ascii: "}") else {
+          throw reader.error("expected ',' or '}'")
+        }
         reader.position += 1
         break
       }
@@ -359,7 +361,9 @@ private struct JSONReader {
           }
           try skipString()
           skipSpace()
-          guard position < end, bytes[position] == UInt8(ascii: ":") else { throw error("expected ':'") }
+          guard position < end, bytes[position] == UInt8(ascii: ":") else {
+            throw error("expected ':'")
+          }
           position += 1
           skipSpace()
         }
@@ -490,8 +494,7 @@ private struct JSONReader {
     var magnitude: UInt64 = 0
     var overflow = false
     var digits = 0
-    while position < end, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[position])
-    {
+    while position < end, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[position]) {
       let (m1, o1) = magnitude.multipliedReportingOverflow(by: 10)
       let (m2, o2) = m1.addingReportingOverflow(UInt64(bytes[position] - UInt8(ascii: "0")))
       magnitude = m2

@@ -23,16 +23,20 @@ public struct ChildProcess: Sendable {
 
   /// Like `run`, but the peak RSS is the command's own: it runs under GNU time (Debian's
   /// `time`), whose small process forks and execs it, so nothing of ours is counted.
-  public static func measured(_ argv: [String], output: String = "/dev/null", errorsToo: Bool = false)
+  public static func measured(
+    _ argv: [String], output: String = "/dev/null", errorsToo: Bool = false
+  )
     throws(FileError) -> ChildProcess
   {
     let report = "/tmp/.kscope-rss-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
     defer { unlink(report) }
     var child = try run(
-      ["/usr/bin/time", "-q", "-f", "%M", "-o", report] + argv, output: output, errorsToo: errorsToo)
+      ["/usr/bin/time", "-q", "-f", "%M", "-o", report] + argv, output: output, errorsToo: errorsToo
+    )
     let text = String(decoding: try Files.read(report, limit: 4096), as: UTF8.self)
     guard let kib = text.split(separator: "\n").last.flatMap({ Int($0) }) else {
-      throw FileError(path: report, operation: "read", errno: EINVAL, detail: "no peak RSS from time: \(text)")
+      throw FileError(
+        path: report, operation: "read", errno: EINVAL, detail: "no peak RSS from time: \(text)")
     }
     child.maxRSSKiB = kib
     return child

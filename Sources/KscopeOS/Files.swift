@@ -1,10 +1,11 @@
+import KscopeCore
+import SystemPackage
+
 #if canImport(Glibc)
   import Glibc
 #elseif canImport(Darwin)
   import Darwin
 #endif
-import KscopeCore
-import SystemPackage
 
 // KscopeOS is kscope's one operating-system layer, on apple/swift-system (FileDescriptor,
 // Errno, Stat): every other target gets its file descriptors, errors, atomic writes, mappings,
@@ -162,7 +163,9 @@ public enum Files {
   public static func readAll(_ fd: Int32, path: String, limit: Int) throws(FileError) -> [UInt8] {
     var st = stat()
     var capacity = 1 << 20
-    if fstat(fd, &st) == 0 && st.st_size > 0 && st.st_size < Int.max { capacity = Int(st.st_size) + 1 }
+    if fstat(fd, &st) == 0 && st.st_size > 0 && st.st_size < Int.max {
+      capacity = Int(st.st_size) + 1
+    }
     var out = [UInt8]()
     out.reserveCapacity(min(capacity, limit < Int.max ? limit + 1 : limit, 1 << 30))
     let chunk = 1 << 20
@@ -171,13 +174,16 @@ public enum Files {
     while true {
       let n: Int
       do {
-        n = try buffer.withUnsafeMutableBytes { b in try descriptor.read(into: b, retryOnInterrupt: true) }
+        n = try buffer.withUnsafeMutableBytes { b in
+          try descriptor.read(into: b, retryOnInterrupt: true)
+        }
       } catch {
         throw FileError(path: path, operation: "read", errno: Files.errnoValue(error))
       }
       if n == 0 { break }
       if out.count + n > limit {
-        throw FileError(path: path, operation: "read", errno: EFBIG, detail: "larger than \(limit) bytes")
+        throw FileError(
+          path: path, operation: "read", errno: EFBIG, detail: "larger than \(limit) bytes")
       }
       out += buffer[0..<n]
     }
@@ -220,7 +226,9 @@ public enum Files {
     // withUnsafeBytes rethrows untyped errors: carry ours out by hand.
     var failure: FileError?
     bytes.withUnsafeBytes { raw in
-      do throws(FileError) { try writeAtomically(raw, to: path, mode: mode) } catch { failure = error }
+      do throws(FileError) { try writeAtomically(raw, to: path, mode: mode) } catch {
+        failure = error
+      }
     }
     if let failure { throw failure }
   }
@@ -271,7 +279,9 @@ public enum Files {
     }
     // Checked again right before the rename: the window is a few system calls, not a read.
     try checkReplaceable(path)
-    guard rename(temp, path) == 0 else { throw FileError(path: path, operation: "rename onto", errno: errno) }
+    guard rename(temp, path) == 0 else {
+      throw FileError(path: path, operation: "rename onto", errno: errno)
+    }
     ok = true
     let dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
     if dfd >= 0 {

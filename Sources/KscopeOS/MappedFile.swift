@@ -23,9 +23,13 @@ public final class MappedFile: @unchecked Sendable {
   public init(descriptor: Int32, path: String) throws(FileError) {
     self.path = path
     var st = stat()
-    guard fstat(descriptor, &st) == 0 else { throw FileError(path: path, operation: "stat", errno: errno) }
+    guard fstat(descriptor, &st) == 0 else {
+      throw FileError(path: path, operation: "stat", errno: errno)
+    }
     guard st.st_mode & S_IFMT == S_IFREG else {
-      throw FileError(path: path, operation: "map", errno: EINVAL, detail: "is \(Files.kindName(st.st_mode)), not a regular file")
+      throw FileError(
+        path: path, operation: "map", errno: EINVAL,
+        detail: "is \(Files.kindName(st.st_mode)), not a regular file")
     }
     let copy = fcntl(descriptor, F_DUPFD_CLOEXEC, 0)
     guard copy >= 0 else { throw FileError(path: path, operation: "dup", errno: errno) }
@@ -54,7 +58,9 @@ public final class MappedFile: @unchecked Sendable {
   /// The bytes at `offset..<offset+count`, or nil when they are not all inside the file.
   @inline(__always)
   public func bytes(at offset: Int, count: Int) -> UnsafeRawBufferPointer? {
-    guard let base, offset >= 0, count >= 0, offset <= size, count <= size - offset else { return nil }
+    guard let base, offset >= 0, count >= 0, offset <= size, count <= size - offset else {
+      return nil
+    }
     return UnsafeRawBufferPointer(start: base + offset, count: count)
   }
 }
@@ -69,7 +75,8 @@ extension MappedFile {
   ) throws(FileError) {
     var nextBlock = 0
     guard let base, size > 0 else { return }
-    try SparseFile.forEachDataExtent(fd: fd, size: Int64(size), path: path) { (extent) throws(FileError) in
+    try SparseFile.forEachDataExtent(fd: fd, size: Int64(size), path: path) {
+      (extent) throws(FileError) in
       // Blocks are aligned to the file, so where extents start does not change the blocks; a
       // block that straddles two extents is tested once.
       var off = Int(extent.lowerBound) / blockSize * blockSize

@@ -1,7 +1,8 @@
+import SystemPackage
+
 #if canImport(Glibc)
   import Glibc
 #endif
-import SystemPackage
 
 /// Sparse files: the one SEEK_DATA/SEEK_HOLE walker, and the sparse copy built on it. Guest RAM
 /// files are mostly holes; reading only their data extents keeps a 64 GiB file with 300 MiB
@@ -47,7 +48,9 @@ public enum SparseFile {
     progress: (_ done: UInt64, _ total: UInt64) -> Void = { _, _ in }
   ) throws(FileError) -> UInt64 {
     var st = stat()
-    guard fstat(source, &st) == 0 else { throw FileError(path: name, operation: "stat", errno: errno) }
+    guard fstat(source, &st) == 0 else {
+      throw FileError(path: name, operation: "stat", errno: errno)
+    }
     let size = Int64(st.st_size)
     let out = try Files.create(destination, mode: 0o600)
     guard ftruncate(out.fd, off_t(size)) == 0 else {
@@ -67,7 +70,8 @@ public enum SparseFile {
         let n: Int
         do {
           n = try src.read(
-            fromAbsoluteOffset: off, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<want]))
+            fromAbsoluteOffset: off, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<want])
+          )
         } catch { throw FileError(path: name, operation: "read", errno: Files.errnoValue(error)) }
         if n == 0 { break }
         let chunk = UnsafeRawBufferPointer(rebasing: buffer[0..<n])

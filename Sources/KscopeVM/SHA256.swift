@@ -15,7 +15,9 @@ public struct SHA256 {
       if let other {
         guard EVP_MD_CTX_copy_ex(c, other.ctx) == 1 else { fatalError("EVP_MD_CTX_copy_ex failed") }
       } else {
-        guard EVP_DigestInit_ex(c, EVP_sha256(), nil) == 1 else { fatalError("EVP_DigestInit_ex failed") }
+        guard EVP_DigestInit_ex(c, EVP_sha256(), nil) == 1 else {
+          fatalError("EVP_DigestInit_ex failed")
+        }
       }
     }
     deinit { EVP_MD_CTX_free(ctx) }

@@ -88,7 +88,9 @@ import Testing
     defer { cleanup(dir) }
     try Files.writeAtomically("text", to: dir + "/a")
     #expect(try Files.read(dir + "/a") == Array("text".utf8))
-    try [UInt8](repeating: 7, count: 3).withUnsafeBytes { try Files.writeAtomically($0, to: dir + "/a") }
+    try [UInt8](repeating: 7, count: 3).withUnsafeBytes {
+      try Files.writeAtomically($0, to: dir + "/a")
+    }
     #expect(try Files.read(dir + "/a") == [7, 7, 7])
     // Nothing but the file itself is left in the directory.
     #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["a"])

@@ -35,7 +35,8 @@ import Testing
       var s = "\n  \"filler_\(i)\": {\"kind\": \"struct\", \"size\": 320, \"fields\": {"
       for j in 0..<40 {
         s += j == 0 ? "\n" : ",\n"
-        s += "    \"member_\(j)\": {\"offset\": \(j * 8), \"type\": {\"kind\": \"pointer\", \"subtype\": {\"kind\": \"struct\", \"name\": \"filler_\(i + 1)\"}}}"
+        s +=
+          "    \"member_\(j)\": {\"offset\": \(j * 8), \"type\": {\"kind\": \"pointer\", \"subtype\": {\"kind\": \"struct\", \"name\": \"filler_\(i + 1)\"}}}"
       }
       s += "}},"
       try out.write(contentsOf: Data(s.utf8))
@@ -57,7 +58,9 @@ import Testing
       [try kscopeBinary(), "layout", "import", isf, "-o", dir + "/layout.json"], errorsToo: true)
     #expect(run.succeeded)
     let peak = UInt64(run.maxRSSKiB) * 1024
-    print("layout import of \(size) bytes: peak RSS \(peak >> 20) MiB (\(Double(peak) / Double(size))x)")
+    print(
+      "layout import of \(size) bytes: peak RSS \(peak >> 20) MiB (\(Double(peak) / Double(size))x)"
+    )
     #expect(peak <= 2 * size, "peak RSS \(peak) bytes for a \(size)-byte ISF")
     // The import kept what the walkers need, not the filler.
     let imported = String(decoding: try Files.read(dir + "/layout.json"), as: UTF8.self)
@@ -79,7 +82,9 @@ import Testing
     let run = try ChildProcess.measured([binary, "layout", "show", isf])
     #expect(baseline.succeeded && run.succeeded)
     let above = UInt64(max(0, run.maxRSSKiB - baseline.maxRSSKiB)) * 1024
-    print("layout show of \(size) bytes: peak RSS \(run.maxRSSKiB >> 10) MiB, \(above >> 20) MiB above the baseline's \(baseline.maxRSSKiB >> 10) MiB")
+    print(
+      "layout show of \(size) bytes: peak RSS \(run.maxRSSKiB >> 10) MiB, \(above >> 20) MiB above the baseline's \(baseline.maxRSSKiB >> 10) MiB"
+    )
     #expect(above <= 2 * size, "\(above) bytes above the baseline for a \(size)-byte ISF")
   }
 }
