@@ -197,11 +197,14 @@ extension KernelLayout {
     do {
       try JSONValue.forEachMember(in: bytes, range: 0..<bytes.count) { top[$0] = $1 }
     } catch {
-      // Not an object at all, or bad JSON: the whole-document reader says which, as before.
-      let json: JSONValue
-      do { json = try JSONValue.parse(bytes) } catch { throw .invalidISF(path: "$", reason: error.description) }
-      try self.init(isf: json)
-      return
+      // Bad JSON (said where, as the whole-document reader would), or not an object; checked
+      // without building the document, so a bad file costs no more memory than a good one.
+      let isObject: Bool
+      do { isObject = try JSONValue.check(bytes) } catch {
+        throw .invalidISF(path: "$", reason: error.description)
+      }
+      if !isObject { throw .invalidISF(path: "$", reason: "not a JSON object") }
+      throw .invalidISF(path: "$", reason: error.description)
     }
     var sections: [String: ISFSection] = [:]
     for key in ["base_types", "user_types", "enums", "symbols"] {

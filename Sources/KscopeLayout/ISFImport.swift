@@ -34,9 +34,8 @@ extension KernelLayout {
         top[key] = range
       }
     } catch {
-      // Not an object at all: the whole-document decoder says it the usual way.
-      if case .object = try JSONValue.parse(bytes) {
-      } else {
+      // Bad JSON, or not an object: checked without building the document.
+      if try !JSONValue.check(bytes) {
         throw LayoutError.invalidISF(path: "$", reason: "not a JSON object")
       }
       throw error

@@ -177,6 +177,18 @@ extension JSONValue {
     return value
   }
 
+  /// Checks that `bytes` hold one JSON document, as `parse` would, without building it (the
+  /// same errors at the same offsets); true when the document is an object.
+  public static func check(_ bytes: [UInt8]) throws(JSONParseError) -> Bool {
+    var reader = JSONReader(bytes: bytes, position: 0, end: bytes.count)
+    reader.skipSpace()
+    let isObject = reader.position < reader.end && bytes[reader.position] == UInt8(ascii: "{")
+    try reader.skip(depth: 0)
+    reader.skipSpace()
+    guard reader.position == bytes.count else { throw reader.error("trailing characters") }
+    return isObject
+  }
+
   /// Walks the JSON object in `bytes[range]` without decoding its values: `body` gets each
   /// member's key and the byte range of its value, which `parse(_:range:)` can decode later.
   /// The syntax of the whole object is checked, values included, with the same grammar and
