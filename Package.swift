@@ -20,17 +20,41 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
     .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+    .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+    .package(url: "https://github.com/swift-extras/swift-extras-base64", from: "1.2.0"),
   ],
   targets: [
     // Pure logic: colors, the color map format, classification rules. No Foundation, no Glibc.
     .target(name: "KscopeCore", swiftSettings: strict),
-    // The operating system: files, atomic writes, mappings. Syscalls live here.
-    .target(name: "KscopeOS", dependencies: ["KscopeCore"], swiftSettings: strict),
+    // The one operating-system layer, on apple/swift-system (FileDescriptor, Errno, Stat).
+    // Syscalls and `import Glibc` live here (and in the C shims), nowhere else. It offers:
+    //   FileError (alias OSError): operation + path + errno, one line, control chars escaped;
+    //   Files.retrying: the one EINTR policy (swift-system calls use retryOnInterrupt: true);
+    //   Files.read/readBounded/openRegular/create/remove: regular files only, sizes bounded;
+    //   Files.writeAtomically: THE atomic write (temp file, fsync, rename, fsync of the dir;
+    //     replaces only a regular file, never a device, FIFO, socket, directory or link);
+    //   ConfinedDirectory/OpenFile: files opened beneath a directory, no link followed out;
+    //   MappedFile: read-only mappings, and its non-zero 64 KiB blocks;
+    //   SparseFile: the one SEEK_DATA/SEEK_HOLE walker, sparse copy, allocated bytes;
+    //   Memory: the one zero-block test, memchr/memcmp/strnlen searches;
+    //   MonotonicClock: the one clock for durations; ProcessUsage: CPU time, peak RSS, pid,
+    //     executable path, environment; ChildProcess: spawn + wait4 with the child's rusage.
+    // KscopeCore is used for TerminalSafe (one-line error texts).
+    .target(
+      name: "KscopeOS",
+      dependencies: ["KscopeCore", .product(name: "SystemPackage", package: "swift-system")],
+      swiftSettings: strict),
     // elfutils (libelf + libdw) as a C module, for the guest kernel's ELF and DWARF.
     .systemLibrary(
       name: "CElfutils", pkgConfig: "libdw", providers: [.apt(["libdw-dev", "libelf-dev"])]),
     // Kernel layouts: symbols, struct offsets, enums; Volatility ISF JSON in and out.
-    .target(name: "KscopeLayout", dependencies: ["KscopeCore"], swiftSettings: strict),
+    // Base64 of ISF constant_data from swift-extras-base64.
+    .target(
+      name: "KscopeLayout",
+      dependencies: [
+        "KscopeCore", "KscopeOS", .product(name: "ExtrasBase64", package: "swift-extras-base64"),
+      ],
+      swiftSettings: strict),
     // The guest vmlinux's ELF symbols and DWARF through libdw -> a kernel layout.
     .target(
       name: "KscopeDebugInfo", dependencies: ["KscopeCore", "KscopeOS", "KscopeLayout", "CElfutils"],
@@ -103,9 +127,11 @@ let package = Package(
     .target(
       name: "KscopeEngine", dependencies: ["KscopeCore", "KscopeOS", "KscopeClone", "CKscopeLinux", "CKscopeNBD"],
       swiftSettings: strict),
+    // OpenSSL's libcrypto as a C module, for SHA-256 (image cache keys, workload digests).
+    .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
     // Parent VMs under QEMU: images, boot, QMP, snapshots, eager clones, workload drivers.
     .target(
-      name: "KscopeVM", dependencies: ["KscopeCore", "KscopeOS", "KscopeSnapshot", logging],
+      name: "KscopeVM", dependencies: ["KscopeCore", "KscopeOS", "KscopeSnapshot", "CCrypto", logging],
       swiftSettings: strict),
     .executableTarget(
       name: "kscope",
@@ -138,7 +164,7 @@ let package = Package(
       swiftSettings: strict),
     .testTarget(
       name: "KscopeLayoutTests",
-      dependencies: ["KscopeTestSupport", "KscopeCore", "KscopeLayout", "KscopeDebugInfo", "KscopeKernelImage"],
+      dependencies: ["KscopeTestSupport", "KscopeCore", "KscopeOS", "KscopeLayout", "KscopeDebugInfo", "KscopeKernelImage"],
       resources: [.copy("Recorded")], swiftSettings: strict),
     .testTarget(
       name: "KscopeAnalyzerTests",

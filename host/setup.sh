@@ -13,10 +13,11 @@ packages=(
   pkg-config libdw-dev libelf-dev zlib1g-dev   # libdw/libelf for DWARF, zlib for PNG
   elfutils dwarves binutils                    # eu-readelf, pahole, nm (layout checks, benchmark)
   qemu-system-x86 busybox-static cpio zstd e2fsprogs sqlite3
-  hyperfine
+  hyperfine time                               # time: exact peak RSS of a child (reader memory tests)
   nbdkit libnbd-dev                            # remote page source: server, client library
   gcc libc6-dev                                # builds the guest-side kpageflags recorder
   libzstd-dev liblz4-dev liblzma-dev           # vmlinuz payloads (zstd, lz4, xz) for layouts from BTF
+  libssl-dev                                   # libcrypto's SHA-256 (image cache keys, workload digests)
 )
 
 missing=()

@@ -1,5 +1,5 @@
 import CElfutils
-import Glibc
+import KscopeOS
 import KscopeLayout
 
 // Types from the vmlinux's DWARF through libdw.
@@ -30,9 +30,9 @@ struct NameMatcher {
   var remaining: [String] { byLength.values.flatMap { $0.map(\.name) }.sorted() }
 
   func match(_ cString: UnsafePointer<CChar>) -> String? {
-    let length = strlen(cString)
+    let length = Memory.cStringLength(cString, max: Int.max)
     guard let candidates = byLength[length] else { return nil }
-    for candidate in candidates where memcmp(cString, candidate.bytes, length) == 0 {
+    for candidate in candidates where Memory.equal(cString, candidate.bytes, count: length) {
       return candidate.name
     }
     return nil

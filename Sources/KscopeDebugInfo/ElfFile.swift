@@ -1,6 +1,6 @@
 import CElfutils
-import Glibc
 import KscopeCore
+import KscopeOS
 
 // The vmlinux as an ELF file through libelf: opened with ELF_C_READ_MMAP so that section data
 // is read straight from the page cache (a 590 MB vmlinux costs only what is touched), checked
@@ -23,7 +23,8 @@ struct SectionInfo {
 /// An open ELF file: owns the descriptor and the libelf handle (and so the mapping).
 struct ElfFile: ~Copyable {
   let path: String
-  let descriptor: Int32
+  /// Owns the descriptor libelf reads from (closed after elf_end, in deinit's order).
+  let file: OpenFile
   let elf: OpaquePointer
   let sections: [SectionInfo]
   let fileSize: UInt64
@@ -32,40 +33,26 @@ struct ElfFile: ~Copyable {
     self.path = path
     // elf_version must be called once before any other libelf call; it is idempotent.
     _ = elf_version(UInt32(EV_CURRENT))
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { throw .cannotOpen(path: path, reason: String(cString: strerror(errno))) }
-    var st = stat()
-    guard fstat(fd, &st) == 0 else {
-      let reason = String(cString: strerror(errno))
-      close(fd)
-      throw .cannotOpen(path: path, reason: reason)
+    let opened: OpenFile
+    do { opened = try OpenFile.open(path) } catch {
+      throw .cannotOpen(path: path, reason: error.message)
     }
-    guard (st.st_mode & S_IFMT) == S_IFREG else {
-      close(fd)
-      throw .cannotOpen(path: path, reason: "not a regular file")
-    }
-    let size = UInt64(st.st_size)
-    guard let handle = elf_begin(fd, ELF_C_READ_MMAP, nil) else {
-      let message = ElfFile.elfMessage()
-      close(fd)
-      throw .libelf(path: path, operation: "elf_begin", message: message)
+    let size = opened.size
+    guard let handle = elf_begin(opened.fd, ELF_C_READ_MMAP, nil) else {
+      throw .libelf(path: path, operation: "elf_begin", message: ElfFile.elfMessage())
     }
     do {
       sections = try ElfFile.checkedSections(handle, path: path, fileSize: size)
     } catch {
       elf_end(handle)
-      close(fd)
       throw error
     }
-    descriptor = fd
+    file = opened
     elf = handle
     fileSize = size
   }
 
-  deinit {
-    elf_end(elf)
-    close(descriptor)
-  }
+  deinit { elf_end(elf) }
 
   static func elfMessage() -> String { String(cString: elf_errmsg(-1)) }
 

@@ -1,4 +1,6 @@
+import KscopeCore
 import KscopeLayout
+import KscopeOS
 
 /// Layout files on disk: ours and other tools' ISF.
 public enum LayoutFile {
@@ -12,7 +14,10 @@ public enum LayoutFile {
   public static func read(_ path: String, limit: Int = maxLayoutBytes) throws(DebugInfoError)
     -> KernelLayout
   {
-    let bytes = try AtomicFile.read(path, limit: limit)
+    let bytes: [UInt8]
+    do { bytes = try Files.readBounded(path, limit: limit) } catch {
+      throw .cannotOpen(path: TerminalSafe.oneLine(path), reason: error.reason)
+    }
     do {
       let layout = try KernelLayout(isfBytes: bytes)
       try layout.validateStructure()
@@ -22,22 +27,28 @@ public enum LayoutFile {
     }
   }
 
+  /// Writes a layout's text with KscopeOS's one atomic write, the error as DebugInfoError.
+  public static func write(_ text: String, to path: String) throws(DebugInfoError) {
+    do { try Files.writeAtomically(text, to: path) } catch {
+      throw .cannotWrite(path: TerminalSafe.oneLine(path), reason: error.reason)
+    }
+  }
+
   /// Reads an ISF produced by another tool (dwarf2json) and keeps what `request` asks for;
   /// throws naming everything missing, so an incomplete import is never written.
   public static func importISF(_ path: String, request: LayoutRequest = .default)
     throws(DebugInfoError)
     -> KernelLayout
   {
-    let layout = try read(path, limit: maxImportBytes)
+    let bytes: [UInt8]
+    do { bytes = try Files.readBounded(path, limit: maxImportBytes) } catch {
+      throw .cannotOpen(path: TerminalSafe.oneLine(path), reason: error.reason)
+    }
     do {
-      // Our own files name anonymous types after their typedef (atomic_t) and are already
-      // restricted: keep what they reference. Other producers' anonymous types are unnamed_*.
-      let ours = layout.producer.name == KernelLayout.producerName
-      var result = try layout.restricted(
-        to: request,
-        keepReferenced: {
-          ours ? (layout.userTypes[$0] != nil || layout.enums[$0] != nil) : $0.hasPrefix("unnamed_")
-        })
+      // Only what the request reaches is decoded (memory within 2x the file). Our own files
+      // name anonymous types after their typedef (atomic_t) and are already restricted: what
+      // they reference is kept. Other producers' anonymous types are unnamed_*.
+      var result = try KernelLayout.importing(isfBytes: bytes, request: request)
       // The result is ours now; where it came from stays in the sources.
       result.producer = (KernelLayout.producerName, KernelLayout.producerVersion)
       if result.sources.isEmpty {

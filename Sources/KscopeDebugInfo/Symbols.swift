@@ -1,5 +1,5 @@
 import CElfutils
-import Glibc
+import KscopeOS
 import KscopeCore
 
 // Symbols from `.symtab`, the GNU build id from the note sections, and the banner string.
@@ -39,11 +39,10 @@ extension ElfFile {
           let kind = Int32(sym.st_info & 0xf)
           guard kind != STT_SECTION, kind != STT_FILE else { continue }
           let start = strings.baseAddress! + nameOffset
-          let length = strnlen(
-            start.assumingMemoryBound(to: CChar.self),
-            min(maxLength + 1, strings.count - nameOffset))
+          let length = Memory.cStringLength(
+            start, max: min(maxLength + 1, strings.count - nameOffset))
           guard let candidates = byLength[length] else { continue }
-          for candidate in candidates where memcmp(start, candidate.bytes, length) == 0 {
+          for candidate in candidates where Memory.equal(start, candidate.bytes, count: length) {
             let global = (sym.st_info >> 4) != UInt8(STB_LOCAL)
             if let previous = found[candidate.name], previous.global || !global { continue }
             found[candidate.name] = (sym.st_value, sym.st_size, global)
@@ -71,7 +70,7 @@ extension ElfFile {
         offset = next
         guard header.n_type == UInt32(NT_GNU_BUILD_ID), header.n_namesz == 4 else { continue }
         let base = UnsafeRawPointer(data.pointee.d_buf!)
-        guard memcmp(base + nameOffset, "GNU", 4) == 0 else { continue }
+        guard Memory.equal(base + nameOffset, Array("GNU\0".utf8), count: 4) else { continue }
         let bytes = Array(
           UnsafeRawBufferPointer(start: base + descOffset, count: Int(header.n_descsz)))
         let address =

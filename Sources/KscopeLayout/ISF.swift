@@ -1,3 +1,4 @@
+import ExtrasBase64
 import KscopeCore
 
 // Kernel layouts as Volatility 3 ISF JSON (schema 6.x: metadata, base_types, user_types,
@@ -49,7 +50,7 @@ extension KernelLayout {
     var symbolValues: [String: JSONValue] = [:]
     for (name, symbol) in symbols {
       var fields: [String: JSONValue] = ["address": .unsigned(symbol.address.rawValue)]
-      if let data = symbol.constantData { fields["constant_data"] = .string(Base64.encode(data)) }
+      if let data = symbol.constantData { fields["constant_data"] = .string(KernelLayout.base64(data)) }
       symbolValues[name] = .object(fields)
     }
     return .object([
@@ -60,6 +61,11 @@ extension KernelLayout {
 
   /// The ISF text we commit and write: sorted keys, one member, constant or symbol per line.
   public func isfText() -> String { isfJSON().serialized(expandDepth: 4) }
+
+  /// ISF `constant_data` (RFC 4648 base64 with padding; Volatility stores `linux_banner`'s
+  /// bytes there), through swift-extras-base64.
+  static func base64(_ bytes: [UInt8]) -> String { Base64.encodeToString(bytes: bytes) }
+  static func bytes(base64 text: String) -> [UInt8]? { try? Base64.decode(string: text) }
 
   // MARK: Reading
 
@@ -73,7 +79,25 @@ extension KernelLayout {
     where root[key]?.objectValue == nil {
       throw .invalidISF(path: key, reason: "missing or not an object")
     }
-    let metadata = root["metadata"]!.objectValue!
+    func section(_ key: String) -> ISFSection {
+      let members = root[key]!.objectValue!
+      return ISFSection(names: Array(members.keys), value: { members[$0] })
+    }
+    try self.init(
+      metadata: root["metadata"]!, baseTypes: section("base_types"), userTypes: section("user_types"),
+      enums: section("enums"), symbols: section("symbols"))
+  }
+
+  /// Decodes the sections of an ISF document, each entry when its turn comes: from a JSON
+  /// value, or from its byte range in the text (`init(isfBytes:)`), so that only one entry at
+  /// a time exists as a JSON value.
+  init(
+    metadata metadataValue: JSONValue, baseTypes baseSection: ISFSection,
+    userTypes userSection: ISFSection, enums enumSection: ISFSection, symbols symbolSection: ISFSection
+  ) throws(LayoutError) {
+    guard let metadata = metadataValue.objectValue else {
+      throw .invalidISF(path: "metadata", reason: "missing or not an object")
+    }
     guard let format = metadata["format"]?.stringValue else {
       throw .invalidISF(path: "metadata.format", reason: "missing")
     }
@@ -93,7 +117,8 @@ extension KernelLayout {
     }
 
     var baseTypes: [String: BaseType] = [:]
-    for (name, value) in root["base_types"]!.objectValue! {
+    for name in baseSection.names {
+      let value = try baseSection.entry(name)
       let path = "base_types.\(name)"
       guard let size = value["size"]?.intValue, size >= 0 else {
         throw .invalidISF(path: path + ".size", reason: "not a size")
@@ -112,15 +137,16 @@ extension KernelLayout {
       baseTypes[name] = BaseType(size: size, signed: signed, kind: kind)
     }
 
-    let rawUserTypes = root["user_types"]!.objectValue!
     var userTypes: [String: UserType] = [:]
-    for (name, value) in rawUserTypes {
+    userTypes.reserveCapacity(userSection.names.count)
+    for name in userSection.names {
       userTypes[name] = try KernelLayout.readUserType(
-        name: name, value: value, all: rawUserTypes, depth: 0)
+        name: name, value: try userSection.entry(name), all: userSection, depth: 0)
     }
 
     var enums: [String: EnumType] = [:]
-    for (name, value) in root["enums"]!.objectValue! {
+    for name in enumSection.names {
+      let value = try enumSection.entry(name)
       let path = "enums.\(name)"
       guard let size = value["size"]?.intValue else {
         throw .invalidISF(path: path + ".size", reason: "not a size")
@@ -142,14 +168,15 @@ extension KernelLayout {
     }
 
     var symbols: [String: Symbol] = [:]
-    for (name, value) in root["symbols"]!.objectValue! {
+    for name in symbolSection.names {
+      let value = try symbolSection.entry(name)
       let path = "symbols.\(name)"
       guard let address = value["address"]?.uint64Value else {
         throw .invalidISF(path: path + ".address", reason: "not an unsigned 64-bit integer")
       }
       var data: [UInt8]? = nil
       if let text = value["constant_data"]?.stringValue {
-        guard let bytes = Base64.decode(text) else {
+        guard let bytes = KernelLayout.bytes(base64: text) else {
           throw .invalidISF(path: path + ".constant_data", reason: "not base64")
         }
         data = bytes
@@ -162,19 +189,50 @@ extension KernelLayout {
       symbols: symbols)
   }
 
-  /// Parses ISF text (UTF-8 bytes).
+  /// Parses ISF text (UTF-8 bytes). The text is indexed (syntax checked throughout, nothing
+  /// decoded), then each entry is decoded in turn: a whole-document JSON tree took ~6x the
+  /// file's size on top of the file itself.
   public init(isfBytes bytes: [UInt8]) throws(LayoutError) {
-    let json: JSONValue
+    var top: [String: Range<Int>] = [:]
     do {
-      json = try JSONValue.parse(bytes)
+      try JSONValue.forEachMember(in: bytes, range: 0..<bytes.count) { top[$0] = $1 }
     } catch {
+      // Bad JSON (said where, as the whole-document reader would), or not an object; checked
+      // without building the document, so a bad file costs no more memory than a good one.
+      let isObject: Bool
+      do { isObject = try JSONValue.check(bytes) } catch {
+        throw .invalidISF(path: "$", reason: error.description)
+      }
+      if !isObject { throw .invalidISF(path: "$", reason: "not a JSON object") }
       throw .invalidISF(path: "$", reason: error.description)
     }
-    try self.init(isf: json)
+    var sections: [String: ISFSection] = [:]
+    for key in ["base_types", "user_types", "enums", "symbols"] {
+      guard let range = top[key], bytes[range.lowerBound] == UInt8(ascii: "{") else {
+        throw .invalidISF(path: key, reason: "missing or not an object")
+      }
+      var index: [String: Range<Int>] = [:]
+      var names: [String] = []
+      do {
+        try JSONValue.forEachMember(in: bytes, range: range) { name, r in
+          if index.updateValue(r, forKey: name) == nil { names.append(name) }
+        }
+      } catch { throw .invalidISF(path: "$", reason: error.description) }
+      sections[key] = ISFSection(names: names, ranges: index, bytes: bytes)
+    }
+    guard let metadataRange = top["metadata"], bytes[metadataRange.lowerBound] == UInt8(ascii: "{")
+    else { throw .invalidISF(path: "metadata", reason: "missing or not an object") }
+    let metadata: JSONValue
+    do { metadata = try JSONValue.parse(bytes, range: metadataRange) } catch {
+      throw .invalidISF(path: "$", reason: error.description)
+    }
+    try self.init(
+      metadata: metadata, baseTypes: sections["base_types"]!, userTypes: sections["user_types"]!,
+      enums: sections["enums"]!, symbols: sections["symbols"]!)
   }
 
   private static func readUserType(
-    name: String, value: JSONValue, all: [String: JSONValue], depth: Int
+    name: String, value: JSONValue, all: ISFSection, depth: Int
   ) throws(LayoutError) -> UserType {
     let path = "user_types.\(name)"
     guard depth < 32 else {
@@ -197,6 +255,9 @@ extension KernelLayout {
       throw .invalidISF(path: path + ".fields", reason: "missing or not an object")
     }
     var members: [Member] = []
+    // Exactly as many as there are fields (anonymous ones add more): appending without it
+    // leaves up to half of each array unused, a third of a large layout's memory.
+    members.reserveCapacity(fields.count)
     for (fieldName, field) in fields {
       let fieldPath = "\(path).fields.\(fieldName)"
       guard let offset = field["offset"]?.intValue, offset >= 0, offset <= KernelLayout.maxTypeSize
@@ -210,7 +271,7 @@ extension KernelLayout {
       if field["anonymous"]?.boolValue == true {
         switch type {
         case .structure(let inner), .union(let inner):
-          guard let innerValue = all[inner] else {
+          guard let innerValue = try all.value(inner) else {
             throw .invalidISF(
               path: fieldPath, reason: "anonymous member of unknown type '\(inner)'")
           }
@@ -342,4 +403,32 @@ extension TypeDescriptor {
     default: throw .invalidISF(path: path + ".kind", reason: "unknown kind '\(kind)'")
     }
   }
+}
+
+/// One section of an ISF document (base_types, user_types, enums, symbols): its entry names and
+/// each entry's JSON value, decoded when asked for.
+struct ISFSection {
+  let names: [String]
+  let lookup: (String) throws(LayoutError) -> JSONValue?
+
+  init(names: [String], value: @escaping (String) -> JSONValue?) {
+    self.names = names
+    lookup = { (name) throws(LayoutError) in value(name) }
+  }
+
+  /// Entries as byte ranges of `bytes`, decoded on each lookup.
+  init(names: [String], ranges: [String: Range<Int>], bytes: [UInt8]) {
+    self.names = names
+    lookup = { (name) throws(LayoutError) in
+      guard let range = ranges[name] else { return nil }
+      do throws(JSONParseError) { return try JSONValue.parse(bytes, range: range) } catch {
+        throw .invalidISF(path: "$", reason: error.description)
+      }
+    }
+  }
+
+  func value(_ name: String) throws(LayoutError) -> JSONValue? { try lookup(name) }
+
+  /// An entry known to exist (a name from `names`).
+  func entry(_ name: String) throws(LayoutError) -> JSONValue { try lookup(name) ?? .null }
 }

@@ -20,9 +20,7 @@
 // the decoding; and the symbol addresses must come out sorted, as kallsyms sorts them. Found
 // tables that fail a check are not used: the search moves on or fails with the reason.
 
-#if canImport(Glibc)
-  import Glibc
-#endif
+import KscopeOS
 
 /// Addresses of the symbols asked for, from kallsyms.
 public struct KallsymsResult: Sendable, Equatable {
@@ -120,17 +118,7 @@ public enum Kallsyms {
 
   /// The first offset at or after `from` where `needle` occurs (memchr for its first byte).
   public static func search(_ hay: UnsafeRawBufferPointer, _ needle: [UInt8], from: Int) -> Int? {
-    guard needle.count > 0, hay.count >= needle.count, from >= 0, let base = hay.baseAddress else { return nil }
-    var i = from
-    let last = hay.count - needle.count
-    let first = Int32(needle[0])
-    while i <= last {
-      guard let p = memchr(base + i, first, last - i + 1) else { return nil }
-      let at = UnsafeRawPointer(p) - base
-      if needle.withUnsafeBytes({ memcmp(base + at, $0.baseAddress!, needle.count) }) == 0 { return at }
-      i = at + 1
-    }
-    return nil
+    Memory.find(needle, in: hay, from: from)
   }
 
   @inline(__always)

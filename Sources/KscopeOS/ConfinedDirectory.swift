@@ -1,4 +1,5 @@
 import KscopeCore
+import SystemPackage
 
 #if canImport(Glibc)
   import Glibc
@@ -125,6 +126,9 @@ public final class OpenFile: @unchecked Sendable {
   public static func open(_ path: String) throws(FileError) -> OpenFile {
     OpenFile(fd: try Files.openRegular(path), path: path)
   }
+
+  /// The descriptor as swift-system's type (still owned by this object).
+  public var descriptor: FileDescriptor { FileDescriptor(rawValue: fd) }
 
   /// The file mapped read-only.
   public func map() throws(FileError) -> MappedFile { try MappedFile(descriptor: fd, path: path) }

@@ -1,9 +1,15 @@
+import KscopeCore
+import SystemPackage
+
 #if canImport(Glibc)
   import Glibc
 #elseif canImport(Darwin)
   import Darwin
 #endif
-import KscopeCore
+
+// KscopeOS is kscope's one operating-system layer, on apple/swift-system (FileDescriptor,
+// Errno, Stat): every other target gets its file descriptors, errors, atomic writes, mappings,
+// sparse-file walks, zero-block test, clock and child processes from here.
 
 /// A failed system call on a file, with the path and errno text: one line for the user.
 public struct FileError: Error, Sendable, CustomStringConvertible {
@@ -17,6 +23,20 @@ public struct FileError: Error, Sendable, CustomStringConvertible {
     self.operation = operation
     self.errno = errno
     self.detail = detail
+  }
+
+  /// From swift-system's error (what FileDescriptor's calls throw).
+  public init(path: String, operation: String, _ code: Errno, detail: String? = nil) {
+    self.init(path: path, operation: operation, errno: code.rawValue, detail: detail)
+  }
+
+  /// The error number as swift-system's `Errno` (`.noSuchFileOrDirectory`, ...).
+  public var code: Errno { Errno(rawValue: errno) }
+
+  /// The system's text for the errno alone ("No such file or directory"), or the detail.
+  public var message: String {
+    if let detail { return TerminalSafe.oneLine(detail) }
+    return String(cString: strerror(errno))
   }
 
   /// What went wrong, without the path (one line).
@@ -33,9 +53,18 @@ public struct FileError: Error, Sendable, CustomStringConvertible {
   }
 }
 
+/// An operating-system error of any kind (files, mappings, processes): the operation, the path
+/// or name it concerned, the errno. `FileError` is its original name.
+public typealias OSError = FileError
+
 /// File I/O: every syscall on files goes through here, with EINTR retried in one place.
 public enum Files {
-  /// Calls a syscall wrapper until it does not fail with EINTR.
+  /// The errno of an error thrown by swift-system (EIO for anything else).
+  static func errnoValue(_ error: any Error) -> Int32 { (error as? Errno)?.rawValue ?? EIO }
+
+  /// The one EINTR policy: a call interrupted by a signal is repeated (swift-system's
+  /// `retryOnInterrupt: true` for its calls, this for raw ones). Blocking waits that must notice
+  /// a signal (the agent's signal wait) do not go through here.
   @inline(__always)
   public static func retrying<T: BinaryInteger>(_ call: () -> T) -> T {
     while true {
@@ -67,15 +96,43 @@ public enum Files {
   /// Opens `path` read-only if it is a regular file (symlinks to one are followed: the path is
   /// the user's own argument). The descriptor is blocking again when returned.
   public static func openRegular(_ path: String) throws(FileError) -> Int32 {
-    let fd = retrying { open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK) }
-    guard fd >= 0 else { throw FileError(path: path, operation: "open", errno: errno) }
-    do throws(FileError) {
-      try requireRegular(fd, path: path)
+    let fd: FileDescriptor
+    do {
+      fd = try FileDescriptor.open(
+        FilePath(path), .readOnly, options: [.closeOnExec, .nonBlocking], retryOnInterrupt: true)
     } catch {
-      close(fd)
+      throw FileError(path: path, operation: "open", errno: Files.errnoValue(error))
+    }
+    do throws(FileError) {
+      try requireRegular(fd.rawValue, path: path)
+    } catch {
+      try? fd.close()
       throw error
     }
-    return fd
+    return fd.rawValue
+  }
+
+  /// Creates (or truncates) `path` for writing, never following a symbolic link at it.
+  public static func create(_ path: String, mode: mode_t = 0o600, truncate: Bool = true)
+    throws(FileError) -> OpenFile
+  {
+    var options: FileDescriptor.OpenOptions = [.create, .closeOnExec, .noFollow]
+    if truncate { options.insert(.truncate) }
+    do {
+      let fd = try FileDescriptor.open(
+        FilePath(path), .readWrite, options: options, permissions: FilePermissions(rawValue: mode),
+        retryOnInterrupt: true)
+      return OpenFile(fd: fd.rawValue, path: path)
+    } catch {
+      throw FileError(path: path, operation: "create", errno: Files.errnoValue(error))
+    }
+  }
+
+  /// Removes a file (not a directory); a missing file is not an error.
+  public static func remove(_ path: String) throws(FileError) {
+    if unlink(path) != 0 && errno != ENOENT {
+      throw FileError(path: path, operation: "remove", errno: errno)
+    }
   }
 
   /// Throws unless `fd` is a regular file; clears O_NONBLOCK.
@@ -106,17 +163,27 @@ public enum Files {
   public static func readAll(_ fd: Int32, path: String, limit: Int) throws(FileError) -> [UInt8] {
     var st = stat()
     var capacity = 1 << 20
-    if fstat(fd, &st) == 0 && st.st_size > 0 && st.st_size < Int.max { capacity = Int(st.st_size) + 1 }
+    if fstat(fd, &st) == 0 && st.st_size > 0 && st.st_size < Int.max {
+      capacity = Int(st.st_size) + 1
+    }
     var out = [UInt8]()
     out.reserveCapacity(min(capacity, limit < Int.max ? limit + 1 : limit, 1 << 30))
     let chunk = 1 << 20
     var buffer = [UInt8](repeating: 0, count: chunk)
+    let descriptor = FileDescriptor(rawValue: fd)
     while true {
-      let n = buffer.withUnsafeMutableBytes { b in retrying { Glibc.read(fd, b.baseAddress, chunk) } }
-      if n < 0 { throw FileError(path: path, operation: "read", errno: errno) }
+      let n: Int
+      do {
+        n = try buffer.withUnsafeMutableBytes { b in
+          try descriptor.read(into: b, retryOnInterrupt: true)
+        }
+      } catch {
+        throw FileError(path: path, operation: "read", errno: Files.errnoValue(error))
+      }
       if n == 0 { break }
       if out.count + n > limit {
-        throw FileError(path: path, operation: "read", errno: EFBIG, detail: "larger than \(limit) bytes")
+        throw FileError(
+          path: path, operation: "read", errno: EFBIG, detail: "larger than \(limit) bytes")
       }
       out += buffer[0..<n]
     }
@@ -156,39 +223,65 @@ public enum Files {
   public static func writeAtomically(_ bytes: [UInt8], to path: String, mode: mode_t = 0o644)
     throws(FileError)
   {
+    // withUnsafeBytes rethrows untyped errors: carry ours out by hand.
+    var failure: FileError?
+    bytes.withUnsafeBytes { raw in
+      do throws(FileError) { try writeAtomically(raw, to: path, mode: mode) } catch {
+        failure = error
+      }
+    }
+    if let failure { throw failure }
+  }
+
+  /// `writeAtomically` of a text's UTF-8.
+  public static func writeAtomically(_ text: String, to path: String, mode: mode_t = 0o644)
+    throws(FileError)
+  {
+    try writeAtomically(Array(text.utf8), to: path, mode: mode)
+  }
+
+  /// The one atomic write (see the `[UInt8]` form), from any bytes in memory.
+  public static func writeAtomically(
+    _ raw: UnsafeRawBufferPointer, to path: String, mode: mode_t = 0o644
+  ) throws(FileError) {
     guard !path.isEmpty else { throw FileError(path: path, operation: "write", errno: ENOENT) }
     try checkReplaceable(path)
     let dir = directoryName(path)
     let base = path.split(separator: "/").last.map(String.init) ?? path
     let temp = "\(dir)/.\(base).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-    let fd = retrying { open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode) }
-    guard fd >= 0 else { throw FileError(path: path, operation: "create a file beside", errno: errno) }
+    let descriptor: FileDescriptor
+    do {
+      descriptor = try FileDescriptor.open(
+        FilePath(temp), .writeOnly, options: [.create, .exclusiveCreate, .closeOnExec, .noFollow],
+        permissions: FilePermissions(rawValue: mode), retryOnInterrupt: true)
+    } catch {
+      throw FileError(
+        path: path, operation: "create a file beside", errno: Files.errnoValue(error))
+    }
+    let fd = descriptor.rawValue
     var ok = false
     defer {
       if !ok { unlink(temp) }
     }
-    var written = 0
-    let failure: Int32? = bytes.withUnsafeBytes { raw -> Int32? in
-      while written < raw.count {
-        let n = retrying { write(fd, raw.baseAddress! + written, raw.count - written) }
-        if n < 0 { return errno }
-        written += n
-      }
-      return nil
-    }
-    if let e = failure {
-      close(fd)
-      throw FileError(path: path, operation: "write", errno: e)
+    do {
+      _ = try descriptor.writeAll(raw)
+    } catch {
+      try? descriptor.close()
+      throw FileError(path: path, operation: "write", errno: Files.errnoValue(error))
     }
     if fsync(fd) != 0 {
       let e = errno
-      close(fd)
+      try? descriptor.close()
       throw FileError(path: path, operation: "fsync", errno: e)
     }
-    if close(fd) != 0 { throw FileError(path: path, operation: "close", errno: errno) }
+    do { try descriptor.close() } catch {
+      throw FileError(path: path, operation: "close", errno: Files.errnoValue(error))
+    }
     // Checked again right before the rename: the window is a few system calls, not a read.
     try checkReplaceable(path)
-    guard rename(temp, path) == 0 else { throw FileError(path: path, operation: "rename onto", errno: errno) }
+    guard rename(temp, path) == 0 else {
+      throw FileError(path: path, operation: "rename onto", errno: errno)
+    }
     ok = true
     let dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
     if dfd >= 0 {

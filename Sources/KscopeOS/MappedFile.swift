@@ -23,9 +23,13 @@ public final class MappedFile: @unchecked Sendable {
   public init(descriptor: Int32, path: String) throws(FileError) {
     self.path = path
     var st = stat()
-    guard fstat(descriptor, &st) == 0 else { throw FileError(path: path, operation: "stat", errno: errno) }
+    guard fstat(descriptor, &st) == 0 else {
+      throw FileError(path: path, operation: "stat", errno: errno)
+    }
     guard st.st_mode & S_IFMT == S_IFREG else {
-      throw FileError(path: path, operation: "map", errno: EINVAL, detail: "is \(Files.kindName(st.st_mode)), not a regular file")
+      throw FileError(
+        path: path, operation: "map", errno: EINVAL,
+        detail: "is \(Files.kindName(st.st_mode)), not a regular file")
     }
     let copy = fcntl(descriptor, F_DUPFD_CLOEXEC, 0)
     guard copy >= 0 else { throw FileError(path: path, operation: "dup", errno: errno) }
@@ -54,7 +58,9 @@ public final class MappedFile: @unchecked Sendable {
   /// The bytes at `offset..<offset+count`, or nil when they are not all inside the file.
   @inline(__always)
   public func bytes(at offset: Int, count: Int) -> UnsafeRawBufferPointer? {
-    guard let base, offset >= 0, count >= 0, offset <= size, count <= size - offset else { return nil }
+    guard let base, offset >= 0, count >= 0, offset <= size, count <= size - offset else {
+      return nil
+    }
     return UnsafeRawBufferPointer(start: base + offset, count: count)
   }
 }
@@ -67,46 +73,20 @@ extension MappedFile {
   public func forEachNonZeroBlock(
     blockSize: Int = 1 << 16, _ body: (Int, UnsafeRawBufferPointer) -> Void
   ) throws(FileError) {
+    var nextBlock = 0
     guard let base, size > 0 else { return }
-    let seekData: Int32 = 3  // SEEK_DATA and SEEK_HOLE (Linux); glibc hides them from Swift
-    let seekHole: Int32 = 4
-    var pos = 0
-    while pos < size {
-      let data = lseek(fd, off_t(pos), seekData)
-      if data < 0 {
-        if errno == ENXIO { return }  // only a hole after pos
-        // No SEEK_DATA on this file system: treat everything as data.
-        if errno == EINVAL { break }
-        throw FileError(path: path, operation: "lseek(SEEK_DATA)", errno: errno)
-      }
-      var hole = Int(lseek(fd, data, seekHole))
-      if hole < 0 || hole > size { hole = size }
-      // Blocks are aligned to the file, so where extents start does not change the blocks.
-      var off = Int(data) / blockSize * blockSize
-      while off < hole {
-        let n = min(blockSize, size - off)
-        let block = UnsafeRawBufferPointer(start: base + off, count: n)
-        var nonZero = false
-        var w = 0
-        while w + 8 <= n {
-          if block.loadUnaligned(fromByteOffset: w, as: UInt64.self) != 0 {
-            nonZero = true
-            break
-          }
-          w += 8
-        }
-        if !nonZero { for k in w..<n where block[k] != 0 { nonZero = true; break } }
-        if nonZero { body(off, block) }
+    try SparseFile.forEachDataExtent(fd: fd, size: Int64(size), path: path) {
+      (extent) throws(FileError) in
+      // Blocks are aligned to the file, so where extents start does not change the blocks; a
+      // block that straddles two extents is tested once.
+      var off = Int(extent.lowerBound) / blockSize * blockSize
+      if off < nextBlock { off = nextBlock }
+      while off < Int(extent.upperBound) {
+        let block = UnsafeRawBufferPointer(start: base + off, count: min(blockSize, size - off))
+        if !Memory.isZero(block) { body(off, block) }
         off += blockSize
       }
-      pos = max(hole, off)
-    }
-    // Without SEEK_DATA: every block.
-    while pos < size {
-      let n = min(blockSize, size - pos)
-      let block = UnsafeRawBufferPointer(start: base + pos, count: n)
-      if block.contains(where: { $0 != 0 }) { body(pos, block) }
-      pos += blockSize
+      nextBlock = off
     }
   }
 }

@@ -3,6 +3,9 @@ import CZlib
 /// PNG encoding of a canvas (ISO/IEC 15948, the PNG specification): the signature, IHDR for
 /// 8-bit RGB, the filtered scanlines deflated by the system's zlib in IDAT chunks, IEND. Every
 /// chunk's CRC is zlib's `crc32` over its type and data.
+/// Kept rather than libpng (same zlib underneath), measured by host/bench/libs/run.sh on a
+/// 1106x1133 map picture: this 236-376 ms and 71,022 bytes, libpng at level 9 with all filters
+/// 206-521 ms and 72,520 bytes; ~60 lines of framing are not worth a second image library.
 ///
 /// Scanline filters: each row gets the one of the five filters with the smallest sum of
 /// absolute (signed) filtered bytes, the heuristic the specification suggests. On these

@@ -1,4 +1,3 @@
-import Glibc
 import KscopeAnalyzer
 import KscopeCore
 import KscopeSnapshot
@@ -60,13 +59,13 @@ enum BTFBench {
       }
       i += 2
     }
-    guard access(vmlinuz, R_OK) == 0 else { throw BenchError("no vmlinuz at \(vmlinuz): run host/setup.sh") }
+    guard Files.isReadable(vmlinuz) else { throw BenchError("no vmlinuz at \(vmlinuz): run host/setup.sh") }
 
-    let btfPath = "/tmp/kscope-bench-btf-\(getpid()).btf"
-    let output = "/tmp/kscope-bench-btf-\(getpid()).json"
+    let btfPath = "/tmp/kscope-bench-btf-\(ProcessUsage.id).btf"
+    let output = "/tmp/kscope-bench-btf-\(ProcessUsage.id).json"
     defer {
-      unlink(btfPath)
-      unlink(output)
+      try? Files.remove(btfPath)
+      try? Files.remove(output)
     }
     _ = try LayoutBench.measure([LayoutBench.selfPath(), "btf", "--extract", vmlinuz, btfPath])
 
@@ -161,9 +160,5 @@ enum BTFBench {
     }
   }
 
-  static func monotonic() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-  }
+  static func monotonic() -> Double { MonotonicClock.seconds() }
 }

@@ -1,13 +1,13 @@
-import Glibc
 import KscopeDebugInfo
 import KscopeLayout
+import KscopeOS
 
 // kscope-bench layout [--vmlinux PATH] [--runs N] [--kscope PATH]
 //
 // Times the real `kscope layout extract VMLINUX -o FILE` (the release kscope beside this
 // binary, or --kscope PATH) and `pahole -F dwarf -C <the same structs> VMLINUX` the same way:
 // each as a child process, one untimed run first (both then read a warm page cache), then N
-// timed runs; the median wall time from spawn to reap, and peak RSS from wait4's ru_maxrss.
+// timed runs; the median wall time from spawn to reap, and the command's peak RSS (GNU time).
 
 enum LayoutBench {
   struct Measurement {
@@ -33,7 +33,7 @@ enum LayoutBench {
       }
       i += 2
     }
-    guard access(vmlinux, R_OK) == 0 else {
+    guard Files.isReadable(vmlinux) else {
       throw BenchError("no vmlinux at \(vmlinux): run host/setup.sh")
     }
     guard let kscope else {
@@ -42,8 +42,8 @@ enum LayoutBench {
     // One extraction in this process first: it checks the file and names what it read.
     let (layout, statistics) = try LayoutExtractor.extractWithStatistics(vmlinux: vmlinux)
     let structs = LayoutRequest.default.types
-    let output = "/tmp/kscope-bench-layout-\(getpid()).json"
-    defer { unlink(output) }
+    let output = "/tmp/kscope-bench-layout-\(ProcessUsage.id).json"
+    defer { try? Files.remove(output) }
 
     let extractCommand = [kscope, "layout", "extract", vmlinux, "-o", output]
     let paholeCommand = [
@@ -81,50 +81,24 @@ enum LayoutBench {
     print("    \(command.joined(separator: " "))")
   }
 
-  /// Runs a command to completion; wall time from spawn to reap, peak RSS from wait4.
+  /// Runs a command to completion under GNU time (KscopeOS's ChildProcess.measured): wall time
+  /// from spawn to reap (time's own start adds ~1 ms), the command's own peak RSS (a plain
+  /// posix_spawn would count this process's peak into the child's).
   static func measure(_ command: [String]) throws -> Measurement {
-    var devnull = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&devnull)
-    defer { posix_spawn_file_actions_destroy(&devnull) }
-    posix_spawn_file_actions_addopen(&devnull, 1, "/dev/null", O_WRONLY, 0)
-    var argv: [UnsafeMutablePointer<CChar>?] = command.map { strdup($0) } + [nil]
-    defer { for p in argv { free(p) } }
-    var start = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &start)
-    var pid: pid_t = 0
-    let rc = posix_spawn(&pid, command[0], &devnull, nil, &argv, environ)
-    guard rc == 0 else {
-      throw DebugInfoError.cannotOpen(path: command[0], reason: String(cString: strerror(rc)))
-    }
-    var status: Int32 = 0
-    var usage = rusage()
-    while wait4(pid, &status, 0, &usage) < 0 && errno == EINTR {}
-    var end = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &end)
-    // WIFEXITED && WEXITSTATUS == 0, spelled out (the C macros do not import).
-    guard status & 0x7f == 0, (status >> 8) & 0xff == 0 else {
+    let child = try ChildProcess.measured(command)
+    guard child.succeeded else {
       throw DebugInfoError.cannotOpen(
         path: command[0],
-        reason: "exited with status \(status) running \(command.joined(separator: " "))")
+        reason: "exited with status \(child.exitStatus ?? -1) (signal \(child.signal ?? 0)) running \(command.joined(separator: " "))")
     }
-    let seconds = Double(end.tv_sec - start.tv_sec) + Double(end.tv_nsec - start.tv_nsec) / 1e9
-    func cpu(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) / 1e6 }
     return Measurement(
-      seconds: seconds, maxRSSKiB: usage.ru_maxrss, userSeconds: cpu(usage.ru_utime),
-      systemSeconds: cpu(usage.ru_stime))
+      seconds: child.seconds, maxRSSKiB: child.maxRSSKiB, userSeconds: child.userSeconds,
+      systemSeconds: child.systemSeconds)
   }
 
-  static func selfPath() -> String {
-    var buffer = [UInt8](repeating: 0, count: Int(PATH_MAX) + 1)
-    let n = buffer.withUnsafeMutableBytes {
-      readlink("/proc/self/exe", $0.baseAddress!, $0.count - 1)
-    }
-    return n > 0 ? String(decoding: buffer[0..<n], as: UTF8.self) : CommandLine.arguments[0]
-  }
+  static func selfPath() -> String { ProcessUsage.executablePath() }
 
-  static func cacheRoot() -> String {
-    getenv("KSCOPE_CACHE").map { String(cString: $0) } ?? "/var/cache/kscope"
-  }
+  static func cacheRoot() -> String { ProcessUsage.environment("KSCOPE_CACHE") ?? "/var/cache/kscope" }
 
   static func format(_ value: Double, digits: Int = 3) -> String {
     var scale = 1.0

@@ -30,7 +30,7 @@ func emitLayout(_ layout: KernelLayout, output: String?, json: Bool) throws {
     FileHandle.standardOutput.write(Data(text.utf8))
     return
   }
-  try layoutCall { () throws(DebugInfoError) in try AtomicFile.write(text, to: output) }
+  try layoutCall { () throws(DebugInfoError) in try LayoutFile.write(text, to: output) }
   if json {
     try printJSON(
       LayoutReport.summaryJSON(layout, file: output, bytes: text.utf8.count).foundationValue)

@@ -1,5 +1,6 @@
 import KscopeDebugInfo
 import KscopeLayout
+import KscopeOS
 import Testing
 
 // Files that are not a usable vmlinux: each gives a one-line error naming the file and what
@@ -55,7 +56,7 @@ private func elfHeader(
       extractError(scratch.path + "/nope")
         == .cannotOpen(path: scratch.path + "/nope", reason: "No such file or directory"))
     #expect(
-      extractError(scratch.path) == .cannotOpen(path: scratch.path, reason: "not a regular file"))
+      extractError(scratch.path) == .cannotOpen(path: scratch.path, reason: "is a directory, not a regular file"))
   }
 
   @Test func otherArchitecturesAndClasses() throws {
@@ -82,7 +83,7 @@ private func elfHeader(
       extractError(short)
         == .truncated(path: short, detail: "section headers end at 6656, file has 64 bytes"))
     // A real executable cut after its first page: its section table is gone.
-    let whole = try AtomicFile.read("/bin/true")
+    let whole = try Files.read("/bin/true")
     let cut = try scratch.write("true-cut", Array(whole.prefix(4096)))
     guard case .truncated(let path, _) = extractError(cut) else {
       Issue.record("expected a truncation error, got \(String(describing: extractError(cut)))")

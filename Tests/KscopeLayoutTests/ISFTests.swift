@@ -1,6 +1,7 @@
 import KscopeCore
 import KscopeDebugInfo
 import KscopeLayout
+import KscopeOS
 import Testing
 
 // ISF in and out: our files are deterministic and schema-shaped; dwarf2json-style files
@@ -191,11 +192,11 @@ import Testing
   @Test func atomicWriteReplacesWholeFiles() throws {
     let scratch = try ScratchDirectory()
     let file = scratch.path + "/layout.json"
-    try AtomicFile.write("first", to: file)
-    try AtomicFile.write("second", to: file)
-    #expect(try AtomicFile.read(file) == Array("second".utf8))
+    try LayoutFile.write("first", to: file)
+    try LayoutFile.write("second", to: file)
+    #expect(try Files.read(file) == Array("second".utf8))
     #expect(throws: DebugInfoError.self) {
-      try AtomicFile.write("x", to: scratch.path + "/no/such/dir/f.json")
+      try LayoutFile.write("x", to: scratch.path + "/no/such/dir/f.json")
     }
   }
 }

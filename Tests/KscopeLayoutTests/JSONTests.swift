@@ -54,10 +54,36 @@ import Testing
   @Test func base64RoundTrips() {
     for text in ["", "L", "Li", "Lin", "Linux version 6.1\n\0"] {
       let bytes = Array(text.utf8)
-      #expect(Base64.decode(Base64.encode(bytes)) == bytes)
+      #expect(KernelLayout.bytes(base64: KernelLayout.base64(bytes)) == bytes)
     }
-    #expect(Base64.encode(Array("Linux".utf8)) == "TGludXg=")
-    #expect(Base64.decode("TGludXg") == nil)
-    #expect(Base64.decode("TGlu*Xg=") == nil)
+    #expect(KernelLayout.base64(Array("Linux".utf8)) == "TGludXg=")
+    #expect(KernelLayout.bytes(base64: "TGludXg") == nil)
+    #expect(KernelLayout.bytes(base64: "TGlu*Xg=") == nil)
+  }
+
+  /// The index (`check`, `forEachMember`) reads the grammar `parse` reads: the same errors at
+  /// the same offsets, and member ranges that decode to the members `parse` gives.
+  @Test func indexAgreesWithParse() throws {
+    let bad = [
+      "", "{", "{\"a\" 1}", "{\"a\": [1, 2}", "{\"a\": \"\\x\"}", "{\"a\": \"\u{1}\"}",
+      "{\"a\": \"\\ud800\"}", "{\"a\": tru}", "{\"a\": 1} 2", "{\"a\": -}",
+      String(repeating: "[", count: 300),
+    ]
+    for text in bad {
+      let bytes = Array(text.utf8)
+      var parseError: JSONParseError?
+      do { _ = try JSONValue.parse(bytes) } catch { parseError = error }
+      var checkError: JSONParseError?
+      do { _ = try JSONValue.check(bytes) } catch { checkError = error }
+      #expect(parseError != nil && checkError == parseError, "\(text.prefix(20))")
+    }
+    let text = Array(#"{"a": {"b": [1, -2, 3.5, "x\u00e9"]}, "c": null, "d": true}"#.utf8)
+    #expect(try JSONValue.check(text))
+    #expect(try !JSONValue.check(Array("[1]".utf8)))
+    var members: [String: JSONValue] = [:]
+    try JSONValue.forEachMember(in: text, range: 0..<text.count) { (key, range) throws(JSONParseError) in
+      members[key] = try JSONValue.parse(text, range: range)
+    }
+    #expect(JSONValue.object(members) == (try JSONValue.parse(text)))
   }
 }

@@ -163,6 +163,14 @@ import Testing
       i += n
     }
     #expect(h.hexDigest() == SHA256.hex(big))
+    // A copy continues on its own (value semantics over libcrypto's context).
+    var a = SHA256()
+    a.update("ab")
+    var b = a
+    b.update("c")
+    a.update("x")
+    #expect(b.hexDigest() == SHA256.hex(Data("abc".utf8)))
+    #expect(a.hexDigest() == SHA256.hex(Data("abx".utf8)))
   }
 
   @Test func elfNotesFindTheBuildID() throws {
