@@ -5,8 +5,8 @@
 #     cached) and builds kscope (release);
 #  2. boots a warm parent VM (Debian 6.1 cloud kernel, QEMU TCG, 512 MiB, web workload, the
 #     guest agent), drives its workload, snapshots it (the parent keeps running);
-#  3. colors the snapshot (host analysis merged with the agent's hints): summary, and a picture
-#     with the physical address grid;
+#  3. the snapshot is colored (host analysis merged with the agent's hints, by vm snapshot):
+#     summary, and a picture with the physical address grid;
 #  4. clones it lazily twice, with the kaleidoscope policy and with on-demand (one clone engine
 #     each, started on demand), runs the workload on both, checks they answer exactly as the
 #     parent did, and prints the comparison (start time, throughput, faults, pages fetched).
@@ -36,10 +36,9 @@ step "boot a parent VM with the guest agent"
 "$kscope" vm start "$parent" --kernel 6.1 --workload web
 step "drive its workload"
 "$kscope" workload web --vm "$parent" --requests 200 --json > "$out/parent-workload.json"
-step "snapshot it (the parent keeps running)"
+step "snapshot it and color the snapshot (host analysis + the agent's hints; the parent keeps running)"
 "$kscope" vm snapshot "$parent" -o "$out/snapshot" --resume
-step "color the snapshot (host analysis + the agent's hints)"
-"$kscope" color "$out/snapshot" -o "$out/snapshot/map.kcm"
+"$kscope" map info "$out/snapshot/map.kcm"
 "$kscope" map render "$out/snapshot/map.kcm" -o "$out/parent.png" --grid
 echo "picture: $out/parent.png"
 for c in "${clones[@]}"; do

@@ -56,7 +56,7 @@ find "$cache/lib" -name "kscope-shim-*.so" ! -name "$(basename "$so")" -delete
 # a release build with the Swift stdlib linked in statically, cached by a hash of its sources as
 # <cache>/agent/kscope-agent-<hash>, linked as kscope-agent.
 repo="$here/.."
-ahash=$(cd "$repo" && find Package.swift Sources/KscopeAgent Sources/kscope-agent Sources/KscopeCore Sources/KscopeOS \
+ahash=$(cd "$repo" && find Package.swift Sources/KscopeAgent Sources/kscope-agent Sources/KscopeCore Sources/KscopeOS Sources/CZstd \
   -type f -print0 | sort -z | xargs -0 cat | sha256sum | cut -c1-16)
 agent="$cache/agent/kscope-agent-$ahash"
 if [[ ! -x $agent ]]; then

@@ -229,9 +229,8 @@ enum ClonesBench {
       ])
       progress("\(kernel) \(workload): warming the parent")
       parentDigest = try load("parent").digest
+      progress("\(kernel) \(workload): snapshot, colored into its map.kcm")
       _ = try tool(["vm", "snapshot", "parent", "-o", snapshot])
-      progress("\(kernel) \(workload): coloring the snapshot")
-      _ = try tool(["color", snapshot, "-o", snapshot + "/map.kcm"])
     }
 
     /// Runs the workload once: (throughput or round time, digest).

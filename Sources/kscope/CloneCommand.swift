@@ -177,8 +177,8 @@ struct SnapshotRAM {
 /// Opens a snapshot directory for a command (confined, validated: `Snapshot.open`); one line
 /// on failure.
 func openSnapshot(_ path: String) throws -> Snapshot {
-  do { return try Snapshot.open(path) } catch let e as VMError {
-    throw CommandFailure("\(TerminalSafe.oneLine(path)): not a usable snapshot: \(e.description)")
+  do { return try Snapshot.open(path) } catch {
+    throw CommandFailure("\(TerminalSafe.oneLine(path)): not a usable snapshot: \(error)")
   }
 }
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import KscopeClone
+import KscopeColoring
 import KscopeEngine
 import KscopeHost
 import KscopeCore
@@ -218,12 +219,15 @@ struct VMSnapshotCommand: ParsableCommand {
       Writes DIR/ram (sparse), DIR/hints, DIR/device.state (QEMU migration stream without RAM, \
       x-ignore-shared) and DIR/manifest.json (kernel release/version/build-id, RAM size and \
       guest-physical layout, QEMU command line, timestamps). The parent stays paused unless \
-      --resume is given.
+      --resume is given. Then it colors the snapshot (host analysis merged with the agent's \
+      hints, as 'kscope color' does) into DIR/map.kcm, the map lazy clones are driven by; \
+      --no-color skips that.
       """)
   @Argument(help: "VM name.") var name: String
   @Option(name: .shortAndLong, help: "Snapshot directory (created; must be empty).") var output:
     String
   @Flag(name: .long, help: "Resume the parent after the snapshot.") var resume = false
+  @Flag(name: .long, help: "Do not color the snapshot (no DIR/map.kcm).") var noColor = false
   @OptionGroup var state: StateOptions
   @OptionGroup var format: OutputOptions
 
@@ -237,17 +241,41 @@ struct VMSnapshotCommand: ParsableCommand {
     }
     progress.finish()
     let secs = Date().timeIntervalSince(t)
+    // The snapshot's own map: what `vm clone --lazy` reads by default.
+    var colored: [String: Any]? = nil
+    if !noColor {
+      let c0 = Date()
+      progress.update("coloring the snapshot")
+      let result: ColoringResult
+      do {
+        result = try Coloring.color(
+          try ColoringInput.open(output), layoutProvider: KernelLayouts(),
+          options: ColoringOptions(created: Int64(c0.timeIntervalSince1970)))
+      } catch {
+        throw CommandFailure("snapshot written to \(output), but coloring it failed: \(error)")
+      }
+      let bytes = try ColorMapFile.write(result.map, to: output + "/map.kcm")
+      colored = [
+        "map": output + "/map.kcm", "bytes": bytes, "seconds": (Date().timeIntervalSince(c0) * 1000).rounded() / 1000,
+        "layout": result.layoutOrigin, "hints_used": result.analysis.hints != nil,
+      ]
+    }
     if format.json {
-      try printJSON([
+      var d: [String: Any] = [
         "directory": output, "seconds": (secs * 1000).rounded() / 1000, "ram_size": m.ramSize,
         "ram_bytes_copied": m.ramBytesCopied, "kernel": m.kernel.release,
         "build_id": m.kernel.buildID,
-      ])
+      ]
+      if let colored { d["color_map"] = colored }
+      try printJSON(d)
     } else {
       print(
         String(
           format: "snapshot of %@ in %@ in %.2f s (%llu MiB of RAM written)", name, output, secs,
           m.ramBytesCopied >> 20))
+      if let colored {
+        print("color map \(colored["map"]!) (\(colored["hints_used"] as? Bool == true ? "host analysis + the agent's hints" : "host analysis"), \(colored["seconds"]!) s)")
+      }
     }
   }
 }

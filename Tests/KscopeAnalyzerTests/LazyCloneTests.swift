@@ -42,10 +42,12 @@ import Testing
     try vms.start(name: "parent", options: options)
     let before = try digest("parent")
     let snap = state + "/snap"
-    try vms.snapshot(name: "parent", to: snap, resume: false)
+    // `vm snapshot` colors the snapshot (host analysis + the agent's hints) into its map.kcm.
+    let snapped = try tool(["vm", "snapshot", "parent", "-o", snap])
+    let colored = try #require(snapped["color_map"] as? [String: Any], "vm snapshot wrote no map")
+    #expect(colored["map"] as? String == snap + "/map.kcm")
+    #expect(colored["hints_used"] as? Bool == true, "the agent's hints were not merged")
     let ramBefore = try fileDigest(snap + "/ram")
-    let color = try runProgram(kscope, ["color", snap, "-o", snap + "/map.kcm"])
-    #expect(color.status == 0, "kscope color: \(color.stderr)")
 
     // Two kaleidoscope clones share one engine; on-demand gets its own; template needs none.
     let lazy = ["vm", "clone", snap, "--lazy", "--cache-dir", engines]
