@@ -235,29 +235,15 @@ public enum EngineService {
   /// from /dev/null and output appended to `logPath`: the engine outlives the `vm clone` that
   /// started it. Returns its pid.
   public static func spawnDetached(_ argv: [String], logPath: String) throws(EngineError) -> Int32 {
-    var actions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&actions)
-    defer { posix_spawn_file_actions_destroy(&actions) }
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-    posix_spawn_file_actions_addopen(&actions, 1, logPath, O_WRONLY | O_CREAT | O_APPEND, 0o600)
-    posix_spawn_file_actions_adddup2(&actions, 1, 2)
-    // Nothing else of ours leaks into it.
-    Descriptors.closeOnExecAbove(2)
-    var attr = posix_spawnattr_t()
-    posix_spawnattr_init(&attr)
-    defer { posix_spawnattr_destroy(&attr) }
-    // POSIX_SPAWN_SETSID (glibc, 0x80) is behind _GNU_SOURCE, which Swift does not define.
-    posix_spawnattr_setflags(&attr, 0x80)
-    var cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
-    defer { for p in cargs { free(p) } }
-    var pid: pid_t = 0
-    let rc = posix_spawn(&pid, argv[0], &actions, &attr, &cargs, environ)
-    guard rc == 0 else { throw EngineError("cannot start \(argv[0]): \(String(cString: strerror(rc)))") }
+    let pid: Int32
+    do {
+      pid = try ChildProcess.spawn(
+        argv, .init(output: logPath, append: true, errorsToo: true, noInput: true, newSession: true, inheritNothing: true))
+    } catch { throw EngineError("cannot start \(argv[0]): \(error.description)") }
     // Reap it in the background if it ends while we still run (it normally outlives us).
-    let child = pid
     Thread.detachNewThread {
       var status: Int32 = 0
-      while waitpid(child, &status, 0) < 0 && errno == EINTR {}
+      while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
     }
     return pid
   }

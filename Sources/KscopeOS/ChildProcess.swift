@@ -42,26 +42,81 @@ public struct ChildProcess: Sendable {
     return child
   }
 
-  /// Runs `argv` (argv[0] a path) with this environment; its standard output goes to `output`
-  /// (default /dev/null), and its standard error too when `errorsToo`, else to ours.
-  public static func run(_ argv: [String], output: String = "/dev/null", errorsToo: Bool = false)
-    throws(FileError)
-    -> ChildProcess
-  {
+  /// How a child starts: where its output goes, what it inherits.
+  public struct Start: Sendable {
+    /// Its standard output (and standard error when `errorsToo`, else ours).
+    public var output = "/dev/null"
+    /// Append to `output` instead of truncating it.
+    public var append = false
+    public var errorsToo = false
+    /// Standard input from /dev/null instead of ours.
+    public var noInput = false
+    /// Variables set (or replaced) in this process's environment for the child.
+    public var environment: [String: String] = [:]
+    /// A session of its own (setsid): it outlives us, and our terminal's signals miss it.
+    public var newSession = false
+    /// Nothing of ours but 0-2: a long-lived child must not hold a caller's pipe open.
+    public var inheritNothing = false
+    public init(
+      output: String = "/dev/null", append: Bool = false, errorsToo: Bool = false, noInput: Bool = false,
+      environment: [String: String] = [:], newSession: Bool = false, inheritNothing: Bool = false
+    ) {
+      self.output = output
+      self.append = append
+      self.errorsToo = errorsToo
+      self.noInput = noInput
+      self.environment = environment
+      self.newSession = newSession
+      self.inheritNothing = inheritNothing
+    }
+  }
+
+  /// Starts `argv` (argv[0] a path) as `how` says; returns its pid (the caller waits, or not).
+  /// The one posix_spawn of the package.
+  public static func spawn(_ argv: [String], _ how: Start = Start()) throws(FileError) -> pid_t {
     guard let program = argv.first else {
       throw FileError(path: "", operation: "spawn", errno: EINVAL, detail: "empty command")
     }
+    if how.inheritNothing { Descriptors.closeOnExecAbove(2) }
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
     defer { posix_spawn_file_actions_destroy(&actions) }
-    posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-    if errorsToo { posix_spawn_file_actions_adddup2(&actions, 1, 2) }
+    if how.noInput { posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0) }
+    posix_spawn_file_actions_addopen(
+      &actions, 1, how.output, O_WRONLY | O_CREAT | (how.append ? O_APPEND : O_TRUNC), 0o600)
+    if how.errorsToo { posix_spawn_file_actions_adddup2(&actions, 1, 2) }
+    var attr = posix_spawnattr_t()
+    posix_spawnattr_init(&attr)
+    defer { posix_spawnattr_destroy(&attr) }
+    // POSIX_SPAWN_SETSID (glibc, 0x80) is behind _GNU_SOURCE, which Swift does not define.
+    if how.newSession { posix_spawnattr_setflags(&attr, 0x80) }
     var cArgs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
     defer { for p in cArgs { free(p) } }
-    let start = MonotonicClock.nanoseconds()
     var pid: pid_t = 0
-    let rc = posix_spawn(&pid, program, &actions, nil, &cArgs, environ)
+    let rc: Int32
+    if how.environment.isEmpty {
+      rc = posix_spawn(&pid, program, &actions, &attr, &cArgs, environ)
+    } else {
+      // This process's environment, with `how.environment`'s names replaced.
+      var entries: [String] = []
+      var k = 0
+      while let e = environ[k], k < 1 << 16 {
+        let entry = String(cString: e)
+        let name = entry.split(separator: "=", maxSplits: 1).first.map(String.init) ?? entry
+        if how.environment[name] == nil { entries.append(entry) }
+        k += 1
+      }
+      entries += how.environment.map { "\($0.key)=\($0.value)" }
+      var cEnv: [UnsafeMutablePointer<CChar>?] = entries.map { strdup($0) } + [nil]
+      defer { for p in cEnv { free(p) } }
+      rc = posix_spawn(&pid, program, &actions, &attr, &cArgs, &cEnv)
+    }
     guard rc == 0 else { throw FileError(path: program, operation: "spawn", errno: rc) }
+    return pid
+  }
+
+  /// Waits for `pid` (EINTR retried) and returns what the kernel measured of it.
+  public static func wait(_ pid: pid_t, program: String, since start: UInt64) throws(FileError) -> ChildProcess {
     var status: Int32 = 0
     var usage = rusage()
     while wait4(pid, &status, 0, &usage) < 0 {
@@ -76,4 +131,24 @@ public struct ChildProcess: Sendable {
       seconds: seconds, maxRSSKiB: usage.ru_maxrss, userSeconds: cpu(usage.ru_utime),
       systemSeconds: cpu(usage.ru_stime))
   }
+
+  /// Runs `argv` (argv[0] a path) to its end; by default its standard output goes to /dev/null
+  /// and its standard error to ours.
+  public static func run(_ argv: [String], _ how: Start = Start()) throws(FileError) -> ChildProcess {
+    let start = MonotonicClock.nanoseconds()
+    let pid = try spawn(argv, how)
+    return try wait(pid, program: argv[0], since: start)
+  }
+
+  /// Runs `argv` with its standard output to `output` (default /dev/null), and its standard
+  /// error too when `errorsToo`, else to ours.
+  public static func run(_ argv: [String], output: String = "/dev/null", errorsToo: Bool = false)
+    throws(FileError)
+    -> ChildProcess
+  {
+    try run(argv, Start(output: output, errorsToo: errorsToo))
+  }
+
+  /// The exit status, or 128 + the signal that ended it (as a shell reports it).
+  public var shellStatus: Int32 { exitStatus ?? 128 + (signal ?? 0) }
 }

@@ -313,29 +313,14 @@ func renameFile(_ from: String, _ to: String) throws {
 /// Used for QEMU: with -daemonize its first process exits once the VM is set up, and Foundation's
 /// Process did not always reap it here (the call hung on a zombie), so we wait ourselves.
 func spawnAndWait(_ argv: [String], logPath: String, environment: [String: String] = [:]) throws -> Int32 {
-  var actions = posix_spawn_file_actions_t()
-  posix_spawn_file_actions_init(&actions)
-  defer { posix_spawn_file_actions_destroy(&actions) }
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-  posix_spawn_file_actions_addopen(&actions, 1, logPath, O_WRONLY | O_CREAT | O_APPEND, 0o600)
-  posix_spawn_file_actions_adddup2(&actions, 1, 2)
-  // Nothing else of ours leaks into it.
-  Descriptors.closeOnExecAbove(2)
-  var cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
-  defer { for p in cargs { free(p) } }
-  // This process's environment with `environment`'s variables set (replacing same names).
-  var env = ProcessInfo.processInfo.environment
-  for (k, v) in environment { env[k] = v }
-  var cenv: [UnsafeMutablePointer<CChar>?] = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
-  defer { for p in cenv { free(p) } }
-  var pid: pid_t = 0
-  let rc = posix_spawn(&pid, argv[0], &actions, nil, &cargs, &cenv)
-  guard rc == 0 else { throw VMError.system(operation: "posix_spawn", detail: argv[0], errno: rc) }
-  var status: Int32 = 0
-  while waitpid(pid, &status, 0) < 0 {
-    if errno != EINTR { throw fail("waitpid", argv[0]) }
+  do {
+    return try ChildProcess.run(
+      argv,
+      .init(
+        output: logPath, append: true, errorsToo: true, noInput: true, environment: environment,
+        inheritNothing: true)
+    ).shellStatus
+  } catch {
+    throw VMError.system(operation: error.operation, detail: argv[0], errno: error.errno)
   }
-  // WIFEXITED / WEXITSTATUS / WTERMSIG are C macros: decode the wait status by hand.
-  if status & 0x7f == 0 { return (status >> 8) & 0xff }
-  return 128 + (status & 0x7f)
 }

@@ -136,17 +136,7 @@ struct CloneEngineCommand: ParsableCommand {
     let inputs = try ReplayInputs(snapshot: snapshot, mapPath: spec.map, options: policy, tracePath: nil, checkDigest: true)
     let reason: String
     do {
-      let local = try inputs.ramSource()
-      let source: any PageSource
-      if let from {
-        let nbd = try NBDSource(uri: from)
-        guard nbd.size == local.size else {
-          throw CommandFailure("\(from) exports \(nbd.size) bytes but the snapshot's RAM has \(local.size): another image")
-        }
-        source = nbd
-      } else {
-        source = local
-      }
+      let source = try inputs.pageSource(from: from)
       let holes = inputs.policy.holes()
       let cache = try HostCache(
         path: dir.cacheFile, layout: inputs.layout, source: source, frameCount: inputs.map.frameCount, holes: holes)

@@ -53,6 +53,18 @@ extension ReplayInputs {
   func ramSource() throws(EngineError) -> LocalRAMSource {
     try LocalRAMSource(descriptor: snapshot.ram.fd, path: snapshot.ram.path)
   }
+
+  /// Where the engine fetches pages: `kscope serve` at `uri` (which must export exactly this
+  /// snapshot's RAM size), or the local snapshot.
+  func pageSource(from uri: String?) throws -> any PageSource {
+    let local = try ramSource()
+    guard let uri else { return local }
+    let nbd = try NBDSource(uri: uri)
+    guard nbd.size == local.size else {
+      throw CommandFailure("\(uri) exports \(nbd.size) bytes but the snapshot's RAM has \(local.size): another image")
+    }
+    return nbd
+  }
 }
 
 struct CloneReplay: ParsableCommand {
@@ -94,17 +106,7 @@ struct CloneReplay: ParsableCommand {
     var resident: UInt64 = 0
     var resumeSeconds = 0.0
     do {
-      let local = try inputs.ramSource()
-      let source: any PageSource
-      if let from {
-        let nbd = try NBDSource(uri: from)
-        guard nbd.size == local.size else {
-          throw CommandFailure("\(from) exports \(nbd.size) bytes but the snapshot's RAM has \(local.size): another image")
-        }
-        source = nbd
-      } else {
-        source = local
-      }
+      let source = try inputs.pageSource(from: from)
       let holes = inputs.policy.holes()
       let cache = try HostCache(
         path: cachePath, layout: inputs.layout, source: source, frameCount: inputs.map.frameCount, holes: holes)

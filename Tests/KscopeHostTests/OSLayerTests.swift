@@ -103,6 +103,31 @@ import Testing
     }
   }
 
+  /// The one spawn's options, as QEMU and the clone engine are started: variables set for the
+  /// child only, a session of its own, nothing inherited but 0-2, output appended.
+  @Test func spawnOptionsHoldInTheChild() throws {
+    let env = try ChildProcess.run(["/bin/sh", "-c", "test \"$KSCOPE_SPAWN_TEST\" = yes"], .init(environment: ["KSCOPE_SPAWN_TEST": "yes"]))
+    #expect(env.succeeded)
+    #expect(try ChildProcess.run(["/bin/sh", "-c", "test \"$KSCOPE_SPAWN_TEST\" = yes"]).exitStatus == 1)
+    // Field 6 of /proc/PID/stat is the session id: its own pid for a session leader.
+    let leader = "test \"$(cut -d' ' -f6 /proc/$$/stat)\" = $$"
+    #expect(try ChildProcess.run(["/bin/sh", "-c", leader], .init(newSession: true)).succeeded)
+    #expect(try ChildProcess.run(["/bin/sh", "-c", leader]).exitStatus == 1)
+    // A descriptor of ours without close-on-exec does not reach a child that inherits nothing.
+    let fd = open("/dev/null", O_RDONLY)
+    defer { close(fd) }
+    let probe = "test -e /proc/$$/fd/\(fd)"
+    #expect(try ChildProcess.run(["/bin/sh", "-c", probe]).succeeded)
+    #expect(try ChildProcess.run(["/bin/sh", "-c", probe], .init(inheritNothing: true)).exitStatus == 1)
+    // Output appended, standard error with it.
+    let log = "/tmp/kscope-spawn-\(getpid()).log"
+    defer { unlink(log) }
+    for _ in 0..<2 {
+      _ = try ChildProcess.run(["/bin/sh", "-c", "echo out; echo err >&2"], .init(output: log, append: true, errorsToo: true))
+    }
+    #expect(Files.readText(log) == "out\nerr\nout\nerr\n")
+  }
+
   @Test func childProcessReportsStatusAndUsage() throws {
     let ok = try ChildProcess.run(["/bin/true"])
     #expect(ok.succeeded && ok.signal == nil && ok.maxRSSKiB > 0)
