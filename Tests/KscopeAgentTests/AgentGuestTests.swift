@@ -56,7 +56,7 @@ import Testing
     }
 
     func exec(_ command: String) throws -> String {
-      let r = try runKscope(["vm", "exec", name, command])
+      let r = try kscope(["vm", "exec", name, command])
       guard r.status == 0 else { throw TestFailure("guest command failed (\(r.status)): \(command): \(r.stderr)") }
       return r.stdout
     }

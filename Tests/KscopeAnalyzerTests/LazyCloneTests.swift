@@ -41,6 +41,17 @@ import Testing
     options.agent = URL(fileURLWithPath: agent).resolvingSymlinksInPath().path
     try vms.start(name: "parent", options: options)
     let before = try digest("parent")
+    // The agent publishes its first hints some time after boot (it keeps to 1% of the CPU):
+    // wait for them (bounded), so the snapshot's map can merge them.
+    let hintsFile = state + "/vms/parent/hints"
+    let published = Date(timeIntervalSinceNow: 300)
+    while try runProgram(kscope, ["hints", "read", hintsFile]).status != 0 {
+      guard Date() < published else {
+        Issue.record("the agent published no hints within 300 s")
+        return
+      }
+      Thread.sleep(forTimeInterval: 1)
+    }
     let snap = state + "/snap"
     // `vm snapshot` colors the snapshot (host analysis + the agent's hints) into its map.kcm.
     let snapped = try tool(["vm", "snapshot", "parent", "-o", snap])
