@@ -36,6 +36,14 @@ step "boot a parent VM with the guest agent"
 "$kscope" vm start "$parent" --kernel 6.1 --workload web
 step "drive its workload"
 "$kscope" workload web --vm "$parent" --requests 200 --json > "$out/parent-workload.json"
+step "wait for the agent's hints (it refreshes now on SIGUSR1)"
+vmdir=$("$kscope" vm list --json | python3 -c 'import json,sys; print(next(v["directory"] for v in json.load(sys.stdin)["vms"] if v["name"] == sys.argv[1]))' "$parent")
+"$kscope" vm exec "$parent" 'kill -USR1 $(pidof kscope)' >/dev/null
+for _ in $(seq 1 120); do
+  "$kscope" hints read "$vmdir/hints" >/dev/null 2>&1 && break
+  sleep 1
+done
+"$kscope" hints read "$vmdir/hints" | head -4
 step "snapshot it and color the snapshot (host analysis + the agent's hints; the parent keeps running)"
 "$kscope" vm snapshot "$parent" -o "$out/snapshot" --resume
 "$kscope" map info "$out/snapshot/map.kcm"
