@@ -196,8 +196,16 @@ extension VMManager {
   {
     let t0 = Date()
     try VMManager.validateName(name)
-    let snap = try Snapshot.open(URL(fileURLWithPath: directory).standardizedFileURL.path)
-    try snap.checkFitsHost()
+    // The VM layer's errors are VMErrors: a snapshot's own complaint becomes one.
+    let snap: Snapshot
+    do {
+      snap = try Snapshot.open(URL(fileURLWithPath: directory).standardizedFileURL.path)
+      try snap.checkFitsHost()
+    } catch let e as SnapshotError {
+      switch e {
+      case .badSnapshot(let m), .badImage(let m): throw VMError.badSnapshot(m)
+      }
+    }
     let m = snap.manifest
     // The clone's command line comes from kscope's own profile (VMConfig) and the validated
     // manifest fields; the kernel and image are kscope's own, found by build id and image key,
