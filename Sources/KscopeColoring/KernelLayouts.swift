@@ -44,10 +44,7 @@ public struct KernelLayouts: LayoutProvider {
     self.hints = hints
   }
 
-  public static func cacheRoot() -> String {
-    let env = ProcessInfo.processInfo.environment["KSCOPE_CACHE"]
-    return env?.isEmpty == false ? env! : "/var/cache/kscope"
-  }
+  public static func cacheRoot() -> String { GuestKernel.kscopeCache() }
 
   public func layout(for input: ColoringInput) throws -> (layout: KernelLayout, origin: String) {
     if let layoutFile { return (try LayoutFile.read(layoutFile), layoutFile) }

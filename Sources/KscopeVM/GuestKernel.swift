@@ -18,10 +18,14 @@ public struct GuestKernel: Codable, Equatable, Sendable {
 
   public static let supportedSeries = SnapshotManifest.kernelSeries
 
-  public static func cacheRoot() -> String {
+  /// kscope's cache on this host: $KSCOPE_CACHE, default /var/cache/kscope (kernels/, layouts/,
+  /// lib/ for the shim, agent/ for the static agent; host/setup.sh fills it).
+  public static func kscopeCache() -> String {
     let env = ProcessInfo.processInfo.environment["KSCOPE_CACHE"]
-    return (env?.isEmpty == false ? env! : "/var/cache/kscope") + "/kernels"
+    return env?.isEmpty == false ? env! : "/var/cache/kscope"
   }
+
+  public static func cacheRoot() -> String { kscopeCache() + "/kernels" }
 
   public var vmlinuz: String { directory + "/vmlinuz" }
   public var vmlinux: String { directory + "/vmlinux" }

@@ -371,8 +371,7 @@ extension LazyRAM {
   /// The shim host/setup.sh built: $KSCOPE_SHIM, or <cache>/lib/kscope-shim.so.
   public static func installedShim() throws -> String {
     let env = ProcessInfo.processInfo.environment["KSCOPE_SHIM"]
-    let cache = ProcessInfo.processInfo.environment["KSCOPE_CACHE"].flatMap { $0.isEmpty ? nil : $0 }
-    let path = env?.isEmpty == false ? env! : (cache ?? "/var/cache/kscope") + "/lib/kscope-shim.so"
+    let path = env?.isEmpty == false ? env! : GuestKernel.kscopeCache() + "/lib/kscope-shim.so"
     guard access(path, R_OK) == 0 else {
       throw VMError.invalidArgument("the lazy-clone shim is missing at \(path): run host/setup.sh")
     }

@@ -63,8 +63,9 @@ struct EngineSpec {
       throw CommandFailure("cannot lock \(dir.useLock): \(String(cString: strerror(errno)))")
     }
     do {
-      if !(EngineService.isLive(dir) && Files.exists(dir.readyFile)) {
-        if !EngineService.isLive(dir) {
+      let live = EngineService.isLive(dir)
+      if !(live && Files.exists(dir.readyFile)) {
+        if !live {
           unlink(dir.readyFile)
           let me = try Self.canonical(CommandLine.arguments[0])
           progress?.update("starting the clone engine (\(policy.policy))")

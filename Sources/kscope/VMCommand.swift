@@ -81,8 +81,7 @@ struct ImageOptions: ParsableArguments {
   static func installedAgent() throws -> String {
     let env = ProcessInfo.processInfo.environment
     if let p = env["KSCOPE_AGENT_BINARY"], !p.isEmpty { return p }
-    let cache = env["KSCOPE_CACHE"].flatMap { $0.isEmpty ? nil : $0 } ?? "/var/cache/kscope"
-    let path = cache + "/agent/kscope-agent"
+    let path = GuestKernel.kscopeCache() + "/agent/kscope-agent"
     guard FileManager.default.isExecutableFile(atPath: path) else {
       throw CommandFailure("the guest agent is not built (\(path)): run host/setup.sh, or pass --no-agent")
     }
