@@ -144,11 +144,35 @@ import Testing
     let errors = refused.stderr.split(separator: "\n").filter { $0.hasPrefix("Error: ") }
     #expect(errors.count == 1 && errors[0].contains("belongs to another image"), "stderr: \(refused.stderr)")
 
+    // Eight clones of one parent on one engine, each answering as the parent did, together in
+    // at most the parent's RAM plus 8 x 25% of it (issue 13's bound): the engine's shared cache
+    // file plus every clone's copied-on-write pages.
+    let more = (3...8).map { "k\($0)" }
+    for name in more { _ = try tool(lazy + ["--name", name]) }
+    for name in more {
+      #expect(try digest(name) == before, "clone \(name) answered differently from its parent")
+    }
+    var privateKiB = 0
+    var cachePages = 0
+    var clients = 0
+    for name in ["k1", "k2"] + more {
+      let st = try tool(["vm", "stats", name])
+      let e = try #require(st["engine"] as? [String: Any], "\(name) reports no engine")
+      #expect(e["pid"] as? Int == e1["pid"] as? Int, "\(name) has an engine of its own")
+      clients = e["clients"] as? Int ?? 0
+      cachePages = e["cache_resident_pages"] as? Int ?? 0
+      privateKiB += (st["host_memory"] as? [String: Any])?["anonymous_kib"] as? Int ?? Int.max / 16
+    }
+    #expect(clients == 8, "the engine serves \(clients) clones, not 8")
+    let hostKiB = cachePages * 4 + privateKiB
+    let boundKiB = 512 * 1024 + 8 * (512 * 1024 / 4)
+    #expect(cachePages > 0 && hostKiB <= boundKiB, "8 clones take \(hostKiB) KiB of host memory, bound \(boundKiB)")
+
     // Stopping the clones ends their engine, which removes its cache file; the snapshot's RAM
     // file was never written (template and lazy clones map it, or its copy, privately).
     let kDirectory = try #require(
       (try vms.record("k1")).config.ramBacking?.engineDirectory, "k1 has no engine directory")
-    for name in ["k1", "k2", "od", "tp"] { try vms.stop(name: name) }
+    for name in ["k1", "k2", "od", "tp"] + more { try vms.stop(name: name) }
     let kEngine = Int32(e1["pid"] as? Int ?? 0)
     let end = Date(timeIntervalSinceNow: 5)
     while Date() < end && kill(kEngine, 0) == 0 { Thread.sleep(forTimeInterval: 0.05) }
