@@ -5,7 +5,8 @@
 #
 # For each series: fetches the newest release, extracts its layout from DWARF, lists what
 # changed against the pinned recording, boots a web parent on it, snapshots and colors the
-# snapshot, and verifies the map. Prints one line per series and exits non-zero if any failed.
+# snapshot, and reads the map back (map info validates every section). Prints one line per
+# series and exits non-zero if any failed.
 #
 #   host/check-latest-kernels.sh [6.1] [6.12]      (default: both)
 set -uo pipefail

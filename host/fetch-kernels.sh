@@ -6,7 +6,8 @@
 #   host/fetch-kernels.sh [6.1] [6.12]        the releases pinned in host/kernels.lock (default:
 #                                             both); links kernels/<series> to them
 #   host/fetch-kernels.sh RELEASE             an exact release, e.g. 6.1.0-57-cloud-amd64 (what a
-#                                             snapshot manifest records)
+#                                             snapshot manifest records); checked against the
+#                                             lock when it pins that release (an "extra" line)
 #   host/fetch-kernels.sh --latest 6.1 ...    Debian's newest release of a series, resolved from
 #                                             its meta package; links kernels/<series>-latest
 #
@@ -93,6 +94,7 @@ for name in "$@"; do
       read -r _ version debver sha_u sha_d <<<"$line"
       fetch "$version" "$debver" "$sha_u" "$sha_d"
       ln -sfn "$version" "$cache/$name"; echo "$name $version $cache/$version" ;;
+    pinned:extra) die "'extra' is not a series: name the release" ;;
     pinned:*)
       line=$(lock_line "$name")
       if [[ -n $line ]]; then read -r _ version debver sha_u sha_d <<<"$line"; fetch "$version" "$debver" "$sha_u" "$sha_d"
