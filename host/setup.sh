@@ -14,6 +14,7 @@ packages=(
   elfutils dwarves binutils                    # eu-readelf, pahole, nm (layout checks, benchmark)
   qemu-system-x86 busybox-static cpio zstd e2fsprogs sqlite3
   hyperfine time                               # time: exact peak RSS of a child (reader memory tests)
+  jq                                           # JSON outputs must survive a round trip through jq
   nbdkit libnbd-dev                            # remote page source: server, client library
   gcc libc6-dev                                # builds the guest-side kpageflags recorder
   libzstd-dev liblz4-dev liblzma-dev           # vmlinuz payloads (zstd, lz4, xz) for layouts from BTF

@@ -180,6 +180,7 @@ func buildRecorder() throws -> Data {
       "--policy", "kaleidoscope", "--clones", "2", "--json",
     ])
     #expect(r.status == 0, "kscope clone replay: \(r.stderr)")
+    try expectSurvivesJQ(r.stdout, "clone replay")
     let json = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
     #expect(json["verified_pages"] as? Int == 2 * touched.count)
     // Free and zero frames are holes, never fetched.

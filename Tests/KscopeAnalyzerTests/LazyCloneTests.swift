@@ -23,6 +23,7 @@ import Testing
     func tool(_ args: [String]) throws -> [String: Any] {
       let r = try runProgram(kscope, args + ["--state-dir", state, "--json"])
       #expect(r.status == 0, "kscope \(args.joined(separator: " ")): \(r.stderr)")
+      try expectSurvivesJQ(r.stdout, "kscope " + args.joined(separator: " "))
       return (try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]) ?? [:]
     }
     func digest(_ name: String) throws -> String { try vms.runWeb(name: name, requests: 60, seed: 7).digest }

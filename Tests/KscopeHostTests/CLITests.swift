@@ -218,11 +218,14 @@ func checkJSONNumbers(_ v: Any, key: String = "", where place: String) -> [Strin
     ["layout", "import", layout, "-o", "\(dir)/l.json"],
     ["hints", "read", "\(dir)/hints"],
     ["vm", "list", "--state-dir", dir],
+    ["clone", "simulate", "--map", "\(dir)/a.kcm", "--trace", "\(dir)/trace", "--policy", "readahead-4"],
   ]
+  try "# frame r|w\n0 r\n3 w\n2 r\n".write(toFile: "\(dir)/trace", atomically: true, encoding: .utf8)
   var addresses: [String: String] = [:]
   for c in commands {
     let r = try runKscope(c + ["--json"])
     #expect(r.status == 0, "\(c): \(r.stderr)")
+    try expectSurvivesJQ(r.stdout, c.joined(separator: " "))
     let object = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8))
     let seen = checkJSONNumbers(object, where: c.joined(separator: " "))
     if c.first == "hints" { addresses = seen }
