@@ -61,7 +61,7 @@ let package = Package(
       swiftSettings: strict),
     // Color map producers and queries used by the CLI and the benchmarks.
     .target(
-      name: "KscopeHost", dependencies: ["KscopeCore", "KscopeOS", logging],
+      name: "KscopeMaps", dependencies: ["KscopeCore", "KscopeOS", logging],
       swiftSettings: strict),
     // The snapshot model, below everything that reads or writes snapshots (VM layer, analyzer,
     // clone engine, CLI, benchmarks): manifest.json decoded and validated in one place, the one
@@ -73,7 +73,7 @@ let package = Package(
     // identity, process walk, zero scan, header, hint merge) over guest physical memory.
     .target(
       name: "KscopeAnalyzer",
-      dependencies: ["KscopeCore", "KscopeLayout", "KscopeSnapshot", logging],
+      dependencies: ["KscopeCore", "KscopeOS", "KscopeLayout", "KscopeSnapshot", logging],
       swiftSettings: strict),
     // Coloring a guest as a library call (`Coloring.color`): a snapshot or RAM file in, the
     // kernel layout resolved (cache, DWARF, BTF), the hints read and checked, the analyzer run,
@@ -110,12 +110,13 @@ let package = Package(
     .target(
       name: "KscopeAgent", dependencies: ["KscopeCore", "KscopeOS", "CZstd"],
       swiftSettings: strict),
-    .executableTarget(name: "kscope-agent", dependencies: ["KscopeAgent"], swiftSettings: strict),
-    // Clone policies over a color map, the access-trace format and the policy simulator: pure
-    // decisions, no syscalls (the engine does the fetching).
+    .executableTarget(name: "kscope-agent", dependencies: ["KscopeAgent", "KscopeOS"], swiftSettings: strict),
+    // Clone policies over a color map, the access-trace format, the RAM layout (over the
+    // snapshot model's GuestRAMRegion) and the policy simulator: pure decisions, no syscalls
+    // (the engine does the fetching).
     .target(
       name: "KscopeClone",
-      dependencies: ["KscopeCore", .product(name: "Histogram", package: "hdrhistogram-swift")],
+      dependencies: ["KscopeCore", "KscopeSnapshot", .product(name: "Histogram", package: "hdrhistogram-swift")],
       swiftSettings: strict),
     // Linux interfaces Swift cannot reach directly (userfaultfd ioctls and messages, SCM_RIGHTS,
     // pagemap), and the clone hand-off ABI (kscope_handoff.h) shared with the QEMU shim.
@@ -136,7 +137,7 @@ let package = Package(
     .executableTarget(
       name: "kscope",
       dependencies: [
-        "KscopeCore", "KscopeOS", "KscopeHost", "KscopeLayout", "KscopeDebugInfo", "KscopeVM",
+        "KscopeCore", "KscopeOS", "KscopeMaps", "KscopeLayout", "KscopeDebugInfo", "KscopeVM",
         "KscopeRender", "KscopeHints", "KscopeAnalyzer", "KscopeClone",
         "KscopeEngine", "KscopeKernelImage", "KscopeSnapshot", "KscopeColoring",
         .product(name: "ArgumentParser", package: "swift-argument-parser"), logging,
@@ -145,7 +146,7 @@ let package = Package(
     .executableTarget(
       name: "kscope-bench",
       dependencies: [
-        "KscopeCore", "KscopeOS", "KscopeHost", "KscopeLayout", "KscopeDebugInfo", "KscopeAnalyzer",
+        "KscopeCore", "KscopeOS", "KscopeMaps", "KscopeLayout", "KscopeDebugInfo", "KscopeAnalyzer",
         "KscopeVM", "KscopeClone", "KscopeEngine", "CKscopeLinux", "KscopeKernelImage", "KscopeSnapshot",
         "KscopeColoring", "KscopeHints",
       ],
@@ -160,7 +161,7 @@ let package = Package(
       name: "KscopeSnapshotTests", dependencies: ["KscopeCore", "KscopeOS", "KscopeSnapshot", "KscopeTestSupport"],
       swiftSettings: strict),
     .testTarget(
-      name: "KscopeHostTests", dependencies: ["KscopeTestSupport", "KscopeCore", "KscopeOS", "KscopeHost"],
+      name: "KscopeHostTests", dependencies: ["KscopeTestSupport", "KscopeCore", "KscopeOS", "KscopeMaps"],
       swiftSettings: strict),
     .testTarget(
       name: "KscopeLayoutTests",
@@ -170,7 +171,7 @@ let package = Package(
       name: "KscopeAnalyzerTests",
       dependencies: [
         "KscopeTestSupport",
-        "KscopeCore", "KscopeOS", "KscopeLayout", "KscopeAnalyzer", "KscopeHost", "KscopeDebugInfo",
+        "KscopeCore", "KscopeOS", "KscopeLayout", "KscopeAnalyzer", "KscopeMaps", "KscopeDebugInfo",
         "KscopeVM", "KscopeSnapshot", "KscopeColoring",
       ],
       swiftSettings: strict),
@@ -185,7 +186,7 @@ let package = Package(
       ],
       swiftSettings: strict),
     .testTarget(
-      name: "KscopeCloneTests", dependencies: ["KscopeCore", "KscopeClone", "KscopeEngine"],
+      name: "KscopeCloneTests", dependencies: ["KscopeCore", "KscopeSnapshot", "KscopeClone", "KscopeEngine"],
       swiftSettings: strict),
     .testTarget(
       name: "KscopeVMTests", dependencies: ["KscopeTestSupport", "KscopeCore", "KscopeOS", "KscopeVM"],

@@ -1,7 +1,7 @@
 import Foundation
 import KscopeClone
 import KscopeCore
-import KscopeHost
+import KscopeMaps
 
 /// `kscope-bench clones-memory --snapshot DIR --map MAP [--clones 8] [--touch 0.30] [--write 0.05]`
 ///

@@ -1,6 +1,6 @@
 import Foundation
 import KscopeCore
-import KscopeHost
+import KscopeMaps
 import KscopeOS
 
 /// `kscope-bench colormap [--frames N] [--runs N] [--dir DIR] [--map FILE]`

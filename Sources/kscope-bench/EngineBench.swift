@@ -2,6 +2,7 @@ import CKscopeLinux
 import Foundation
 import KscopeClone
 import KscopeCore
+import KscopeSnapshot
 import KscopeEngine
 
 /// `kscope-bench engine [--pages N] [--runs N] [--source FILE]`
@@ -40,7 +41,7 @@ enum EngineBench {
     if sourcePath == nil { try makeSource(source, pages: pages) }
     let probe = try buildProbe(dir)
     let order = shuffled(pages)
-    let layout = try RAMLayout(segments: [RAMLayout.Segment(guestPhysicalStart: 0, fileOffset: 0, size: UInt64(pages) * 4096)])
+    let layout = try RAMLayout(segments: [GuestRAMRegion(guestPhysicalStart: 0, size: UInt64(pages) * 4096, fileOffset: 0)])
     let trace = order.map { Access(frame: $0, write: false) }
     print("engine benchmark: \(pages) misses per run in a seeded random order, median of \(runs) runs; source \(sourcePath ?? "random data in /dev/shm")")
 

@@ -4,7 +4,7 @@ import KscopeAnalyzer
 import KscopeClone
 import KscopeCore
 import KscopeEngine
-import KscopeHost
+import KscopeMaps
 import KscopeOS
 import KscopeVM
 

@@ -3,7 +3,7 @@ import Foundation
 import KscopeClone
 import KscopeColoring
 import KscopeEngine
-import KscopeHost
+import KscopeMaps
 import KscopeCore
 import KscopeVM
 
