@@ -38,7 +38,15 @@ let package = Package(
     //   SparseFile: the one SEEK_DATA/SEEK_HOLE walker, sparse copy, allocated bytes;
     //   Memory: the one zero-block test, memchr/memcmp/strnlen searches;
     //   MonotonicClock: the one clock for durations; ProcessUsage: CPU time, peak RSS, pid,
-    //     executable path, environment; ChildProcess: spawn + wait4 with the child's rusage.
+    //     executable path, environment; ChildProcess: spawn + wait4 with the child's rusage;
+    //   FileAccess: positioned and line-by-line reads, writes to sysfs attributes;
+    //   Directories: listings, lstat/fstat status, mkdir, rename, mknod, exclusive create;
+    //   SharedMapping: a read-write MAP_SHARED file (the agent's hint region);
+    //   PageResidency: mincore, MADV_POPULATE_READ and the pagemap window (page-cache scan);
+    //   Signals: blocked signals collected with sigtimedwait, kill, process liveness;
+    //   SystemInfo: page size, kernel release, RSS, stderr and exit without Foundation;
+    //   KernelRandom: RNDADDENTROPY + RNDRESEEDCRNG (clone reseeding);
+    //   StreamSocket: unix and loopback stream sockets, SCM_RIGHTS, deadline-bounded reads.
     // KscopeCore is used for TerminalSafe (one-line error texts).
     .target(
       name: "KscopeOS",
@@ -59,7 +67,9 @@ let package = Package(
     .target(
       name: "KscopeDebugInfo", dependencies: ["KscopeCore", "KscopeOS", "KscopeLayout", "CElfutils"],
       swiftSettings: strict),
-    // Color map producers and queries used by the CLI and the benchmarks.
+    // Color map files (validated open, atomic write), their text and JSON descriptions, and the
+    // kpageflags producer: what the CLI and the benchmarks share about maps (named for maps,
+    // not for the host: everything but the agent runs on the host).
     .target(
       name: "KscopeMaps", dependencies: ["KscopeCore", "KscopeOS", logging],
       swiftSettings: strict),
