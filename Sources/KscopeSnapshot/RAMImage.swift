@@ -26,21 +26,26 @@ public final class RAMImage: PhysicalMemory, @unchecked Sendable {
   }
 
   @inline(__always)
-  public func withBytes<T>(at address: UInt64, count: Int, _ body: (UnsafeRawBufferPointer) -> T) -> T? {
+  public func withBytes<T>(
+    at address: GuestPhysicalAddress, count: Int, _ body: (UnsafeRawBufferPointer) -> T
+  ) -> T? {
     guard count >= 0, let r = region(containing: address, count: count),
-      let b = file.bytes(at: Int(r.fileOffset + (address - r.guestPhysicalStart)), count: count)
+      let b = file.bytes(at: Int(r.fileOffset + (address.rawValue - r.guestPhysicalStart)), count: count)
     else { return nil }
     return body(b)
   }
 
-  public func find(_ needle: [UInt8], from: UInt64) -> UInt64? {
+  public func find(_ needle: [UInt8], from address: GuestPhysicalAddress) -> GuestPhysicalAddress? {
+    let from = address.rawValue
     guard !needle.isEmpty, let base = file.base else { return nil }
     for r in regions.sorted(by: { $0.guestPhysicalStart < $1.guestPhysicalStart }) where r.end > from {
       let startInRegion = max(from, r.guestPhysicalStart) - r.guestPhysicalStart
       let length = Int(r.size - startInRegion)
       guard length >= needle.count else { continue }
       let hay = base + Int(r.fileOffset + startInRegion)
-      if let at = Memory.find(needle, in: UnsafeRawBufferPointer(start: hay, count: length)) { return r.guestPhysicalStart + startInRegion + UInt64(at) }
+      if let at = Memory.find(needle, in: UnsafeRawBufferPointer(start: hay, count: length)) {
+        return GuestPhysicalAddress(r.guestPhysicalStart + startInRegion + UInt64(at))
+      }
     }
     return nil
   }
