@@ -164,7 +164,7 @@ let package = Package(
     // What the test targets share: running the built executables, the kernel cache, a sample
     // snapshot. A regular target under Tests/ (test targets cannot depend on test targets).
     .target(
-      name: "KscopeTestSupport", dependencies: ["KscopeSnapshot"], path: "Tests/KscopeTestSupport",
+      name: "KscopeTestSupport", dependencies: ["KscopeOS", "KscopeSnapshot"], path: "Tests/KscopeTestSupport",
       swiftSettings: strict),
     .testTarget(name: "KscopeCoreTests", dependencies: ["KscopeCore"], swiftSettings: strict),
     .testTarget(

@@ -1,4 +1,5 @@
 import Foundation
+import KscopeOS
 
 /// `kscope-bench clones [--kernels 6.1,6.12] [--workloads web,olap] [--policies LIST]
 ///   [--clones 8] [--site-mib 240] [--olap-mib 200] [--web-requests 300] [--remote] [--out DIR]`
@@ -272,7 +273,7 @@ enum ClonesBench {
       var footprint = Double(anon + (engine["cache_resident_pages"] as? Int ?? 0)) * 4096
       if policy == "eager" {
         // The full copy: what the snapshot's RAM file holds (holes stay holes).
-        let copied = allocatedBytes(state + "/vms/\(name)/ram")
+        let copied = SparseFile.allocatedBytes(state + "/vms/\(name)/ram")
         fetched = Int(copied / 4096)
         moved = Int(copied)
         footprint = Double(copied + UInt64(anon) * 4096)
@@ -339,13 +340,6 @@ enum ClonesBench {
         boundMiB: ramMiB + Double(k) * 0.25 * ramMiB, allAnswersMatch: match)
     }
   }
-}
-
-/// Bytes a file occupies (st_blocks): a sparse file's holes take none.
-func allocatedBytes(_ path: String) -> UInt64 {
-  var st = stat()
-  guard stat(path, &st) == 0 else { return 0 }
-  return UInt64(st.st_blocks) * 512
 }
 
 /// True if something accepts TCP connections on 127.0.0.1:port.
