@@ -34,6 +34,9 @@ public enum SystemInfo {
     line.withUTF8 { b in _ = Files.retrying { write(2, b.baseAddress, b.count) } }
   }
 
+  /// True when standard error is a terminal (progress lines redraw in place there).
+  public static var standardErrorIsTerminal: Bool { isatty(2) == 1 }
+
   /// Ends the process with `status`.
   public static func exit(_ status: Int32) -> Never { Glibc.exit(status) }
 }

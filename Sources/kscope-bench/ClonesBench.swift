@@ -202,7 +202,7 @@ enum ClonesBench {
       self.siteMiB = siteMiB
       self.olapMiB = olapMiB
       self.webRequests = webRequests
-      state = "/dev/shm/kscope-bench-clones-\(getpid())-\(kernel)-\(workload)"
+      state = "/dev/shm/kscope-bench-clones-\(ProcessUsage.id)-\(kernel)-\(workload)"
     }
 
     /// Runs `kscope ARGS --json` (vm and workload commands get this run's state directory).
@@ -299,7 +299,7 @@ enum ClonesBench {
     /// `kscope serve` on a free port behind the emulated link (rate 1 Gbit/s, 0.1 ms per read
     /// each way).
     func serve() throws -> (String, Process) {
-      let port = 20000 + Int(getpid() % 20000)
+      let port = 20000 + Int(ProcessUsage.id % 20000)
       let p = Process()
       p.executableURL = URL(fileURLWithPath: kscope)
       p.arguments = ["serve", snapshot, "--listen", "127.0.0.1", "--port", String(port), "--rate", "1G", "--delay", "0.1"]
@@ -344,14 +344,7 @@ enum ClonesBench {
 
 /// True if something accepts TCP connections on 127.0.0.1:port.
 func socketConnects(port: UInt16) throws -> Bool {
-  let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-  guard fd >= 0 else { return false }
-  defer { close(fd) }
-  var a = sockaddr_in()
-  a.sin_family = sa_family_t(AF_INET)
-  a.sin_port = port.bigEndian
-  a.sin_addr.s_addr = inet_addr("127.0.0.1")
-  return withUnsafePointer(to: &a) {
-    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-  }
+  guard let s = try? StreamSocket.loopback(port: port, timeout: 1) else { return false }
+  s.close()
+  return true
 }

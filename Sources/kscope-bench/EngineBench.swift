@@ -1,5 +1,6 @@
 import CKscopeLinux
 import Foundation
+import KscopeOS
 import KscopeClone
 import KscopeCore
 import KscopeSnapshot
@@ -34,7 +35,7 @@ enum EngineBench {
       }
       i += 2
     }
-    let dir = "/dev/shm/kscope-bench-engine-\(getpid())"
+    let dir = "/dev/shm/kscope-bench-engine-\(ProcessUsage.id)"
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let source = sourcePath ?? dir + "/source"
@@ -190,7 +191,7 @@ final class NBDServerProcess {
   let uri: String
   /// `cpu`: run nbdkit on that CPU only (taskset), e.g. the engine handler's.
   init(file: String, cpu: Int? = nil) throws {
-    let port = 30000 + Int(getpid() % 20000)
+    let port = 30000 + Int(ProcessUsage.id % 20000)
     uri = "nbd://127.0.0.1:\(port)/"
     process.executableURL = URL(fileURLWithPath: ["/usr/sbin/nbdkit", "/usr/bin/nbdkit"].first { FileManager.default.isExecutableFile(atPath: $0) } ?? "nbdkit")
     let nbdkit = process.executableURL!.path
@@ -204,7 +205,7 @@ final class NBDServerProcess {
     try process.run()
     for _ in 0..<100 {
       if (try? NBDSource(uri: uri, timeoutSeconds: 0.2)) != nil { return }
-      usleep(50_000)
+      Thread.sleep(forTimeInterval: 0.05)
     }
     stop()
     throw BenchError("nbdkit did not come up on port \(port)")
