@@ -38,7 +38,15 @@ let package = Package(
     //   SparseFile: the one SEEK_DATA/SEEK_HOLE walker, sparse copy, allocated bytes;
     //   Memory: the one zero-block test, memchr/memcmp/strnlen searches;
     //   MonotonicClock: the one clock for durations; ProcessUsage: CPU time, peak RSS, pid,
-    //     executable path, environment; ChildProcess: spawn + wait4 with the child's rusage.
+    //     executable path, environment; ChildProcess: spawn + wait4 with the child's rusage;
+    //   FileAccess: positioned and line-by-line reads, writes to sysfs attributes;
+    //   Directories: listings, lstat/fstat status, mkdir, rename, mknod, exclusive create;
+    //   SharedMapping: a read-write MAP_SHARED file (the agent's hint region);
+    //   PageResidency: mincore, MADV_POPULATE_READ and the pagemap window (page-cache scan);
+    //   Signals: blocked signals collected with sigtimedwait, kill, process liveness;
+    //   SystemInfo: page size, kernel release, RSS, stderr and exit without Foundation;
+    //   KernelRandom: RNDADDENTROPY + RNDRESEEDCRNG (clone reseeding);
+    //   StreamSocket: unix and loopback stream sockets, SCM_RIGHTS, deadline-bounded reads.
     // KscopeCore is used for TerminalSafe (one-line error texts).
     .target(
       name: "KscopeOS",
@@ -59,9 +67,11 @@ let package = Package(
     .target(
       name: "KscopeDebugInfo", dependencies: ["KscopeCore", "KscopeOS", "KscopeLayout", "CElfutils"],
       swiftSettings: strict),
-    // Color map producers and queries used by the CLI and the benchmarks.
+    // Color map files (validated open, atomic write), their text and JSON descriptions, and the
+    // kpageflags producer: what the CLI and the benchmarks share about maps (named for maps,
+    // not for the host: everything but the agent runs on the host).
     .target(
-      name: "KscopeHost", dependencies: ["KscopeCore", "KscopeOS", logging],
+      name: "KscopeMaps", dependencies: ["KscopeCore", "KscopeOS", logging],
       swiftSettings: strict),
     // The snapshot model, below everything that reads or writes snapshots (VM layer, analyzer,
     // clone engine, CLI, benchmarks): manifest.json decoded and validated in one place, the one
@@ -73,7 +83,7 @@ let package = Package(
     // identity, process walk, zero scan, header, hint merge) over guest physical memory.
     .target(
       name: "KscopeAnalyzer",
-      dependencies: ["KscopeCore", "KscopeLayout", "KscopeSnapshot", logging],
+      dependencies: ["KscopeCore", "KscopeOS", "KscopeLayout", "KscopeSnapshot", logging],
       swiftSettings: strict),
     // Coloring a guest as a library call (`Coloring.color`): a snapshot or RAM file in, the
     // kernel layout resolved (cache, DWARF, BTF), the hints read and checked, the analyzer run,
@@ -110,12 +120,13 @@ let package = Package(
     .target(
       name: "KscopeAgent", dependencies: ["KscopeCore", "KscopeOS", "CZstd"],
       swiftSettings: strict),
-    .executableTarget(name: "kscope-agent", dependencies: ["KscopeAgent"], swiftSettings: strict),
-    // Clone policies over a color map, the access-trace format and the policy simulator: pure
-    // decisions, no syscalls (the engine does the fetching).
+    .executableTarget(name: "kscope-agent", dependencies: ["KscopeAgent", "KscopeOS"], swiftSettings: strict),
+    // Clone policies over a color map, the access-trace format, the RAM layout (over the
+    // snapshot model's GuestRAMRegion) and the policy simulator: pure decisions, no syscalls
+    // (the engine does the fetching).
     .target(
       name: "KscopeClone",
-      dependencies: ["KscopeCore", .product(name: "Histogram", package: "hdrhistogram-swift")],
+      dependencies: ["KscopeCore", "KscopeSnapshot", .product(name: "Histogram", package: "hdrhistogram-swift")],
       swiftSettings: strict),
     // Linux interfaces Swift cannot reach directly (userfaultfd ioctls and messages, SCM_RIGHTS,
     // pagemap), and the clone hand-off ABI (kscope_handoff.h) shared with the QEMU shim.
@@ -136,7 +147,7 @@ let package = Package(
     .executableTarget(
       name: "kscope",
       dependencies: [
-        "KscopeCore", "KscopeOS", "KscopeHost", "KscopeLayout", "KscopeDebugInfo", "KscopeVM",
+        "KscopeCore", "KscopeOS", "KscopeMaps", "KscopeLayout", "KscopeDebugInfo", "KscopeVM",
         "KscopeRender", "KscopeHints", "KscopeAnalyzer", "KscopeClone",
         "KscopeEngine", "KscopeKernelImage", "KscopeSnapshot", "KscopeColoring",
         .product(name: "ArgumentParser", package: "swift-argument-parser"), logging,
@@ -145,7 +156,7 @@ let package = Package(
     .executableTarget(
       name: "kscope-bench",
       dependencies: [
-        "KscopeCore", "KscopeOS", "KscopeHost", "KscopeLayout", "KscopeDebugInfo", "KscopeAnalyzer",
+        "KscopeCore", "KscopeOS", "KscopeMaps", "KscopeLayout", "KscopeDebugInfo", "KscopeAnalyzer",
         "KscopeVM", "KscopeClone", "KscopeEngine", "CKscopeLinux", "KscopeKernelImage", "KscopeSnapshot",
         "KscopeColoring", "KscopeHints",
       ],
@@ -153,14 +164,14 @@ let package = Package(
     // What the test targets share: running the built executables, the kernel cache, a sample
     // snapshot. A regular target under Tests/ (test targets cannot depend on test targets).
     .target(
-      name: "KscopeTestSupport", dependencies: ["KscopeSnapshot"], path: "Tests/KscopeTestSupport",
+      name: "KscopeTestSupport", dependencies: ["KscopeOS", "KscopeSnapshot"], path: "Tests/KscopeTestSupport",
       swiftSettings: strict),
     .testTarget(name: "KscopeCoreTests", dependencies: ["KscopeCore"], swiftSettings: strict),
     .testTarget(
       name: "KscopeSnapshotTests", dependencies: ["KscopeCore", "KscopeOS", "KscopeSnapshot", "KscopeTestSupport"],
       swiftSettings: strict),
     .testTarget(
-      name: "KscopeHostTests", dependencies: ["KscopeTestSupport", "KscopeCore", "KscopeOS", "KscopeHost"],
+      name: "KscopeHostTests", dependencies: ["KscopeTestSupport", "KscopeCore", "KscopeOS", "KscopeMaps"],
       swiftSettings: strict),
     .testTarget(
       name: "KscopeLayoutTests",
@@ -170,7 +181,7 @@ let package = Package(
       name: "KscopeAnalyzerTests",
       dependencies: [
         "KscopeTestSupport",
-        "KscopeCore", "KscopeOS", "KscopeLayout", "KscopeAnalyzer", "KscopeHost", "KscopeDebugInfo",
+        "KscopeCore", "KscopeOS", "KscopeLayout", "KscopeAnalyzer", "KscopeMaps", "KscopeDebugInfo",
         "KscopeVM", "KscopeSnapshot", "KscopeColoring",
       ],
       swiftSettings: strict),
@@ -185,7 +196,7 @@ let package = Package(
       ],
       swiftSettings: strict),
     .testTarget(
-      name: "KscopeCloneTests", dependencies: ["KscopeCore", "KscopeClone", "KscopeEngine"],
+      name: "KscopeCloneTests", dependencies: ["KscopeCore", "KscopeSnapshot", "KscopeClone", "KscopeEngine"],
       swiftSettings: strict),
     .testTarget(
       name: "KscopeVMTests", dependencies: ["KscopeTestSupport", "KscopeCore", "KscopeOS", "KscopeVM"],

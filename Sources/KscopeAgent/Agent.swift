@@ -1,10 +1,6 @@
 import KscopeCore
 import KscopeOS
 
-#if canImport(Glibc)
-  import Glibc
-#endif
-
 /// The guest agent's engine: gathers hints (kernel symbols once, then the frame table and the
 /// page cache on every refresh), fits them into the region and publishes them.
 public struct AgentOptions: Sendable {
@@ -77,16 +73,16 @@ public final class Agent {
       try IvshmemDevice.enable(dev)
       region = try SharedRegion(path: dev + "/resource2")
     }
-    pageSize = Int(getpagesize())
+    pageSize = SystemInfo.pageSize
     kernel = KernelSymbolProbe()
-    release = Posix.kernelRelease()
+    release = SystemInfo.kernelRelease()
     buildID = Self.buildID()
     if options.btf {
-      let t0 = Posix.processCPUNanoseconds()
+      let t0 = ProcessUsage.cpuNanoseconds()
       switch KernelBTF.read(options.btfPath) {
       case .published(let b):
         btf = b
-        let ms = (Posix.processCPUNanoseconds() - t0) / 1_000_000
+        let ms = (ProcessUsage.cpuNanoseconds() - t0) / 1_000_000
         btfNote = ("source.btf", "\(options.btfPath) (\(b.size) bytes, zstd \(b.data.count), \(ms) ms)")
       case .absent:
         btf = nil
@@ -127,8 +123,8 @@ public final class Agent {
 
   /// Gathers everything and publishes one generation.
   public func refresh() throws(AgentError) -> RefreshReport {
-    let cpu0 = Posix.processCPUNanoseconds()
-    let wall0 = Posix.monotonicNanoseconds()
+    let cpu0 = ProcessUsage.cpuNanoseconds()
+    let wall0 = MonotonicClock.nanoseconds()
     generation &+= 2
     if garbage != nil { return try refreshGarbage(cpu0, wall0) }
     let content = gather()
@@ -137,10 +133,10 @@ public final class Agent {
       encoded = try HintFormat.encode(content, regionSize: region.size, generation: generation)
     } catch { throw AgentError("cannot fit hints into \(region.size) bytes: \(error)") }
     region.publish(encoded.bytes)
-    let cpu = Posix.processCPUNanoseconds() - cpu0
+    let cpu = ProcessUsage.cpuNanoseconds() - cpu0
     lastRefreshCPU = cpu
     return RefreshReport(
-      generation: generation, cpuNanoseconds: cpu, wallNanoseconds: Posix.monotonicNanoseconds() - wall0,
+      generation: generation, cpuNanoseconds: cpu, wallNanoseconds: MonotonicClock.nanoseconds() - wall0,
       usedBytes: encoded.bytes.count, frames: content.frames?.frameCount ?? 0,
       files: content.files.count, partial: encoded.partial, notes: encoded.notes + problems(content),
       framesCPUNanoseconds: lastPhases.frames, filesCPUNanoseconds: lastPhases.files)
@@ -166,9 +162,9 @@ public final class Agent {
     var frames: FrameClassTable? = nil
     if options.frames {
       do {
-        let t0 = Posix.processCPUNanoseconds()
+        let t0 = ProcessUsage.cpuNanoseconds()
         let r = try FrameTableScanner().scan(pageSize: UInt64(pageSize))
-        lastPhases.frames = Posix.processCPUNanoseconds() - t0
+        lastPhases.frames = ProcessUsage.cpuNanoseconds() - t0
         frames = r.table
         meta.append(("source.frames", "kpageflags" + (r.usedCounts ? "+kpagecount" : "") + (r.usedResourceMap ? "+iomem" : "")))
       } catch {
@@ -182,9 +178,9 @@ public final class Agent {
       var scanner = PageCacheScanner(roots: roots, wantFrames: options.fileFrames, maxFiles: options.maxFiles)
       scanner.excluded = region.identity
       scanner.keepBytes = region.size
-      let t0 = Posix.processCPUNanoseconds()
+      let t0 = ProcessUsage.cpuNanoseconds()
       let r = scanner.scan(pageSize: pageSize)
-      lastPhases.files = Posix.processCPUNanoseconds() - t0
+      lastPhases.files = ProcessUsage.cpuNanoseconds() - t0
       files = r.files
       meta.append(("files.roots", roots.joined(separator: ",")))
       meta.append(("files.visited", String(r.filesVisited)))
@@ -199,7 +195,7 @@ public final class Agent {
     }
     meta.append(("refresh.previous_cpu_us", String(lastRefreshCPU / 1000)))
     return HintContent(
-      kernelRelease: release, buildID: buildID, published: Posix.unixTime(),
+      kernelRelease: release, buildID: buildID, published: SystemInfo.unixTime(),
       pageSize: UInt32(pageSize), kernel: kernel.hints, frames: frames, files: files,
       metadata: meta, incomplete: incomplete, btf: btf)
   }
@@ -243,8 +239,8 @@ public final class Agent {
       note = "a writer stuck mid-publication (odd generation)"
     }
     return RefreshReport(
-      generation: generation, cpuNanoseconds: Posix.processCPUNanoseconds() - cpu0,
-      wallNanoseconds: Posix.monotonicNanoseconds() - wall0, usedBytes: size, frames: 0, files: 0,
+      generation: generation, cpuNanoseconds: ProcessUsage.cpuNanoseconds() - cpu0,
+      wallNanoseconds: MonotonicClock.nanoseconds() - wall0, usedBytes: size, frames: 0, files: 0,
       partial: true, notes: ["garbage: " + note])
   }
 
@@ -282,7 +278,7 @@ public final class Agent {
     var s = "generation \(r.generation): \(r.frames) frames, \(r.files) files, \(r.usedBytes) bytes"
     s += ", cpu \(r.cpuNanoseconds / 1000) us (frames \(r.framesCPUNanoseconds / 1000), files \(r.filesCPUNanoseconds / 1000))"
     s += ", wall \(r.wallNanoseconds / 1000) us"
-    s += ", rss \(Posix.currentRSSKiB() ?? 0) KiB (peak \(Posix.peakRSSKiB()) KiB)"
+    s += ", rss \(SystemInfo.currentRSSKiB() ?? 0) KiB (peak \(ProcessUsage.peakRSSKiB()) KiB)"
     if r.partial { s += ", partial" }
     for n in r.notes { s += "; " + n }
     return s

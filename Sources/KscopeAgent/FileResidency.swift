@@ -1,8 +1,5 @@
 import KscopeCore
-
-#if canImport(Glibc)
-  import Glibc
-#endif
+import KscopeOS
 
 /// Which pages of one open file are in the page cache, and (optionally) which frames hold
 /// them. The unsafe part of the page-cache scan, kept to this file:
@@ -15,8 +12,6 @@ import KscopeCore
 ///   The mapping is removed right after, so the agent's own map count on these pages lasts
 ///   only as long as the scan of one file.
 final class FileResidency {
-  /// MADV_POPULATE_READ (Linux 5.14).
-  static let populateRead: Int32 = 22
   static let batch = 1024
   let pageSize: Int
   let pagemap: Int32?
@@ -25,10 +20,10 @@ final class FileResidency {
 
   init(pageSize: Int, wantFrames: Bool) {
     self.pageSize = pageSize
-    pagemap = wantFrames ? Posix.openRead("/proc/self/pagemap") : nil
+    pagemap = wantFrames ? Files.openRead("/proc/self/pagemap") : nil
   }
 
-  deinit { if let pagemap { close(pagemap) } }
+  deinit { if let pagemap { Files.closeDescriptor(pagemap) } }
 
   struct Result {
     var resident: UInt64
@@ -40,11 +35,9 @@ final class FileResidency {
   func scan(fd: Int32, size: UInt64) -> Result? {
     let pages = Int((size + UInt64(pageSize) - 1) / UInt64(pageSize))
     guard pages > 0, let length = Int(exactly: size) else { return nil }
-    guard let p = mmap(nil, length, PROT_READ, MAP_SHARED, fd, 0), p != MAP_FAILED else { return nil }
-    defer { munmap(p, length) }
-    if vector.count < pages { vector = [UInt8](repeating: 0, count: pages) }
-    let ok = vector.withUnsafeMutableBufferPointer { v in mincore(p, length, v.baseAddress) == 0 }
-    guard ok else { return nil }
+    guard let window = PageResidency(fd: fd, length: length, pageSize: pageSize),
+      window.resident(into: &vector)
+    else { return nil }
 
     // Runs of resident pages.
     var runs: [(first: Int, count: Int)] = []
@@ -77,10 +70,9 @@ final class FileResidency {
       while piece < whole.count {
         let run = (first: whole.first + piece, count: min(Self.batch, whole.count - piece))
         piece += run.count
-        let start = p + run.first * pageSize
-        let populated = madvise(start, run.count * pageSize, Self.populateRead) == 0
-        let frames = populated ? readFrames(pagemap, start, run.count) : nil
-        _ = madvise(start, run.count * pageSize, MADV_DONTNEED)
+        let populated = window.populate(first: run.first, count: run.count)
+        let frames = populated ? readFrames(pagemap, window.address(ofPage: run.first), run.count) : nil
+        window.release(first: run.first, count: run.count)
         guard let frames else {
           extents += Self.split(run.first, run.count, frame: nil)
           continue
@@ -104,10 +96,10 @@ final class FileResidency {
   }
 
   /// The frame of each page of `count` pages at `start` (nil: not present, or no permission).
-  private func readFrames(_ fd: Int32, _ start: UnsafeMutableRawPointer, _ count: Int) -> [UInt64?]? {
-    let index = UInt64(UInt(bitPattern: start)) / UInt64(pageSize)
+  private func readFrames(_ fd: Int32, _ start: UInt64, _ count: Int) -> [UInt64?]? {
+    let index = start / UInt64(pageSize)
     if pagemapBuffer.count < count * 8 { pagemapBuffer = [UInt8](repeating: 0, count: count * 8) }
-    guard Posix.pread(fd, &pagemapBuffer, count: count * 8, offset: index * 8) == count * 8 else { return nil }
+    guard Files.read(fd, into: &pagemapBuffer, count: count * 8, at: index * 8) == count * 8 else { return nil }
     var out: [UInt64?] = []
     out.reserveCapacity(count)
     pagemapBuffer.withUnsafeBytes { raw in

@@ -1,10 +1,6 @@
 import KscopeCore
 import KscopeOS
 
-#if canImport(Glibc)
-  import Glibc
-#endif
-
 /// Builds the per-frame class table from /proc/kpageflags and /proc/kpagecount (root only),
 /// streaming 64 Ki frames at a time so memory stays flat whatever the guest's size: the table
 /// is kept as runs, and the two 512 KiB read buffers are reused.
@@ -30,12 +26,12 @@ public struct FrameTableScanner {
   }
 
   public func scan(pageSize: UInt64) throws(AgentError) -> Result {
-    guard let ffd = Posix.openRead(flagsPath) else {
-      throw AgentError("\(flagsPath): cannot open: \(Posix.errorText()) (the agent needs root)")
+    guard let ffd = Files.openRead(flagsPath) else {
+      throw AgentError("\(flagsPath): cannot open: \(Files.lastErrorText()) (the agent needs root)")
     }
-    defer { close(ffd) }
-    let cfd = Posix.openRead(countsPath)
-    defer { if let cfd { close(cfd) } }
+    defer { Files.closeDescriptor(ffd) }
+    let cfd = Files.openRead(countsPath)
+    defer { if let cfd { Files.closeDescriptor(cfd) } }
 
     var image: [KernelImageRange] = []
     var ram: [Range<UInt64>]? = nil
@@ -58,13 +54,13 @@ public struct FrameTableScanner {
     var base: UInt64 = 0
     var usedCounts = cfd != nil
     while true {
-      guard let n = Posix.pread(ffd, &flagBuffer, count: bytes, offset: base * 8) else {
-        throw AgentError("\(flagsPath): read failed at frame \(base): \(Posix.errorText())")
+      guard let n = Files.read(ffd, into: &flagBuffer, count: bytes, at: base * 8) else {
+        throw AgentError("\(flagsPath): read failed at frame \(base): \(Files.lastErrorText())")
       }
       let frames = n / 8
       if frames == 0 { break }
       if usedCounts, let cfd {
-        if Posix.pread(cfd, &countBuffer, count: frames * 8, offset: base * 8) != frames * 8 {
+        if Files.read(cfd, into: &countBuffer, count: frames * 8, at: base * 8) != frames * 8 {
           usedCounts = false
         }
       }

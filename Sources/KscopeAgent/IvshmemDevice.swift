@@ -1,9 +1,5 @@
 import KscopeOS
 
-#if canImport(Glibc)
-  import Glibc
-#endif
-
 /// Finds the hint channel's PCI device: QEMU's ivshmem (vendor 0x1af4 Red Hat, device 0x1110
 /// inter-VM shared memory). Its BAR2 is the shared region, mappable from sysfs as `resource2`.
 public enum IvshmemDevice {
@@ -12,7 +8,7 @@ public enum IvshmemDevice {
 
   /// The sysfs directory of the first ivshmem device, or nil.
   public static func find(sysfs: String = "/sys/bus/pci/devices") -> String? {
-    let names = Posix.listDirectory(sysfs).map(\.name).sorted()
+    let names = Files.listDirectory(sysfs).map(\.name).sorted()
     for n in names {
       let dir = sysfs + "/" + n
       guard let v = Files.readText(dir + "/vendor", limit: 64),
@@ -27,12 +23,9 @@ public enum IvshmemDevice {
   /// reads as all ones. Writing "1" to sysfs `enable` is pci_enable_device.
   public static func enable(_ dir: String) throws(AgentError) {
     if let e = Files.readText(dir + "/enable", limit: 64), trim(e) == "1" { return }
-    let fd = Posix.retrying { open(dir + "/enable", O_WRONLY | O_CLOEXEC) }
-    guard fd >= 0 else { throw AgentError("\(dir)/enable: cannot open: \(Posix.errorText())") }
-    defer { close(fd) }
-    let one: [UInt8] = [0x31, 0x0A]
-    let n = one.withUnsafeBytes { b in Posix.retrying { write(fd, b.baseAddress, b.count) } }
-    guard n == one.count else { throw AgentError("\(dir)/enable: cannot enable: \(Posix.errorText())") }
+    do { try Files.writeExisting([0x31, 0x0A], to: dir + "/enable") } catch {
+      throw AgentError(error.description)
+    }
   }
 
   static func trim(_ s: String) -> String { String(s.filter { !$0.isWhitespace }) }

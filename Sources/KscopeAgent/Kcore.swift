@@ -1,8 +1,5 @@
 import KscopeCore
-
-#if canImport(Glibc)
-  import Glibc
-#endif
+import KscopeOS
 
 /// /proc/kcore: the running kernel's memory as an ELF core (root only). Its PT_LOAD segments
 /// map kernel virtual addresses (the image, the direct map, vmalloc) to file offsets, so the
@@ -12,10 +9,10 @@ final class Kcore {
   var segments: [(vaddr: UInt64, size: UInt64, offset: UInt64)] = []
 
   init?(path: String = "/proc/kcore") {
-    guard let fd = Posix.openRead(path) else { return nil }
+    guard let fd = Files.openRead(path) else { return nil }
     self.fd = fd
     var header = [UInt8](repeating: 0, count: 64)
-    guard Posix.pread(fd, &header, count: 64, offset: 0) == 64,
+    guard Files.read(fd, into: &header, count: 64, at: 0) == 64,
       header[0..<4].elementsEqual([0x7F, 0x45, 0x4C, 0x46]), header[4] == 2, header[5] == 1
     else { return nil }
     let r = ByteReader(header)
@@ -23,7 +20,7 @@ final class Kcore {
       let phnum = try? r.u16(at: 56), phentsize == 56, phnum > 0
     else { return nil }
     var table = [UInt8](repeating: 0, count: Int(phnum) * 56)
-    guard Posix.pread(fd, &table, count: table.count, offset: phoff) == table.count else { return nil }
+    guard Files.read(fd, into: &table, count: table.count, at: phoff) == table.count else { return nil }
     let t = ByteReader(table)
     for i in 0..<Int(phnum) {
       let at = i * 56
@@ -35,7 +32,7 @@ final class Kcore {
     }
   }
 
-  deinit { close(fd) }
+  deinit { Files.closeDescriptor(fd) }
 
   /// Reads `count` bytes at a kernel virtual address, or nil if no segment holds them all.
   func read(_ address: UInt64, count: Int) -> [UInt8]? {
@@ -43,7 +40,7 @@ final class Kcore {
       && UInt64(count) <= s.size - (address - s.vaddr)
     {
       var b = [UInt8](repeating: 0, count: count)
-      guard Posix.pread(fd, &b, count: count, offset: s.offset + (address - s.vaddr)) == count else {
+      guard Files.read(fd, into: &b, count: count, at: s.offset + (address - s.vaddr)) == count else {
         return nil
       }
       return b

@@ -2,10 +2,6 @@ import CZstd
 import KscopeCore
 import KscopeOS
 
-#if canImport(Glibc)
-  import Glibc
-#endif
-
 /// The running kernel's BTF (/sys/kernel/btf/vmlinux), compressed for the hint region, so that
 /// the host can build a layout for a kernel whose debug info nobody has. Read once at start:
 /// it does not change while the kernel runs.
@@ -28,7 +24,7 @@ public enum KernelBTF {
   public static func read(_ path: String = path) -> Outcome {
     let raw: [UInt8]
     do { raw = try Files.read(path, limit: Int(HintFormat.maxBTFBytes)) } catch {
-      return error.errno == ENOENT ? .absent : .failed(error.description)
+      return error.isNoSuchFile ? .absent : .failed(error.description)
     }
     // The BTF header: magic 0xEB9F (little-endian) and version 1; the host checks all of it.
     guard raw.count >= 24, raw[0] == 0x9F, raw[1] == 0xEB, raw[2] == 1 else {

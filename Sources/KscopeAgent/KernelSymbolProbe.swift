@@ -1,10 +1,6 @@
 import KscopeCore
 import KscopeOS
 
-#if canImport(Glibc)
-  import Glibc
-#endif
-
 /// Learns the kernel-symbol hints from inside the guest, as root, without a kernel module:
 ///
 /// - addresses from /proc/kallsyms (`_text`, and the variables `page_offset_base`,
@@ -27,7 +23,7 @@ public struct KernelSymbolProbe {
   {
     let wanted: Set<String> = ["_text", "page_offset_base", "vmemmap_base", "vmalloc_base", "phys_base"]
     var found: [String: UInt64] = [:]
-    let ok = Posix.forEachLine(kallsyms) { line in
+    let ok = Files.forEachLine(kallsyms) { line in
       // "ffffffff81000000 T _text" (module symbols carry a "\t[module]" suffix: skipped).
       let parts = line.split(separator: 0x20, maxSplits: 2)
       guard parts.count == 3, parts[2].count <= 32, !parts[2].contains(0x09),

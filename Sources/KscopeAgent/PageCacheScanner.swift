@@ -1,10 +1,6 @@
 import KscopeCore
 import KscopeOS
 
-#if canImport(Glibc)
-  import Glibc
-#endif
-
 /// Finds the guest's cached files from userspace: walks directory trees under chosen roots
 /// (never crossing into another filesystem from a root, like `find -xdev`) and asks, per
 /// regular file, which of its pages are resident (see FileResidency). Without a kernel module
@@ -32,7 +28,7 @@ public struct PageCacheScanner {
   /// (/proc/self/mounts sources under /dev/), which is where workloads keep their files.
   public static func defaultRoots(mounts: String = "/proc/self/mounts") -> [String] {
     var roots = ["/"]
-    Posix.forEachLine(mounts) { line in
+    Files.forEachLine(mounts) { line in
       let f = line.split(separator: 0x20)
       if f.count >= 2, f[0].starts(with: Array("/dev/".utf8)),
         let dir = decodeUTF8(f[1]), !dir.contains("\\"), !roots.contains(dir)
@@ -64,47 +60,47 @@ public struct PageCacheScanner {
     var recordBytes = 0
     func size(_ f: CachedFile) -> Int { 48 + f.path.utf8.count + 24 * f.extents.count }
     outer: for root in roots {
-      var rootStat = stat()
-      guard lstat(root, &rootStat) == 0, rootStat.st_mode & S_IFMT == S_IFDIR else { continue }
+      guard let rootStat = Files.status(root), rootStat.kind == .directory else { continue }
       var stack = [root]
       while let dir = stack.popLast() {
-        for e in Posix.listDirectory(dir) {
+        for e in Files.listDirectory(dir) {
           let path = dir == "/" ? "/" + e.name : dir + "/" + e.name
-          var type = e.type
-          var st = stat()
-          if type == UInt8(DT_UNKNOWN) || type == UInt8(DT_DIR) {
-            guard lstat(path, &st) == 0 else { continue }
-            type = st.st_mode & S_IFMT == S_IFDIR ? UInt8(DT_DIR) : st.st_mode & S_IFMT == S_IFREG ? UInt8(DT_REG) : 0
+          var kind = e.kind
+          if kind == nil || kind == .directory {
+            guard let st = Files.status(path) else { continue }
+            kind = st.kind
+            if kind == .directory {
+              // Stay on the root's filesystem (another mount is its own root, or not scanned).
+              if st.device == rootStat.device { stack.append(path) }
+              continue
+            }
           }
-          if type == UInt8(DT_DIR) {
-            // Stay on the root's filesystem (another mount is its own root, or not scanned).
-            if st.st_dev == rootStat.st_dev { stack.append(path) }
-            continue
-          }
-          guard type == UInt8(DT_REG) else { continue }
+          guard kind == .regular else { continue }
           if visited >= maxFiles {
             hitLimit = true
             break outer
           }
           visited += 1
-          guard let fd = Posix.openRead(path, extraFlags: Self.noATime | O_NONBLOCK | O_NOFOLLOW)
-            ?? Posix.openRead(path, extraFlags: O_NONBLOCK | O_NOFOLLOW)
+          // No access time: the scan must not look like use of the file (root or the owner
+          // only, so the open is retried without it).
+          guard let fd = Files.openRead(path, noFollow: true, nonBlocking: true, noAccessTime: true)
+            ?? Files.openRead(path, noFollow: true, nonBlocking: true)
           else {
             unreadable += 1
             continue
           }
-          defer { close(fd) }
-          guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG, st.st_size > 0,
-            st.st_dev == rootStat.st_dev
+          defer { Files.closeDescriptor(fd) }
+          guard let st = Files.status(fd: fd), st.kind == .regular, st.size > 0,
+            st.device == rootStat.device
           else { continue }
-          let key = FileID(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
+          let key = FileID(device: st.device, inode: st.inode)
           guard !seen.contains(key), excluded?.device != key.device || excluded?.inode != key.inode
           else { continue }
-          guard let r = residency.scan(fd: fd, size: UInt64(st.st_size)), r.resident > 0 else { continue }
+          guard let r = residency.scan(fd: fd, size: UInt64(st.size)), r.resident > 0 else { continue }
           seen.insert(key)
           let file = CachedFile(
-            path: path, device: Self.kernelDevice(UInt64(st.st_dev)), inode: UInt64(st.st_ino),
-            size: UInt64(st.st_size), residentPages: r.resident, extents: r.extents,
+            path: path, device: Self.kernelDevice(st.device), inode: st.inode,
+            size: UInt64(st.size), residentPages: r.resident, extents: r.extents,
             framesKnown: r.framesKnown)
           files.append(file)
           recordBytes += size(file)
@@ -140,10 +136,6 @@ public struct PageCacheScanner {
       files: files, filesVisited: visited, hitFileLimit: hitLimit, unreadable: unreadable,
       dropped: dropped)
   }
-
-  /// O_NOATIME (not exported by Swift's Glibc module): reading for the scan must not look
-  /// like use of the file. Root only (or the owner); the open is retried without it.
-  static let noATime: Int32 = 0o1_000_000
 
   struct FileID: Hashable {
     var device: UInt64

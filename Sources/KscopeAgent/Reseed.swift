@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-  import Glibc
-#endif
+import KscopeOS
 
 /// Reseeds the guest kernel's RNG from host-supplied bytes (`kscope reseed HEX`, run by the host
 /// right after a clone resumes): two clones of one snapshot start with the same RNG state, and
@@ -8,10 +6,6 @@
 /// same "random" bytes. The bytes are credited as entropy (RNDADDENTROPY) and the kernel's CRNG
 /// is reseeded at once (RNDRESEEDCRNG) rather than at its next scheduled reseed.
 public enum Reseed {
-  /// _IOW('R', 0x03, int[2]) and _IO('R', 0x07) from <linux/random.h>.
-  static let addEntropy: UInt = 0x4008_5203
-  static let reseedCRNG: UInt = 0x5207
-
   /// Parses 32..256 bytes of lowercase or uppercase hex; nil for anything else.
   public static func parseSeed(_ hex: String) -> [UInt8]? {
     let chars = Array(hex.utf8)
@@ -38,20 +32,7 @@ public enum Reseed {
   /// Mixes `seed` into the kernel's pool, credited, and reseeds the CRNG. Returns an error
   /// message, or nil on success. Needs root.
   public static func run(_ seed: [UInt8]) -> String? {
-    let fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC)
-    guard fd >= 0 else { return "cannot open /dev/urandom: \(String(cString: strerror(errno)))" }
-    defer { close(fd) }
-    // struct rand_pool_info { int entropy_count; int buf_size; __u32 buf[]; }
-    let words = (seed.count + 3) / 4
-    var info = [Int32](repeating: 0, count: 2 + words)
-    info[0] = Int32(seed.count * 8)
-    info[1] = Int32(seed.count)
-    info.withUnsafeMutableBytes { raw in
-      for (k, b) in seed.enumerated() { raw[8 + k] = b }
-    }
-    let added = info.withUnsafeMutableBytes { ioctl(fd, addEntropy, $0.baseAddress!) }
-    guard added == 0 else { return "RNDADDENTROPY: \(String(cString: strerror(errno)))" }
-    guard ioctl(fd, reseedCRNG) == 0 else { return "RNDRESEEDCRNG: \(String(cString: strerror(errno)))" }
+    do { try KernelRandom.addEntropyAndReseed(seed) } catch { return error.description }
     return nil
   }
 }

@@ -1,9 +1,6 @@
 import KscopeCore
 import Synchronization
-
-#if canImport(Glibc)
-  import Glibc
-#endif
+import KscopeOS
 
 /// The shared region, mapped MAP_SHARED: the ivshmem BAR2 (sysfs `resource2`) or a plain
 /// file (`--out`). Owns the mapping and its descriptor; unmaps and closes on deinit.
@@ -13,53 +10,23 @@ import Synchronization
 /// the generation, copies, reads it again, and keeps the copy only if both are the same even
 /// value (and the copy's checksum, which covers the final generation, matches).
 public struct SharedRegion: ~Copyable {
-  let base: UnsafeMutableRawPointer
-  public let size: Int
-  let fd: Int32
-  public let path: String
+  let mapping: SharedMapping
+  var base: UnsafeMutableRawPointer { mapping.base }
+  public var size: Int { mapping.size }
+  public var path: String { mapping.path }
   /// The region file's device and inode (st_dev, st_ino), so the page-cache scan can skip it.
-  public let identity: (device: UInt64, inode: UInt64)
+  public var identity: (device: UInt64, inode: UInt64) { (mapping.device, mapping.inode) }
 
   /// Maps an existing file or device resource of its current size. With `createSize`, a
   /// missing or empty file is created (or grown) to that size first.
   public init(path: String, createSize: Int? = nil) throws(AgentError) {
-    let flags = O_RDWR | O_CLOEXEC | (createSize != nil ? O_CREAT : 0)
-    let fd = Posix.retrying { open(path, flags, 0o644) }
-    guard fd >= 0 else { throw AgentError("\(path): cannot open: \(Posix.errorText())") }
-    var st = stat()
-    guard fstat(fd, &st) == 0 else {
-      let e = errno
-      close(fd)
-      throw AgentError("\(path): cannot stat: \(Posix.errorText(e))")
+    do {
+      mapping = try SharedMapping(
+        path: path, createSize: createSize,
+        allowedSizes: HintFormat.minRegionSize...HintFormat.maxRegionSize)
+    } catch {
+      throw AgentError(error.description)
     }
-    var size = Int(st.st_size)
-    if let want = createSize, size == 0 {
-      guard ftruncate(fd, off_t(want)) == 0 else {
-        let e = errno
-        close(fd)
-        throw AgentError("\(path): cannot size to \(want) bytes: \(Posix.errorText(e))")
-      }
-      size = want
-    }
-    guard size >= HintFormat.minRegionSize, size <= HintFormat.maxRegionSize else {
-      close(fd)
-      throw AgentError("\(path): \(size) bytes is not a usable region size (\(HintFormat.minRegionSize)...\(HintFormat.maxRegionSize))")
-    }
-    guard let p = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), p != MAP_FAILED else {
-      let e = errno
-      close(fd)
-      throw AgentError("\(path): cannot map \(size) bytes shared: \(Posix.errorText(e))")
-    }
-    self.base = p
-    self.size = size
-    self.fd = fd
-    self.path = path
-    self.identity = (UInt64(st.st_dev), UInt64(st.st_ino))
-  }
-
-  deinit {
-    munmap(base, size)
-    close(fd)
   }
 
   /// The generation word as it is now.

@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-  import Glibc
-#endif
+import KscopeOS
 
 /// The agent's signals, without handlers: they are blocked and collected with sigtimedwait,
 /// so a signal arriving just before a sleep is never lost (no flag/handler race).
@@ -8,29 +6,17 @@
 public enum SignalWait {
   public enum Event: Sendable { case timeout, refresh, stop }
 
-  static func set() -> sigset_t {
-    var s = sigset_t()
-    sigemptyset(&s)
-    for sig in [SIGUSR1, SIGTERM, SIGINT, SIGHUP] { sigaddset(&s, sig) }
-    return s
-  }
+  static let signals = [Signals.user1, Signals.terminate, Signals.interrupt, Signals.hangUp]
 
   /// Blocks the agent's signals (call before anything else, while single-threaded).
-  public static func block() {
-    var s = set()
-    sigprocmask(SIG_BLOCK, &s, nil)
-  }
+  public static func block() { Signals.block(signals) }
 
   /// Waits up to `nanoseconds` for one of the agent's signals.
   public static func wait(nanoseconds: UInt64) -> Event {
-    var s = set()
-    var ts = timespec(tv_sec: Int(nanoseconds / 1_000_000_000), tv_nsec: Int(nanoseconds % 1_000_000_000))
-    var info = siginfo_t()
-    let r = sigtimedwait(&s, &info, &ts)
-    switch r {
-    case SIGUSR1: return .refresh
-    case SIGTERM, SIGINT, SIGHUP: return .stop
-    default: return .timeout  // EAGAIN (timed out) or EINTR (another signal)
+    switch Signals.wait(for: signals, nanoseconds: nanoseconds) {
+    case Signals.user1: return .refresh
+    case Signals.terminate, Signals.interrupt, Signals.hangUp: return .stop
+    default: return .timeout  // timed out, or another signal interrupted the wait
     }
   }
 }

@@ -1,11 +1,9 @@
 import KscopeCore
 import KscopeSnapshot
 import KscopeLayout
+import KscopeOS
 import Logging
 
-#if canImport(Glibc)
-  import Glibc
-#endif
 
 public struct AnalyzerOptions: Sendable {
   /// Also color frames whose content is all zeros `zero` (reads every non-free frame).
@@ -118,9 +116,5 @@ struct PhaseClock {
   }
 }
 
-/// Seconds on a monotonic clock.
-func monotonicSeconds() -> Double {
-  var ts = timespec()
-  clock_gettime(CLOCK_MONOTONIC, &ts)
-  return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-}
+/// Seconds on the monotonic clock.
+func monotonicSeconds() -> Double { MonotonicClock.seconds() }

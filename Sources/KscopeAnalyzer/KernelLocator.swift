@@ -198,10 +198,28 @@ public struct KernelAddressSpace: Sendable {
   }
 
   /// The running address of a symbol given its link-time address.
-  public func running(_ link: UInt64) -> UInt64 { link &+ location.slide }
+  public func running(_ link: KernelVirtualAddress) -> KernelVirtualAddress {
+    KernelVirtualAddress(running(link.rawValue))
+  }
 
   /// Translates; nil when unmapped or outside RAM.
-  public func physical(_ va: UInt64) -> UInt64? {
+  public func physical(_ va: KernelVirtualAddress) -> GuestPhysicalAddress? {
+    physical(va.rawValue).map(GuestPhysicalAddress.init)
+  }
+
+  /// The little-endian word at a kernel virtual address; nil when unmapped or outside RAM.
+  public func u64(_ va: KernelVirtualAddress) -> UInt64? { u64(va.rawValue) }
+  public func u32(_ va: KernelVirtualAddress) -> UInt32? { u32(va.rawValue) }
+  /// `count` bytes at `va`, not crossing a page (names, headers).
+  public func bytes(_ va: KernelVirtualAddress, count: Int) -> [UInt8]? {
+    bytes(va.rawValue, count: count)
+  }
+
+  // Raw forms for the walkers inside this module, which compute addresses from guest words.
+
+  func running(_ link: UInt64) -> UInt64 { link &+ location.slide }
+
+  func physical(_ va: UInt64) -> UInt64? {
     if va >= startKernelMap && va - startKernelMap < kernelImageWindow {
       return va - startKernelMap &+ location.physBase
     }
@@ -211,9 +229,9 @@ public struct KernelAddressSpace: Sendable {
     return tables.translate(root: location.topTable, va: va)?.pa
   }
 
-  public func u64(_ va: UInt64) -> UInt64? { physical(va).flatMap { memory.u64(at: $0) } }
-  public func u32(_ va: UInt64) -> UInt32? { physical(va).flatMap { memory.u32(at: $0) } }
-  public func bytes(_ va: UInt64, count: Int) -> [UInt8]? {
+  func u64(_ va: UInt64) -> UInt64? { physical(va).flatMap { memory.u64(at: $0) } }
+  func u32(_ va: UInt64) -> UInt32? { physical(va).flatMap { memory.u32(at: $0) } }
+  func bytes(_ va: UInt64, count: Int) -> [UInt8]? {
     // Small reads only (names, headers): they may not cross a page.
     guard count <= 4096 - Int(va & 4095), let pa = physical(va) else { return nil }
     return memory.bytes(at: pa, count: count)

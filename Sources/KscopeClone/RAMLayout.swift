@@ -1,17 +1,10 @@
-/// Where guest physical memory lies in a RAM file: segments of (guest physical start, file
-/// offset, size), as a snapshot's manifest records them (q35 splits RAM around the PCI hole).
+import KscopeSnapshot
+
+/// Where guest physical memory lies in a RAM file: the snapshot model's regions (guest physical
+/// start, size, file offset), as a manifest records them (q35 splits RAM around the PCI hole),
+/// with the engine's translations between frames and file offsets.
 public struct RAMLayout: Equatable, Sendable {
-  public struct Segment: Equatable, Sendable {
-    public var guestPhysicalStart: UInt64
-    public var fileOffset: UInt64
-    public var size: UInt64
-    public init(guestPhysicalStart: UInt64, fileOffset: UInt64, size: UInt64) {
-      self.guestPhysicalStart = guestPhysicalStart
-      self.fileOffset = fileOffset
-      self.size = size
-    }
-  }
-  public let segments: [Segment]
+  public let segments: [GuestRAMRegion]
   public let pageSize: UInt64
   /// Bytes of RAM file the segments cover (the highest end).
   public let fileSize: UInt64
@@ -22,7 +15,7 @@ public struct RAMLayout: Equatable, Sendable {
 
   /// Checks the segments (they come from a manifest: untrusted): page-aligned, no overflow,
   /// sorted and non-overlapping in both spaces, at most 64.
-  public init(segments: [Segment], pageSize: UInt64 = 4096) throws(LayoutError) {
+  public init(segments: [GuestRAMRegion], pageSize: UInt64 = 4096) throws(LayoutError) {
     guard !segments.isEmpty, segments.count <= 64 else {
       throw LayoutError(description: "RAM layout has \(segments.count) segments (expected 1...64)")
     }

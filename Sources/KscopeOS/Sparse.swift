@@ -110,3 +110,14 @@ public enum SparseFile {
     return UInt64(st.st_blocks) * 512
   }
 }
+
+extension SparseFile {
+  /// Creates (or truncates) `path` as a file of `size` bytes that are all a hole (tmpfs
+  /// allocates pages on first touch). A symbolic link at `path` is refused.
+  public static func createEmpty(_ path: String, size: UInt64) throws(FileError) {
+    let file = try Files.create(path, mode: 0o600)
+    guard size <= UInt64(Int64.max), ftruncate(file.fd, off_t(size)) == 0 else {
+      throw FileError(path: path, operation: "ftruncate", errno: size > UInt64(Int64.max) ? EFBIG : errno)
+    }
+  }
+}

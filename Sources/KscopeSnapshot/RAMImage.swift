@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-  import Glibc
-#endif
 import KscopeCore
 import KscopeOS
 
@@ -29,35 +26,26 @@ public final class RAMImage: PhysicalMemory, @unchecked Sendable {
   }
 
   @inline(__always)
-  public func withBytes<T>(at address: UInt64, count: Int, _ body: (UnsafeRawBufferPointer) -> T) -> T? {
+  public func withBytes<T>(
+    at address: GuestPhysicalAddress, count: Int, _ body: (UnsafeRawBufferPointer) -> T
+  ) -> T? {
     guard count >= 0, let r = region(containing: address, count: count),
-      let b = file.bytes(at: Int(r.fileOffset + (address - r.guestPhysicalStart)), count: count)
+      let b = file.bytes(at: Int(r.fileOffset + (address.rawValue - r.guestPhysicalStart)), count: count)
     else { return nil }
     return body(b)
   }
 
-  /// memchr for the first byte, memcmp for the rest (glibc's memmem is not exported to Swift).
-  static func search(_ hay: UnsafeRawPointer, _ length: Int, _ needle: [UInt8]) -> Int? {
-    needle.withUnsafeBytes { n -> Int? in
-      var at = 0
-      while at + n.count <= length {
-        guard let p = memchr(hay + at, Int32(n[0]), length - n.count + 1 - at) else { return nil }
-        let i = UnsafeRawPointer(p) - hay
-        if memcmp(hay + i, n.baseAddress!, n.count) == 0 { return i }
-        at = i + 1
-      }
-      return nil
-    }
-  }
-
-  public func find(_ needle: [UInt8], from: UInt64) -> UInt64? {
+  public func find(_ needle: [UInt8], from address: GuestPhysicalAddress) -> GuestPhysicalAddress? {
+    let from = address.rawValue
     guard !needle.isEmpty, let base = file.base else { return nil }
     for r in regions.sorted(by: { $0.guestPhysicalStart < $1.guestPhysicalStart }) where r.end > from {
       let startInRegion = max(from, r.guestPhysicalStart) - r.guestPhysicalStart
       let length = Int(r.size - startInRegion)
       guard length >= needle.count else { continue }
       let hay = base + Int(r.fileOffset + startInRegion)
-      if let at = RAMImage.search(hay, length, needle) { return r.guestPhysicalStart + startInRegion + UInt64(at) }
+      if let at = Memory.find(needle, in: UnsafeRawBufferPointer(start: hay, count: length)) {
+        return GuestPhysicalAddress(r.guestPhysicalStart + startInRegion + UInt64(at))
+      }
     }
     return nil
   }

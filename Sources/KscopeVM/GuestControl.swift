@@ -49,7 +49,7 @@ public enum GuestControl {
   public static func exec(socketPath: String, command: String, timeout: Double = 60) throws
     -> ExecResult
   {
-    let s = try StreamSocket.unix(path: socketPath)
+    let s = try SocketConnection.unix(path: socketPath)
     defer { s.close() }
     let id = String(UInt64.random(in: 1...UInt64.max), radix: 36)
     try s.write(request(id: id, command: command))

@@ -1,4 +1,5 @@
 import Foundation
+import KscopeOS
 
 /// The two workloads, after the paper's Web and OLAP experiments.
 public enum Workload: String, Codable, CaseIterable, Sendable {
@@ -124,7 +125,7 @@ public struct GuestImage: Codable, Equatable, Sendable {
     }
     log("building image \(key) (kernel \(kernel.release), workload \(spec.workload.rawValue))")
     removeStaleBuilds(in: stateDir + "/images")
-    let tmp = stateDir + "/images/.tmp-\(key)-\(getpid())"
+    let tmp = stateDir + "/images/.tmp-\(key)-\(ProcessUsage.id)"
     try? fm.removeItem(atPath: tmp)
     try fm.createDirectory(atPath: tmp, withIntermediateDirectories: true)
     defer { try? fm.removeItem(atPath: tmp) }
@@ -166,7 +167,7 @@ public struct GuestImage: Codable, Equatable, Sendable {
     let fm = FileManager.default
     for entry in (try? fm.contentsOfDirectory(atPath: images)) ?? [] where entry.hasPrefix(".tmp-") {
       guard let pid = entry.split(separator: "-").last.flatMap({ Int32($0) }), pid > 0,
-        pid != getpid(), !processExists(pid)
+        pid != ProcessUsage.id, !Signals.processExists(pid)
       else { continue }
       try? fm.removeItem(atPath: images + "/" + entry)
     }

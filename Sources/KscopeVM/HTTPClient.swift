@@ -14,7 +14,7 @@ public enum HTTPClient {
 
   public static func get(port: UInt16, path: String, timeout: Double = 30) throws -> HTTPResponse {
     let deadline = Date(timeIntervalSinceNow: timeout)
-    let s = try StreamSocket.loopback(port: port, timeout: timeout)
+    let s = try SocketConnection.loopback(port: port, timeout: timeout)
     try s.write(Data("GET \(path) HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8))
     var raw = Data()
     while true {

@@ -90,14 +90,14 @@ public struct LineFramer {
 /// A QMP client over QEMU's unix socket: reads the greeting, negotiates capabilities, then runs
 /// commands one at a time, matching replies by id and skipping events. Every read has a deadline.
 public final class QMPClient {
-  private let socket: StreamSocket
+  private let socket: SocketConnection
   private var framer = LineFramer()
   private var nextID = 1
   public private(set) var qemuVersion = ""
   public private(set) var events: [String] = []
 
   public init(path: String, timeout: Double = 10) throws {
-    socket = try StreamSocket.unix(path: path)
+    socket = try SocketConnection.unix(path: path)
     let deadline = Date(timeIntervalSinceNow: timeout)
     guard case .greeting(let version) = try readMessage(deadline: deadline) else {
       throw VMError.qmp("no greeting on \(path)")

@@ -1,3 +1,5 @@
+import KscopeOS
+
 /// Everything that can go wrong while building images and driving VMs. Each case's description is
 /// the one-line message a user sees.
 public enum VMError: Error, CustomStringConvertible, Equatable {
@@ -28,7 +30,7 @@ public enum VMError: Error, CustomStringConvertible, Equatable {
     case .invalidArgument(let m): return m
     case .missingPrerequisite(let m): return m
     case .system(let op, let detail, let e):
-      return "\(op) \(detail): \(String(cString: strerrorText(e)))"
+      return "\(op) \(detail): \(Files.lastErrorText(e))"
     case .processFailed(let command, let status, let output):
       let last = output.split(separator: "\n").last.map(String.init) ?? ""
       return "\(command) exited with status \(status)\(last.isEmpty ? "" : ": " + last)"

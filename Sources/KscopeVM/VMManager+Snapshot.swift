@@ -2,10 +2,6 @@ import Foundation
 import KscopeCore
 import KscopeOS
 
-#if canImport(Glibc)
-  import Glibc
-#endif
-
 extension VMManager {
   /// Snapshots a running VM into `directory`: pause, save device state with x-ignore-shared (the
   /// RAM is a shared file, so it is not in the stream), copy the RAM file (holes kept), copy the
@@ -20,11 +16,10 @@ extension VMManager {
     let rec = try record(name)
     let dir = URL(fileURLWithPath: directory).standardizedFileURL.path
     let fm = FileManager.default
-    var st = stat()
-    if lstat(dir, &st) == 0 {
-      guard st.st_mode & S_IFMT == S_IFDIR else {
+    if let st = Files.status(dir) {
+      guard st.kind == .directory else {
         throw VMError.invalidArgument(
-          "\(TerminalSafe.oneLine(dir)) exists and is \(Files.kindName(st.st_mode)), not a directory")
+          "\(TerminalSafe.oneLine(dir)) exists and is \(st.kindName), not a directory")
       }
       if let existing = try? fm.contentsOfDirectory(atPath: dir), !existing.isEmpty {
         throw VMError.invalidArgument("\(TerminalSafe.oneLine(dir)) exists and is not empty")
@@ -39,18 +34,18 @@ extension VMManager {
     let base = dir.split(separator: "/").last.map(String.init) ?? dir
     try? fm.createDirectory(atPath: parent, withIntermediateDirectories: true)
     removeStalePartials(in: parent)
-    let work = "\(parent)/.\(base)\(VMManager.partialMarker)\(getpid())"
+    let work = "\(parent)/.\(base)\(VMManager.partialMarker)\(ProcessUsage.id)"
     try? fm.removeItem(atPath: work)
-    guard mkdir(work, 0o755) == 0 else {
-      throw VMError.system(operation: "mkdir", detail: TerminalSafe.oneLine(work), errno: errno)
+    do { try Files.makeDirectory(work) } catch {
+      throw VMError.system(operation: "mkdir", detail: TerminalSafe.oneLine(work), errno: error.errno)
     }
     var wasRunning = false
     do {
       wasRunning = try recoverForSnapshot(q) == "running"
       let m = try saveSnapshot(q, record: rec, to: work, timeout: timeout, progress: progress)
-      guard rename(work, dir) == 0 else {
+      do { try Files.renameFile(work, to: dir) } catch {
         throw VMError.system(
-          operation: "rename", detail: TerminalSafe.oneLine("\(work) -> \(dir)"), errno: errno)
+          operation: "rename", detail: TerminalSafe.oneLine("\(work) -> \(dir)"), errno: error.errno)
       }
       if resume { try q.execute("cont") }
       return m
@@ -73,7 +68,7 @@ extension VMManager {
         let pid = entry.components(separatedBy: VMManager.partialMarker).last.flatMap({
           Int32($0)
         }),
-        pid > 0, pid != getpid(), !processExists(pid)
+        pid > 0, pid != ProcessUsage.id, !Signals.processExists(pid)
       else { continue }
       try? fm.removeItem(atPath: parent + "/" + entry)
     }
@@ -113,15 +108,12 @@ extension VMManager {
       arguments: ["capabilities": [["capability": "x-ignore-shared", "state": true]]])
     // QEMU writes the device state into a file kscope opened, passed as a descriptor (QMP
     // getfd + an "fd:" URI): no path reaches a shell.
-    let stateFD = open(
-      dir + "/device.state", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
-    guard stateFD >= 0 else {
-      throw VMError.system(operation: "open", detail: dir + "/device.state", errno: errno)
+    let state: OpenFile
+    do { state = try Files.createNew(dir + "/device.state") } catch {
+      throw VMError.system(operation: "open", detail: dir + "/device.state", errno: error.errno)
     }
-    do {
-      defer { close(stateFD) }
-      try q.passFile(stateFD, name: "kscope-save")
-    }
+    // Closed once QEMU holds its own copy (OpenFile closes it when released).
+    try withExtendedLifetime(state) { try q.passFile(state.fd, name: "kscope-save") }
     try q.execute("migrate", arguments: ["uri": "fd:kscope-save"])
     try waitMigration(q, what: "saving device state of '\(config.name)'", timeout: timeout)
     let deviceSeconds = Date().timeIntervalSince(t0)
@@ -232,7 +224,7 @@ extension VMManager {
       // the directory, no link): QEMU opens it through /proc, so a file renamed or swapped since
       // cannot take its place. kscope holds it open until QEMU has mapped it.
       config.ramBacking = RAMBacking(
-        mode: "template", file: "/proc/\(getpid())/fd/\(snap.ram.fd)", realPath: snap.ram.path)
+        mode: "template", file: "/proc/\(ProcessUsage.id)/fd/\(snap.ram.fd)", realPath: snap.ram.path)
     case .lazy(let lazy):
       config.ramBacking = RAMBacking(
         mode: "lazy", file: lazy.cacheFile, engineDirectory: lazy.engineDirectory,
@@ -271,8 +263,8 @@ extension VMManager {
         arguments: ["capabilities": [["capability": "x-ignore-shared", "state": true]]])
       // The device state goes to QEMU as the descriptor kscope opened inside the snapshot
       // directory (QMP getfd + "fd:"): no path, no shell.
-      guard lseek(snap.deviceState.fd, 0, SEEK_SET) == 0 else {
-        throw VMError.system(operation: "lseek", detail: snap.deviceState.path, errno: errno)
+      do { try Files.seekToStart(snap.deviceState.fd, path: snap.deviceState.path) } catch {
+        throw VMError.system(operation: "lseek", detail: snap.deviceState.path, errno: error.errno)
       }
       try q.passFile(snap.deviceState.fd, name: "kscope-state")
       try q.execute("migrate-incoming", arguments: ["uri": "fd:kscope-state"])

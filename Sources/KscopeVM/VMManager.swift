@@ -1,4 +1,5 @@
 import Foundation
+import KscopeOS
 
 /// A VM's record on disk (`<state>/vms/<name>/vm.json`), written before QEMU starts so that a
 /// VM can always be found and stopped, even after a failed start.
@@ -245,7 +246,7 @@ public struct VMManager: Sendable {
   func livePid(pidPath: String, directory: String) -> Int32? {
     guard let text = try? String(contentsOfFile: pidPath, encoding: .utf8),
       let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 1,
-      processExists(pid),
+      Signals.processExists(pid),
       let cmdline = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline")
     else { return nil }
     let args = String(decoding: cmdline, as: UTF8.self)
@@ -303,13 +304,13 @@ public struct VMManager: Sendable {
         q.close()
       }
       if !waitExit(pid, seconds: 10) {
-        sendSignal(pid, signalTerminate)
+        Signals.send(Signals.terminate, to: pid)
         if !waitExit(pid, seconds: 5) {
-          sendSignal(pid, signalKill)
+          Signals.send(Signals.kill, to: pid)
           _ = waitExit(pid, seconds: 5)
         }
       }
-      if processExists(pid) { throw VMError.timeout("QEMU pid \(pid) of '\(name)' did not exit") }
+      if Signals.processExists(pid) { throw VMError.timeout("QEMU pid \(pid) of '\(name)' did not exit") }
     }
     try FileManager.default.removeItem(atPath: dir)
   }
@@ -327,9 +328,9 @@ public struct VMManager: Sendable {
   func waitExit(_ pid: Int32, seconds: Double) -> Bool {
     let deadline = Date(timeIntervalSinceNow: seconds)
     while Date() < deadline {
-      if !processExists(pid) { return true }
+      if !Signals.processExists(pid) { return true }
       Thread.sleep(forTimeInterval: 0.05)
     }
-    return !processExists(pid)
+    return !Signals.processExists(pid)
   }
 }

@@ -1,10 +1,7 @@
 // kscope-agent: the guest agent. Publishes kernel-symbol, frame-class and page-cache hints into
 // the ivshmem shared region (or a file) for the host. No Foundation: a small static binary.
 import KscopeAgent
-
-#if canImport(Glibc)
-  import Glibc
-#endif
+import KscopeOS
 
 let usage = """
   usage: kscope-agent [--out FILE [--size BYTES]] [--interval DURATION] [--once]
@@ -23,14 +20,12 @@ let usage = """
   """
 
 func fail(_ message: String) -> Never {
-  var line = "kscope-agent: \(message)\n"
-  line.withUTF8 { b in _ = write(2, b.baseAddress, b.count) }
-  exit(2)
+  SystemInfo.writeStandardError("kscope-agent: \(message)\n")
+  SystemInfo.exit(2)
 }
 
 func log(_ message: String) {
-  var line = "kscope-agent: \(message)\n"
-  line.withUTF8 { b in _ = write(2, b.baseAddress, b.count) }
+  SystemInfo.writeStandardError("kscope-agent: \(message)\n")
 }
 
 /// "1s", "500ms", "2m", "1.5s", or plain seconds.
@@ -63,7 +58,7 @@ if args.first == "agent" { args = args.dropFirst() }
 if args.first == "reseed" {
   guard args.count == 2, let seed = Reseed.parseSeed(args.last!) else { fail("usage: kscope reseed HEX (32..256 bytes)") }
   if let problem = Reseed.run(seed) { fail(problem) }
-  exit(0)
+  SystemInfo.exit(0)
 }
 @MainActor func value(_ flag: String) -> String {
   guard let v = args.popFirst() else { fail("\(flag) needs a value\n\(usage)") }
@@ -93,14 +88,14 @@ while let a = args.popFirst() {
       fail("bad --cpu-budget (a percentage of one CPU, e.g. 1%)")
     }
     options.cpuBudget = p / 100
-  case "--garbage": options.garbageSeed = options.garbageSeed ?? UInt64(time(nil))
+  case "--garbage": options.garbageSeed = options.garbageSeed ?? UInt64(SystemInfo.unixTime())
   case "--seed":
     guard let s = UInt64(value(a)) else { fail("bad --seed") }
     options.garbageSeed = s
   case "--verbose", "-v": options.verbose = true
   case "--help", "-h":
     print(usage)
-    exit(0)
+    SystemInfo.exit(0)
   default: fail("unknown argument \(a)\n\(usage)")
   }
 }

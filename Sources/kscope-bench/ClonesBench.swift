@@ -1,4 +1,5 @@
 import Foundation
+import KscopeOS
 
 /// `kscope-bench clones [--kernels 6.1,6.12] [--workloads web,olap] [--policies LIST]
 ///   [--clones 8] [--site-mib 240] [--olap-mib 200] [--web-requests 300] [--remote] [--out DIR]`
@@ -201,7 +202,7 @@ enum ClonesBench {
       self.siteMiB = siteMiB
       self.olapMiB = olapMiB
       self.webRequests = webRequests
-      state = "/dev/shm/kscope-bench-clones-\(getpid())-\(kernel)-\(workload)"
+      state = "/dev/shm/kscope-bench-clones-\(ProcessUsage.id)-\(kernel)-\(workload)"
     }
 
     /// Runs `kscope ARGS --json` (vm and workload commands get this run's state directory).
@@ -272,7 +273,7 @@ enum ClonesBench {
       var footprint = Double(anon + (engine["cache_resident_pages"] as? Int ?? 0)) * 4096
       if policy == "eager" {
         // The full copy: what the snapshot's RAM file holds (holes stay holes).
-        let copied = allocatedBytes(state + "/vms/\(name)/ram")
+        let copied = SparseFile.allocatedBytes(state + "/vms/\(name)/ram")
         fetched = Int(copied / 4096)
         moved = Int(copied)
         footprint = Double(copied + UInt64(anon) * 4096)
@@ -298,7 +299,7 @@ enum ClonesBench {
     /// `kscope serve` on a free port behind the emulated link (rate 1 Gbit/s, 0.1 ms per read
     /// each way).
     func serve() throws -> (String, Process) {
-      let port = 20000 + Int(getpid() % 20000)
+      let port = 20000 + Int(ProcessUsage.id % 20000)
       let p = Process()
       p.executableURL = URL(fileURLWithPath: kscope)
       p.arguments = ["serve", snapshot, "--listen", "127.0.0.1", "--port", String(port), "--rate", "1G", "--delay", "0.1"]
@@ -341,23 +342,9 @@ enum ClonesBench {
   }
 }
 
-/// Bytes a file occupies (st_blocks): a sparse file's holes take none.
-func allocatedBytes(_ path: String) -> UInt64 {
-  var st = stat()
-  guard stat(path, &st) == 0 else { return 0 }
-  return UInt64(st.st_blocks) * 512
-}
-
 /// True if something accepts TCP connections on 127.0.0.1:port.
 func socketConnects(port: UInt16) throws -> Bool {
-  let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-  guard fd >= 0 else { return false }
-  defer { close(fd) }
-  var a = sockaddr_in()
-  a.sin_family = sa_family_t(AF_INET)
-  a.sin_port = port.bigEndian
-  a.sin_addr.s_addr = inet_addr("127.0.0.1")
-  return withUnsafePointer(to: &a) {
-    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-  }
+  guard let s = try? StreamSocket.loopback(port: port, timeout: 1) else { return false }
+  s.close()
+  return true
 }

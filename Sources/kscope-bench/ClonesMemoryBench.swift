@@ -1,7 +1,8 @@
 import Foundation
+import KscopeOS
 import KscopeClone
 import KscopeCore
-import KscopeHost
+import KscopeMaps
 
 /// `kscope-bench clones-memory --snapshot DIR --map MAP [--clones 8] [--touch 0.30] [--write 0.05]`
 ///
@@ -46,8 +47,8 @@ enum ClonesMemoryBench {
     let touched = Array(chosen.prefix(Int(Double(used.count) * touch)))
     let writes = Int(Double(used.count) * write)
     let trace = touched.enumerated().map { Access(frame: $0.element, write: $0.offset < writes) }
-    let tracePath = "/dev/shm/kscope-bench-clones-\(getpid()).trace"
-    defer { unlink(tracePath) }
+    let tracePath = "/dev/shm/kscope-bench-clones-\(ProcessUsage.id).trace"
+    defer { try? Files.remove(tracePath) }
     try Trace.text(trace, comment: "clones-memory bench").write(toFile: tracePath, atomically: true, encoding: .utf8)
 
     let replay = ["clone", "replay", "--snapshot", snapshot, "--map", mapPath, "--trace", tracePath,

@@ -1,4 +1,5 @@
 import Foundation
+import KscopeOS
 import KscopeAnalyzer
 import KscopeColoring
 import KscopeCore
@@ -74,8 +75,8 @@ enum ColorBench {
     }
 
     if let kscope = ColorMapBench.kscopeBinary() {
-      let out = "/dev/shm/kscope-bench-color-\(getpid()).kcm"
-      defer { unlink(out) }
+      let out = "/dev/shm/kscope-bench-color-\(ProcessUsage.id).kcm"
+      defer { try? Files.remove(out) }
       let command = [kscope, "color", snapshot, "-o", out]
       _ = try LayoutBench.measure(command)
       var wall: [Double] = []
@@ -85,7 +86,7 @@ enum ColorBench {
     }
 
     if drgn, let a = last {
-      let info = NSTemporaryDirectory() + "kscope-vmcoreinfo-\(getpid())"
+      let info = NSTemporaryDirectory() + "kscope-vmcoreinfo-\(ProcessUsage.id)"
       defer { try? FileManager.default.removeItem(atPath: info) }
       try a.location.vmcoreinfo.values.map { "\($0.key)=\($0.value)\n" }.joined().write(toFile: info, atomically: true, encoding: .utf8)
       let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()

@@ -1,6 +1,6 @@
 import Foundation
 import KscopeCore
-import KscopeHost
+import KscopeMaps
 import KscopeOS
 
 /// `kscope-bench colormap [--frames N] [--runs N] [--dir DIR] [--map FILE]`
@@ -40,8 +40,8 @@ enum ColorMapBench {
   }
 
   static func measure(label: String, map: ColorMap, runs: Int, dir: String) throws {
-    let path = "\(dir)/kscope-bench-\(getpid()).kcm"
-    defer { unlink(path) }
+    let path = "\(dir)/kscope-bench-\(ProcessUsage.id).kcm"
+    defer { try? Files.remove(path) }
     var t: [String: [Double]] = [:]
     var bytes = 0
     var sink: UInt64 = 0

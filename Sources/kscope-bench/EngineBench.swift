@@ -1,7 +1,9 @@
 import CKscopeLinux
 import Foundation
+import KscopeOS
 import KscopeClone
 import KscopeCore
+import KscopeSnapshot
 import KscopeEngine
 
 /// `kscope-bench engine [--pages N] [--runs N] [--source FILE]`
@@ -33,14 +35,14 @@ enum EngineBench {
       }
       i += 2
     }
-    let dir = "/dev/shm/kscope-bench-engine-\(getpid())"
+    let dir = "/dev/shm/kscope-bench-engine-\(ProcessUsage.id)"
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let source = sourcePath ?? dir + "/source"
     if sourcePath == nil { try makeSource(source, pages: pages) }
     let probe = try buildProbe(dir)
     let order = shuffled(pages)
-    let layout = try RAMLayout(segments: [RAMLayout.Segment(guestPhysicalStart: 0, fileOffset: 0, size: UInt64(pages) * 4096)])
+    let layout = try RAMLayout(segments: [GuestRAMRegion(guestPhysicalStart: 0, size: UInt64(pages) * 4096, fileOffset: 0)])
     let trace = order.map { Access(frame: $0, write: false) }
     print("engine benchmark: \(pages) misses per run in a seeded random order, median of \(runs) runs; source \(sourcePath ?? "random data in /dev/shm")")
 
@@ -189,7 +191,7 @@ final class NBDServerProcess {
   let uri: String
   /// `cpu`: run nbdkit on that CPU only (taskset), e.g. the engine handler's.
   init(file: String, cpu: Int? = nil) throws {
-    let port = 30000 + Int(getpid() % 20000)
+    let port = 30000 + Int(ProcessUsage.id % 20000)
     uri = "nbd://127.0.0.1:\(port)/"
     process.executableURL = URL(fileURLWithPath: ["/usr/sbin/nbdkit", "/usr/bin/nbdkit"].first { FileManager.default.isExecutableFile(atPath: $0) } ?? "nbdkit")
     let nbdkit = process.executableURL!.path
@@ -203,7 +205,7 @@ final class NBDServerProcess {
     try process.run()
     for _ in 0..<100 {
       if (try? NBDSource(uri: uri, timeoutSeconds: 0.2)) != nil { return }
-      usleep(50_000)
+      Thread.sleep(forTimeInterval: 0.05)
     }
     stop()
     throw BenchError("nbdkit did not come up on port \(port)")

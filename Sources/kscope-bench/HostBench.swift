@@ -1,4 +1,5 @@
 import Foundation
+import KscopeOS
 
 /// `kscope-bench host [--runs N]`
 ///
@@ -23,10 +24,10 @@ enum HostBench {
       throw BenchError("no kscope beside kscope-bench: swift build -c release first")
     }
     let dir = URL(fileURLWithPath: kscope).deletingLastPathComponent()
-    let out = "/dev/shm/kscope-bench-host-\(getpid())"
+    let out = "/dev/shm/kscope-bench-host-\(ProcessUsage.id)"
     defer {
-      unlink(out + ".kcm")
-      unlink(out + ".hints")
+      try? Files.remove(out + ".kcm")
+      try? Files.remove(out + ".hints")
     }
     var commands = [("kscope color (this machine)", [kscope, "color", "-o", out + ".kcm"])]
     let agent = dir.appendingPathComponent("kscope-agent").path

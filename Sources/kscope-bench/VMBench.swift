@@ -2,13 +2,14 @@
 // medians over a few runs. Run: swift run -c release kscope-bench vm [--runs 3] [--kernel 6.1]
 //   [--workload web|olap] [--olap-size MiB] [--memory 512M] [--state-dir DIR] [--json]
 import Foundation
+import KscopeOS
 import KscopeVM
 
 enum VMBench {
   static func run(_ args: [String]) throws {
     var runs = 3
     var options = StartOptions()
-    var stateDir = "/dev/shm/kscope-bench-\(getpid())"
+    var stateDir = "/dev/shm/kscope-bench-\(ProcessUsage.id)"
     var json = false
     var i = 0
     func value() throws -> String {

@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import KscopeClone
 import KscopeCore
-import KscopeHost
+import KscopeMaps
 import KscopeOS
 import KscopeVM
 
@@ -185,8 +185,6 @@ func openSnapshot(_ path: String) throws -> Snapshot {
 /// The snapshot's RAM layout (its manifest's regions, checked again as the engine needs them).
 func ramLayout(of snapshot: Snapshot) throws -> RAMLayout {
   do {
-    return try RAMLayout(segments: snapshot.manifest.memoryLayout.map {
-      RAMLayout.Segment(guestPhysicalStart: $0.guestPhysicalStart, fileOffset: $0.fileOffset, size: $0.size)
-    })
+    return try RAMLayout(segments: snapshot.manifest.memoryLayout)
   } catch { throw CommandFailure("\(TerminalSafe.oneLine(snapshot.path)): \(error.description)") }
 }

@@ -3,7 +3,7 @@ import Foundation
 import KscopeClone
 import KscopeCore
 import KscopeEngine
-import KscopeHost
+import KscopeMaps
 import KscopeOS
 import KscopeVM
 

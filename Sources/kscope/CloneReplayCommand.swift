@@ -4,7 +4,7 @@ import KscopeAnalyzer
 import KscopeClone
 import KscopeCore
 import KscopeEngine
-import KscopeHost
+import KscopeMaps
 import KscopeOS
 import KscopeVM
 
@@ -97,7 +97,7 @@ struct CloneReplay: ParsableCommand {
 
   func run() throws {
     let inputs = try ReplayInputs(snapshot: snapshot, mapPath: map, options: policy, tracePath: traceOption.trace, checkDigest: !noDigestCheck)
-    let tag = "kscope-engine-\(getpid())"
+    let tag = "kscope-engine-\(ProcessUsage.id)"
     let cachePath = cacheDir + "/" + tag + ".ram"
     let socketPath = cacheDir + "/" + tag + ".sock"
     let m: CloneMetrics

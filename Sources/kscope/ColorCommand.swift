@@ -3,7 +3,7 @@ import Foundation
 import KscopeAnalyzer
 import KscopeColoring
 import KscopeCore
-import KscopeHost
+import KscopeMaps
 import KscopeLayout
 import KscopeOS
 import Logging

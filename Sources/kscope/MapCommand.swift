@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
 import KscopeCore
-import KscopeHost
+import KscopeMaps
 import KscopeOS
 
 struct MapCommand: ParsableCommand {

@@ -3,8 +3,9 @@ import Foundation
 import KscopeClone
 import KscopeColoring
 import KscopeEngine
-import KscopeHost
+import KscopeMaps
 import KscopeCore
+import KscopeOS
 import KscopeVM
 
 /// `kscope vm ...`: parent VMs under QEMU.
@@ -352,8 +353,7 @@ struct VMCloneCommand: ParsableCommand {
   /// inside the snapshot directory.
   func defaultMap(_ snapshot: String) -> String? {
     let path = snapshot + "/map.kcm"
-    var st = stat()
-    guard lstat(path, &st) == 0, st.st_mode & S_IFMT == S_IFREG else { return nil }
+    guard Files.status(path)?.kind == .regular else { return nil }
     return path
   }
 }

@@ -1,6 +1,6 @@
 import ArgumentParser
 import Foundation
-import KscopeHost
+import KscopeMaps
 import KscopeVM
 
 /// `kscope workload web|olap --vm NAME`: bounded, reproducible load from the host.

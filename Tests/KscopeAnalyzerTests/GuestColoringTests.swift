@@ -2,7 +2,7 @@ import Foundation
 import KscopeCore
 import KscopeSnapshot
 import KscopeDebugInfo
-import KscopeHost
+import KscopeMaps
 import KscopeLayout
 import KscopeVM
 import KscopeTestSupport

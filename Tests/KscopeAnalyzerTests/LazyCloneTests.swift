@@ -1,6 +1,6 @@
 import Foundation
 import KscopeCore
-import KscopeHost
+import KscopeMaps
 import KscopeTestSupport
 import KscopeVM
 import Testing

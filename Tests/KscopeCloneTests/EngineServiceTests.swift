@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import KscopeSnapshot
 import Testing
 
 @testable import KscopeClone
@@ -8,13 +9,13 @@ import Testing
 /// The long-running engine's pure pieces and its refusals: the shim's hole file, the stats file,
 /// and the private directory on a shared tmpfs.
 @Suite struct EngineServiceTests {
-  typealias S = RAMLayout.Segment
+  typealias S = GuestRAMRegion
 
   @Test func holeRunsAreFileRangesOfLongRunsOnly() throws {
     // 2 GiB low + 1 GiB above 4 GiB: a hole run across the PCI hole becomes two file ranges.
     let l = try RAMLayout(segments: [
-      S(guestPhysicalStart: 0, fileOffset: 0, size: 2 << 30),
-      S(guestPhysicalStart: 4 << 30, fileOffset: 2 << 30, size: 1 << 30),
+      S(guestPhysicalStart: 0, size: 2 << 30, fileOffset: 0),
+      S(guestPhysicalStart: 4 << 30, size: 1 << 30, fileOffset: 2 << 30),
     ])
     let low: UInt64 = (2 << 30) / 4096
     let holes = [

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import KscopeCore
+import KscopeSnapshot
 import Testing
 
 @testable import KscopeClone
@@ -41,7 +42,7 @@ import Testing
         for i in stride(from: 0, to: b.count, by: 8) { b.storeBytes(of: g.next() | 1, toByteOffset: i, as: UInt64.self) }
       }
       try Data(bytes).write(to: URL(fileURLWithPath: ram))
-      layout = try RAMLayout(segments: [RAMLayout.Segment(guestPhysicalStart: 0, fileOffset: 0, size: EngineTests.frames * 4096)])
+      layout = try RAMLayout(segments: [GuestRAMRegion(guestPhysicalStart: 0, size: EngineTests.frames * 4096, fileOffset: 0)])
     }
     deinit { try? FileManager.default.removeItem(atPath: dir) }
   }

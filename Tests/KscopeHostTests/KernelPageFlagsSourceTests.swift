@@ -1,6 +1,6 @@
 import Foundation
 import KscopeCore
-import KscopeHost
+import KscopeMaps
 import Logging
 import KscopeTestSupport
 import Testing

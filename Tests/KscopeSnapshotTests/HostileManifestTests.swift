@@ -240,8 +240,8 @@ import Testing
     let ram = try Snapshot.open(dir).mapRAM()
     #expect(ram.regions == SampleSnapshot.manifest().memoryLayout)
     #expect(ram.end == 512 << 20)
-    #expect(ram.u64(at: 0) == 0)
-    #expect(ram.u64(at: (512 << 20) - 4) == nil)
+    #expect(ram.u64(at: GuestPhysicalAddress(0)) == 0)
+    #expect(ram.u64(at: GuestPhysicalAddress((512 << 20) - 4)) == nil)
     #expect(try ram.contentDigest() == .xxh64(XXH64().finish(), size: 512 << 20, algorithm: .xxh64NonZeroBlocks))
   }
 

@@ -1,4 +1,5 @@
 import Foundation
+import KscopeOS
 import KscopeSnapshot
 
 /// A valid snapshot as `kscope vm snapshot` writes it (512 MiB, one region), for tests that
@@ -20,13 +21,9 @@ public enum SampleSnapshot {
       ramBytesCopied: 100 << 20)
   }
 
-  /// A sparse file of `size` bytes.
+  /// A sparse file of `size` bytes (KscopeOS's).
   public static func createSparseFile(_ path: String, size: UInt64) throws {
-    guard FileManager.default.createFile(atPath: path, contents: nil),
-      let h = FileHandle(forWritingAtPath: path)
-    else { throw TestFailure("cannot create \(path)") }
-    try h.truncate(atOffset: size)
-    try h.close()
+    try SparseFile.createEmpty(path, size: size)
   }
 
   /// A new directory holding `manifest()` and its files (sparse RAM and hints, a 4-byte device

@@ -1,4 +1,5 @@
 import Foundation
+import KscopeOS
 
 /// Progress of a long step on stderr: on a terminal one line rewritten in place (carriage
 /// return, then "erase to end of line" for what a longer earlier line left); otherwise (a log,
@@ -15,7 +16,7 @@ public final class ProgressLine: @unchecked Sendable {
   private let lock = NSLock()
 
   public init(
-    _ label: String, interval: Double = 10, terminal: Bool = isatty(2) == 1,
+    _ label: String, interval: Double = 10, terminal: Bool = SystemInfo.standardErrorIsTerminal,
     write: @escaping (String) -> Void = { FileHandle.standardError.write(Data($0.utf8)) },
     now: @escaping () -> Double = { Date().timeIntervalSinceReferenceDate }
   ) {
