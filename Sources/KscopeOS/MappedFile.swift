@@ -34,20 +34,63 @@ public final class MappedFile: @unchecked Sendable {
     let copy = fcntl(descriptor, F_DUPFD_CLOEXEC, 0)
     guard copy >= 0 else { throw FileError(path: path, operation: "dup", errno: errno) }
     fd = copy
-    size = Int(st.st_size)
-    if size == 0 {
+    let length = Int(st.st_size)
+    if length == 0 {
+      size = 0
       base = nil
       return
     }
-    let p = mmap(nil, size, PROT_READ, MAP_SHARED, descriptor, 0)
+    let p = mmap(nil, length, PROT_READ, MAP_SHARED, descriptor, 0)
     guard let p, p != MAP_FAILED else {
       let e = errno
-      close(copy)
-      throw FileError(path: path, operation: "mmap", errno: e)
+      // Some file systems cannot map a regular file (sysfs binary attributes such as
+      // /sys/kernel/btf/vmlinux: EPERM or ENODEV): read it into private memory instead.
+      guard e == EPERM || e == ENODEV || e == EACCES || e == EINVAL else {
+        close(copy)
+        throw FileError(path: path, operation: "mmap", errno: e)
+      }
+      do {
+        (base, size) = try Self.readCopy(descriptor, path: path, length: length)
+      } catch {
+        close(copy)
+        throw error
+      }
+      return
     }
+    size = length
     // Random access: the walkers jump around page tables and struct pages.
     _ = madvise(p, size, MADV_RANDOM)
     base = UnsafeRawPointer(p)
+  }
+
+  /// The file's bytes, read into an anonymous private mapping (unmapped on deinit like a file
+  /// mapping); at most `length` bytes, fewer if the file ends earlier.
+  private static func readCopy(_ fd: Int32, path: String, length: Int) throws(FileError)
+    -> (UnsafeRawPointer?, Int)
+  {
+    let p = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+    guard let p, p != MAP_FAILED else { throw FileError(path: path, operation: "mmap", errno: errno) }
+    var done = 0
+    while done < length {
+      let n = pread(fd, p + done, length - done, off_t(done))
+      if n < 0 && errno == EINTR { continue }
+      guard n >= 0 else {
+        let e = errno
+        munmap(p, length)
+        throw FileError(path: path, operation: "read", errno: e)
+      }
+      if n == 0 { break }
+      done += n
+    }
+    guard done > 0 else {
+      munmap(p, length)
+      return (nil, 0)
+    }
+    // Unmap the tail a short file left unused, so that size and mapping agree for deinit.
+    let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+    let kept = (done + page - 1) / page * page
+    if kept < length { munmap(p + kept, length - kept) }
+    return (UnsafeRawPointer(p), done)
   }
 
   deinit {

@@ -47,7 +47,7 @@ struct LayoutExtractCommand: ParsableCommand {
         throw CommandFailure(error.description)
       }
     }
-    try emitLayout(layout, output: output, json: outputOptions.json)
+    try emitLayout(layout, output: output, json: outputOptions.json, typesOnly: typesOnly)
   }
 
   /// An ELF file with a .debug_info section goes the DWARF way; anything else the BTF way.

@@ -20,9 +20,16 @@ func parseTypeList(_ text: String?) -> [String] {
 }
 
 /// Writes the layout to `output` (atomically) and prints a summary, or prints the ISF text.
-func emitLayout(_ layout: KernelLayout, output: String?, json: Bool) throws {
+/// A types-only layout (raw BTF, `--types-only`) is checked for every type, member and enum but
+/// has no symbols; `color --layout` refuses it, as it lacks them.
+func emitLayout(_ layout: KernelLayout, output: String?, json: Bool, typesOnly: Bool = false) throws {
   // The one validator: nothing is written or printed that `color --layout` would refuse.
-  do { try layout.validate(request: .default) } catch {
+  var request = LayoutRequest.default
+  if typesOnly {
+    request.symbols = []
+    request.optionalSymbols = []
+  }
+  do { try layout.validate(request: request) } catch {
     throw CommandFailure("refusing to write an unusable layout: \(error)")
   }
   let text = layout.isfText()
