@@ -1,4 +1,4 @@
-import Glibc
+import KscopeOS
 
 /// An engine failure: the operation and what the OS said.
 public struct EngineError: Error, Sendable, CustomStringConvertible {
@@ -7,7 +7,7 @@ public struct EngineError: Error, Sendable, CustomStringConvertible {
 
   /// From a C helper's -errno result.
   static func os(_ operation: String, _ result: Int32) -> EngineError {
-    EngineError("\(operation): \(String(cString: strerror(-result)))")
+    EngineError("\(operation): \(OSError.text(errno: -result))")
   }
 }
 
