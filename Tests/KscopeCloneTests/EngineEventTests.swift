@@ -95,6 +95,8 @@ import Testing
     // (other clones share them) and the kernel maps them again without a fault.
     #expect(rec.zeroFilled == 8)
     #expect(rec.faultCount == 8)
+    // The running latency histogram saw every miss as it was served.
+    #expect(rec.latency.summary.count == 8)
     #expect(r.cache.presentBitmap.population == 8)
     // Unmapped at the end: the engine heard that too.
     #expect(rec.unmappedPages == EngineTests.frames)
@@ -243,6 +245,37 @@ import Testing
     let records = r.engine.stop()
     #expect(r.engine.errors.isEmpty, "\(r.engine.errors)")
     #expect(records.allSatisfy { !$0.connected })
+  }
+
+  /// Sends a hand-off of `version` with one region, and says whether the engine acknowledged.
+  static func handOff(_ r: Run, version: UInt32, region: kscope_handoff_region) throws -> Bool {
+    let uffd = try Userfaultfd.open()
+    defer { uffd.close() }
+    let sock = try UnixSocket.connect(r.socket)
+    defer { sock.close() }
+    var header = kscope_handoff_header(magic: KSCOPE_HANDOFF_MAGIC, version: version, region_count: 1, pid: 1)
+    var region = region
+    var message = [UInt8]()
+    withUnsafeBytes(of: &header) { message += $0 }
+    withUnsafeBytes(of: &region) { message += $0 }
+    try sock.send(message, descriptor: uffd.fd)
+    return sock.readByte(timeoutMilliseconds: 5000) == UInt8(KSCOPE_HANDOFF_ACK)
+  }
+
+  @Test func handOffsOfAnotherVersionOrOutsideTheRAMFileAreRefused() throws {
+    let r = try Run(try EngineTests.Fixture())
+    // Version 1 promised no events: the engine says why it refuses (an old shim).
+    let v1 = try Self.handOff(r, version: 1, region: kscope_handoff_region(host_address: 1 << 30, length: 4096, file_offset: 0))
+    #expect(!v1)
+    // A region reaching past the RAM file.
+    let outside = try Self.handOff(
+      r, version: KSCOPE_HANDOFF_VERSION,
+      region: kscope_handoff_region(host_address: 1 << 30, length: 8192, file_offset: EngineTests.frames * 4096 - 4096))
+    #expect(!outside)
+    _ = r.engine.stop()
+    #expect(r.engine.errors.count == 2)
+    #expect(r.engine.errors.first?.contains("version 1, this engine speaks 2") == true, "\(r.engine.errors)")
+    #expect(r.engine.errors.last?.contains("outside the address space or the RAM file") == true, "\(r.engine.errors)")
   }
 }
 
