@@ -230,6 +230,8 @@ public final class Engine: @unchecked Sendable {
     // kernel refuses to fill until this thread has read it. They are answered again after it.
     var deferred: [UInt64] = []
     var deferredSince: UInt64 = 0
+    var lastOutside: UInt64 = .max
+    var outsideFaults = 0
 
     func fail(_ message: String) -> Answer {
       // The page cannot be had: the clone must not wait forever, nor run on with a page it never
@@ -256,7 +258,14 @@ public final class Engine: @unchecked Sendable {
         frame < cache.frameCount
       else {
         // Not (or no longer) guest RAM of this clone: wake it so it does not wait forever. It
-        // faults again on whatever is mapped there now, outside this engine's business.
+        // faults again on whatever is mapped there now, outside this engine's business. A page
+        // that keeps faulting there is still registered, yet the engine was never told where it
+        // lies in the RAM file: stop the clone rather than spin with it.
+        outsideFaults = address == lastOutside ? outsideFaults + 1 : 1
+        lastOutside = address
+        if outsideFaults > 1000 {
+          return fail("clone \(header.pid) keeps faulting at 0x\(String(address, radix: 16)), outside the guest RAM it handed over")
+        }
         return woken(uffd.wake(start: address, length: page), "waking a fault outside guest RAM", address: address)
       }
       if cache.holes[frame] {

@@ -247,6 +247,34 @@ import Testing
     #expect(records.allSatisfy { !$0.connected })
   }
 
+  @Test func aCloneFaultingOutsideTheRAMItHandedOverIsStoppedNotSpunWith() throws {
+    // The clone registers all of its mapping but hands over only the first half: a fault in
+    // the second half is nobody's page. Woken, it faults again at once; the engine ends that
+    // (a clone of another process would be killed) instead of spinning with it forever.
+    let r = try Run(try EngineTests.Fixture())
+    let size = Int(r.f.layout.fileSize)
+    let mapping = try PrivateMapping(path: r.cache.path, size: size)
+    let uffd = try Userfaultfd.open()
+    try uffd.registerMissing(start: mapping.address, length: UInt64(size))
+    let sock = try UnixSocket.connect(r.socket)
+    defer { sock.close() }
+    var header = kscope_handoff_header(magic: KSCOPE_HANDOFF_MAGIC, version: KSCOPE_HANDOFF_VERSION, region_count: 1, pid: 1)
+    var region = kscope_handoff_region(host_address: mapping.address, length: UInt64(size / 2), file_offset: 0)
+    var message = [UInt8]()
+    withUnsafeBytes(of: &header) { message += $0 }
+    withUnsafeBytes(of: &region) { message += $0 }
+    try sock.send(message, descriptor: uffd.fd)
+    uffd.close()
+    #expect(sock.readByte(timeoutMilliseconds: 5000) == UInt8(KSCOPE_HANDOFF_ACK))
+    let base = Shared(p: mapping.base.assumingMemoryBound(to: UInt8.self))
+    let inside = Self.thread { _ = kscope_touch_read(base.p + 10 * Self.page) }
+    #expect(inside.wait(timeout: .now() + 20) == .success)
+    let outside = Self.thread { _ = kscope_touch_read(base.p + size / 2 + 10 * Self.page) }
+    #expect(outside.wait(timeout: .now() + 20) == .success, "the fault outside guest RAM was never released")
+    _ = r.engine.stop()
+    #expect(r.engine.errors.contains { $0.contains("outside the guest RAM it handed over") }, "\(r.engine.errors)")
+  }
+
   /// Sends a hand-off of `version` with one region, and says whether the engine acknowledged.
   static func handOff(_ r: Run, version: UInt32, region: kscope_handoff_region) throws -> Bool {
     let uffd = try Userfaultfd.open()
