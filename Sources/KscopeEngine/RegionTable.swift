@@ -21,10 +21,14 @@ public struct RegionTable: Sendable, Equatable {
 
   /// Checks the hand-off's regions: page-aligned, inside the address space and the RAM file
   /// (`fileSize` bytes), not overlapping; a failure saying why if any is not.
-  public static func validated(_ regions: [Region], pageSize: UInt64, fileSize: UInt64) -> Result<RegionTable, RegionError> {
+  public static func validated(_ regions: [Region], pageSize: UInt64, fileSize: UInt64) -> Result<
+    RegionTable, RegionError
+  > {
     var sorted: [Region] = []
     for r in regions {
-      guard r.length > 0, r.address % pageSize == 0, r.length % pageSize == 0, r.fileOffset % pageSize == 0 else {
+      guard r.length > 0, r.address % pageSize == 0, r.length % pageSize == 0,
+        r.fileOffset % pageSize == 0
+      else {
         return .failure(RegionError("a region is empty or not page-aligned"))
       }
       let (end, o1) = r.address.addingReportingOverflow(r.length)
@@ -79,7 +83,8 @@ public struct RegionTable: Sendable, Equatable {
       let b = min(r.end, end)
       cut.append(Region(address: a, length: b - a, fileOffset: r.fileOffset + (a - r.address)))
       if end < r.end {
-        kept.append(Region(address: end, length: r.end - end, fileOffset: r.fileOffset + (end - r.address)))
+        kept.append(
+          Region(address: end, length: r.end - end, fileOffset: r.fileOffset + (end - r.address)))
       }
     }
     regions = kept

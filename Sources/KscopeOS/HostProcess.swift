@@ -24,7 +24,9 @@ public enum HostProcess {
   /// already gone.
   public static func dieWithParent() throws(OSError) {
     let r = kscope_die_with_parent()
-    if r < 0 { throw OSError(path: "this process", operation: "bind to its parent's lifetime", errno: -r) }
+    if r < 0 {
+      throw OSError(path: "this process", operation: "bind to its parent's lifetime", errno: -r)
+    }
   }
 
   /// Removes a name, ignoring a missing one.
@@ -45,14 +47,16 @@ public enum HostProcess {
     var thread = pthread_t()
     let box = UnsafeMutablePointer<Int32>.allocate(capacity: 1)
     box.pointee = pid
-    let r = pthread_create(&thread, nil, { arg in
-      let p = arg!.assumingMemoryBound(to: Int32.self)
-      let pid = p.pointee
-      p.deallocate()
-      var status: Int32 = 0
-      while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-      return nil
-    }, box)
+    let r = pthread_create(
+      &thread, nil,
+      { arg in
+        let p = arg!.assumingMemoryBound(to: Int32.self)
+        let pid = p.pointee
+        p.deallocate()
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        return nil
+      }, box)
     if r == 0 { pthread_detach(thread) } else { box.deallocate() }
   }
 
@@ -63,8 +67,11 @@ public enum HostProcess {
       throw OSError(path: path, operation: "create the directory", errno: errno)
     }
     var st = stat()
-    guard lstat(path, &st) == 0, st.st_mode & S_IFMT == S_IFDIR, st.st_uid == geteuid(), st.st_mode & 0o022 == 0 else {
-      throw OSError(path: path, operation: "use", errno: EPERM, detail: "not a private directory of this user")
+    guard lstat(path, &st) == 0, st.st_mode & S_IFMT == S_IFDIR, st.st_uid == geteuid(),
+      st.st_mode & 0o022 == 0
+    else {
+      throw OSError(
+        path: path, operation: "use", errno: EPERM, detail: "not a private directory of this user")
     }
   }
 }

@@ -35,16 +35,21 @@ public final class PositionalFile: @unchecked Sendable {
     let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
     guard fd >= 0 else { throw OSError(path: path, operation: "open", errno: errno) }
     let f = PositionalFile(fd: fd, path: path)
-    guard f.identity?.isRegular == true else { throw OSError(path: path, operation: "use", errno: EINVAL, detail: "not a regular file") }
+    guard f.identity?.isRegular == true else {
+      throw OSError(path: path, operation: "use", errno: EINVAL, detail: "not a regular file")
+    }
     return f
   }
 
   /// Its own descriptor for the regular file open on `descriptor` (the caller keeps that one).
-  public static func duplicate(_ descriptor: Int32, path: String) throws(OSError) -> PositionalFile {
+  public static func duplicate(_ descriptor: Int32, path: String) throws(OSError) -> PositionalFile
+  {
     let fd = fcntl(descriptor, F_DUPFD_CLOEXEC, 0)
     guard fd >= 0 else { throw OSError(path: path, operation: "use", errno: errno) }
     let f = PositionalFile(fd: fd, path: path)
-    guard f.identity?.isRegular == true else { throw OSError(path: path, operation: "use", errno: EINVAL, detail: "not a regular file") }
+    guard f.identity?.isRegular == true else {
+      throw OSError(path: path, operation: "use", errno: EINVAL, detail: "not a regular file")
+    }
     return f
   }
 
@@ -55,7 +60,8 @@ public final class PositionalFile: @unchecked Sendable {
     public var allocatedBytes: UInt64
     /// Equal as a file: same inode, size and modification time (allocation may differ).
     public func sameContent(as o: Identity) -> Bool {
-      device == o.device && inode == o.inode && size == o.size && mtime == o.mtime && mtimeNanoseconds == o.mtimeNanoseconds
+      device == o.device && inode == o.inode && size == o.size && mtime == o.mtime
+        && mtimeNanoseconds == o.mtimeNanoseconds
     }
   }
 
@@ -63,7 +69,8 @@ public final class PositionalFile: @unchecked Sendable {
     var st = stat()
     guard fstat(fd, &st) == 0 else { return nil }
     return Identity(
-      device: UInt64(st.st_dev), inode: UInt64(st.st_ino), size: Int64(st.st_size), mtime: st.st_mtim.tv_sec,
+      device: UInt64(st.st_dev), inode: UInt64(st.st_ino), size: Int64(st.st_size),
+      mtime: st.st_mtim.tv_sec,
       mtimeNanoseconds: st.st_mtim.tv_nsec, isRegular: st.st_mode & S_IFMT == S_IFREG,
       allocatedBytes: UInt64(max(0, st.st_blocks)) * 512)
   }
@@ -71,16 +78,21 @@ public final class PositionalFile: @unchecked Sendable {
   /// Fills `buffer` from `offset`; past the end of the file it reads zeros. Returns the bytes
   /// the file had.
   @discardableResult
-  public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws(OSError) -> Int {
+  public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws(OSError)
+    -> Int
+  {
     var done = 0
     while done < buffer.count {
-      let n = Files.retrying { pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done)) }
+      let n = Files.retrying {
+        pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+      }
       if n < 0 { throw OSError(path: path, operation: "read at \(offset)", errno: errno) }
       if n == 0 { break }
       done += n
     }
     if done < buffer.count {
-      (buffer.baseAddress! + done).initializeMemory(as: UInt8.self, repeating: 0, count: buffer.count - done)
+      (buffer.baseAddress! + done).initializeMemory(
+        as: UInt8.self, repeating: 0, count: buffer.count - done)
     }
     return done
   }
@@ -89,8 +101,12 @@ public final class PositionalFile: @unchecked Sendable {
   public func write(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws(OSError) {
     var done = 0
     while done < bytes.count {
-      let w = Files.retrying { pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done)) }
-      if w <= 0 { throw OSError(path: path, operation: "write at \(offset)", errno: w < 0 ? errno : EIO) }
+      let w = Files.retrying {
+        pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))
+      }
+      if w <= 0 {
+        throw OSError(path: path, operation: "write at \(offset)", errno: w < 0 ? errno : EIO)
+      }
       done += w
     }
   }

@@ -41,14 +41,18 @@ public struct UnixSocket: Sendable {
   public func send(_ bytes: [UInt8], descriptor: Int32) throws(OSError) {
     let n = bytes.withUnsafeBytes { kscope_send_fd(fd, $0.baseAddress, $0.count, descriptor) }
     if n < 0 { throw OSError(path: "unix socket", operation: "send a descriptor", errno: -n) }
-    if Int(n) != bytes.count { throw OSError(path: "unix socket", operation: "send a descriptor", errno: EMSGSIZE) }
+    if Int(n) != bytes.count {
+      throw OSError(path: "unix socket", operation: "send a descriptor", errno: EMSGSIZE)
+    }
   }
 
   /// One message of at most `capacity` bytes and the descriptor it carried (nil if none).
   public func receive(capacity: Int) throws(OSError) -> (bytes: [UInt8], descriptor: Int32?) {
     var buffer = [UInt8](repeating: 0, count: capacity)
     var attached: Int32 = -1
-    let n = buffer.withUnsafeMutableBytes { kscope_recv_fd(fd, $0.baseAddress, $0.count, &attached) }
+    let n = buffer.withUnsafeMutableBytes {
+      kscope_recv_fd(fd, $0.baseAddress, $0.count, &attached)
+    }
     if n < 0 { throw OSError(path: "unix socket", operation: "receive a descriptor", errno: -n) }
     return (Array(buffer[0..<Int(n)]), attached >= 0 ? attached : nil)
   }
@@ -61,7 +65,9 @@ public struct UnixSocket: Sendable {
 
   /// Reads one byte if one arrives within `timeoutMilliseconds`.
   public func readByte(timeoutMilliseconds: Int32) -> UInt8? {
-    guard Poll.wait(fd, -1, timeoutMilliseconds: timeoutMilliseconds).contains(.first) else { return nil }
+    guard Poll.wait(fd, -1, timeoutMilliseconds: timeoutMilliseconds).contains(.first) else {
+      return nil
+    }
     var v: UInt8 = 0
     return Files.retrying { Glibc.read(fd, &v, 1) } == 1 ? v : nil
   }

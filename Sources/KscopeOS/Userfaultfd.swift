@@ -17,7 +17,9 @@ public struct Userfaultfd: Sendable {
   /// A new non-blocking uffd, UFFDIO_API done with `features`.
   public static func open(features: UInt64 = handoffFeatures) throws(OSError) -> Userfaultfd {
     let fd = kscope_uffd_open(features)
-    guard fd >= 0 else { throw OSError(path: "userfaultfd", operation: "open (UFFDIO_API)", errno: -fd) }
+    guard fd >= 0 else {
+      throw OSError(path: "userfaultfd", operation: "open (UFFDIO_API)", errno: -fd)
+    }
     return Userfaultfd(fd: fd)
   }
 
@@ -112,7 +114,8 @@ public final class PrivateMapping: @unchecked Sendable {
     let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
     guard fd >= 0 else { throw OSError(path: path, operation: "open", errno: errno) }
     defer { _ = Glibc.close(fd) }
-    guard let p = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0), p != MAP_FAILED else {
+    guard let p = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0), p != MAP_FAILED
+    else {
       throw OSError(path: path, operation: "map privately", errno: errno)
     }
     base = p
@@ -147,7 +150,9 @@ public final class PrivateMapping: @unchecked Sendable {
   /// Moves [offset, offset+length) of the mapping to a fresh address (mremap); returns it.
   public func move(offset: Int, length: Int) throws(OSError) -> UnsafeMutableRawPointer {
     // A reserved spot to move onto, so the kernel cannot leave it in place.
-    guard let spot = mmap(nil, length, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), spot != MAP_FAILED else {
+    guard let spot = mmap(nil, length, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+      spot != MAP_FAILED
+    else {
       throw OSError(path: "private mapping", operation: "reserve address space", errno: errno)
     }
     let r = kscope_mremap_fixed(base + offset, length, spot)
@@ -166,7 +171,9 @@ public final class PrivateMapping: @unchecked Sendable {
     var present: UInt64 = 0
     var priv: UInt64 = 0
     let start = address + UInt64(offset)
-    let r = bits.withUnsafeMutableBufferPointer { kscope_pagemap_scan(start, UInt64(length), &present, &priv, $0.baseAddress) }
+    let r = bits.withUnsafeMutableBufferPointer {
+      kscope_pagemap_scan(start, UInt64(length), &present, &priv, $0.baseAddress)
+    }
     if r < 0 { throw OSError(path: "/proc/self/pagemap", operation: "read", errno: -r) }
     return (present, priv)
   }

@@ -1,9 +1,9 @@
-import Foundation
-import Synchronization
 import CKscopeLinux
+import Foundation
 import Glibc
 import KscopeCore
 import KscopeOS
+import Synchronization
 import Testing
 
 @testable import KscopeClone
@@ -28,18 +28,24 @@ import Testing
     let snapshot: [UInt8]
     var socket: String { f.dir + "/sock" }
 
-    init(_ f: EngineTests.Fixture, source: (any PageSource)? = nil, holes: [FrameRange] = EngineEventTests.smallHoles) throws {
+    init(
+      _ f: EngineTests.Fixture, source: (any PageSource)? = nil,
+      holes: [FrameRange] = EngineEventTests.smallHoles
+    ) throws {
       self.f = f
       snapshot = [UInt8](try Data(contentsOf: URL(fileURLWithPath: f.ram)))
       cache = try HostCache(
         path: f.dir + "/cache", layout: f.layout, source: try source ?? LocalRAMSource(path: f.ram),
         frameCount: EngineTests.frames, holes: holes)
-      engine = try Engine(cache: cache, policy: OnDemandPolicy(), layout: f.layout, socketPath: f.dir + "/sock")
+      engine = try Engine(
+        cache: cache, policy: OnDemandPolicy(), layout: f.layout, socketPath: f.dir + "/sock")
       engine.start()
     }
 
     func client() throws -> EngineClient {
-      try EngineClient(cachePath: cache.path, layout: f.layout, holes: EngineEventTests.smallHoles, socketPath: socket)
+      try EngineClient(
+        cachePath: cache.path, layout: f.layout, holes: EngineEventTests.smallHoles,
+        socketPath: socket)
     }
 
     /// The snapshot's page of `frame`, or zeros for a hole.
@@ -84,7 +90,9 @@ import Testing
     // Given back (MADV_DONTNEED): the clone's own copies are gone.
     try c.mapping.discard(offset: 2048 * Self.page, length: 4 * Self.page)
     try c.mapping.discard(offset: 3000 * Self.page, length: 8 * Self.page)
-    for f in frames { #expect(r.matches(c.page(frame: f)!, f), "frame \(f) after it was given back") }
+    for f in frames {
+      #expect(r.matches(c.page(frame: f)!, f), "frame \(f) after it was given back")
+    }
     c.hangUp()
     let records = r.engine.stop()
     #expect(r.engine.errors.isEmpty, "\(r.engine.errors)")
@@ -147,7 +155,8 @@ import Testing
           _ = kscope_touch_read(p)
           let hole = holes.contains { $0.start <= f && f < $0.end }
           let ok = snapshot.withUnsafeBytes { s in
-            hole ? Memory.isZero(UnsafeRawBufferPointer(start: p, count: Self.page))
+            hole
+              ? Memory.isZero(UnsafeRawBufferPointer(start: p, count: Self.page))
               : memcmp(p, s.baseAddress! + Int(f) * Self.page, Self.page) == 0
           }
           if !ok { bad.add(1, ordering: .relaxed) }
@@ -184,7 +193,9 @@ import Testing
     let hole = Self.thread { _ = kscope_touch_read(base.p + 2049 * Self.page) }
     usleep(50_000)
     let mapping = c.mapping
-    let giveBack = Self.thread { try? mapping.discard(offset: 6000 * Self.page, length: 16 * Self.page) }
+    let giveBack = Self.thread {
+      try? mapping.discard(offset: 6000 * Self.page, length: 16 * Self.page)
+    }
     for d in [slow, hole, giveBack] { #expect(d.wait(timeout: .now() + 20) == .success) }
     #expect(r.matches(c.page(frame: 3000)!, 3000))
     #expect(r.matches(c.page(frame: 2049)!, 2049))
@@ -211,7 +222,9 @@ import Testing
     let hole = Self.thread { _ = kscope_touch_read(base.p + 2049 * Self.page) }
     usleep(50_000)
     let replaced = Self.thread {
-      _ = mmap(base.p + 2048 * Self.page, 4 * Self.page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)
+      _ = mmap(
+        base.p + 2048 * Self.page, 4 * Self.page, PROT_READ | PROT_WRITE,
+        MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)
     }
     for d in [slow, hole, replaced] { #expect(d.wait(timeout: .now() + 20) == .success) }
     #expect(r.matches(c.page(frame: 3000)!, 3000))
@@ -258,8 +271,10 @@ import Testing
     try uffd.registerMissing(start: mapping.address, length: UInt64(size))
     let sock = try UnixSocket.connect(r.socket)
     defer { sock.close() }
-    var header = kscope_handoff_header(magic: KSCOPE_HANDOFF_MAGIC, version: KSCOPE_HANDOFF_VERSION, region_count: 1, pid: 1)
-    var region = kscope_handoff_region(host_address: mapping.address, length: UInt64(size / 2), file_offset: 0)
+    var header = kscope_handoff_header(
+      magic: KSCOPE_HANDOFF_MAGIC, version: KSCOPE_HANDOFF_VERSION, region_count: 1, pid: 1)
+    var region = kscope_handoff_region(
+      host_address: mapping.address, length: UInt64(size / 2), file_offset: 0)
     var message = [UInt8]()
     withUnsafeBytes(of: &header) { message += $0 }
     withUnsafeBytes(of: &region) { message += $0 }
@@ -270,9 +285,13 @@ import Testing
     let inside = Self.thread { _ = kscope_touch_read(base.p + 10 * Self.page) }
     #expect(inside.wait(timeout: .now() + 20) == .success)
     let outside = Self.thread { _ = kscope_touch_read(base.p + size / 2 + 10 * Self.page) }
-    #expect(outside.wait(timeout: .now() + 20) == .success, "the fault outside guest RAM was never released")
+    #expect(
+      outside.wait(timeout: .now() + 20) == .success,
+      "the fault outside guest RAM was never released")
     _ = r.engine.stop()
-    #expect(r.engine.errors.contains { $0.contains("outside the guest RAM it handed over") }, "\(r.engine.errors)")
+    #expect(
+      r.engine.errors.contains { $0.contains("outside the guest RAM it handed over") },
+      "\(r.engine.errors)")
   }
 
   /// Sends a hand-off of `version` with one region, and says whether the engine acknowledged.
@@ -281,7 +300,8 @@ import Testing
     defer { uffd.close() }
     let sock = try UnixSocket.connect(r.socket)
     defer { sock.close() }
-    var header = kscope_handoff_header(magic: KSCOPE_HANDOFF_MAGIC, version: version, region_count: 1, pid: 1)
+    var header = kscope_handoff_header(
+      magic: KSCOPE_HANDOFF_MAGIC, version: version, region_count: 1, pid: 1)
     var region = region
     var message = [UInt8]()
     withUnsafeBytes(of: &header) { message += $0 }
@@ -293,17 +313,24 @@ import Testing
   @Test func handOffsOfAnotherVersionOrOutsideTheRAMFileAreRefused() throws {
     let r = try Run(try EngineTests.Fixture())
     // Version 1 promised no events: the engine says why it refuses (an old shim).
-    let v1 = try Self.handOff(r, version: 1, region: kscope_handoff_region(host_address: 1 << 30, length: 4096, file_offset: 0))
+    let v1 = try Self.handOff(
+      r, version: 1,
+      region: kscope_handoff_region(host_address: 1 << 30, length: 4096, file_offset: 0))
     #expect(!v1)
     // A region reaching past the RAM file.
     let outside = try Self.handOff(
       r, version: KSCOPE_HANDOFF_VERSION,
-      region: kscope_handoff_region(host_address: 1 << 30, length: 8192, file_offset: EngineTests.frames * 4096 - 4096))
+      region: kscope_handoff_region(
+        host_address: 1 << 30, length: 8192, file_offset: EngineTests.frames * 4096 - 4096))
     #expect(!outside)
     _ = r.engine.stop()
     #expect(r.engine.errors.count == 2)
-    #expect(r.engine.errors.first?.contains("version 1, this engine speaks 2") == true, "\(r.engine.errors)")
-    #expect(r.engine.errors.last?.contains("outside the address space or the RAM file") == true, "\(r.engine.errors)")
+    #expect(
+      r.engine.errors.first?.contains("version 1, this engine speaks 2") == true,
+      "\(r.engine.errors)")
+    #expect(
+      r.engine.errors.last?.contains("outside the address space or the RAM file") == true,
+      "\(r.engine.errors)")
   }
 }
 
@@ -318,7 +345,9 @@ import Testing
 
   @Test func handOffRegionsAreChecked() throws {
     func refused(_ rs: [R]) -> Bool {
-      if case .failure = RegionTable.validated(rs, pageSize: Self.page, fileSize: 1 << 20) { return true }
+      if case .failure = RegionTable.validated(rs, pageSize: Self.page, fileSize: 1 << 20) {
+        return true
+      }
       return false
     }
     #expect(refused([R(address: 0x1000, length: 0, fileOffset: 0)]))
@@ -326,8 +355,15 @@ import Testing
     #expect(refused([R(address: 0x1000, length: 0x1000, fileOffset: 0x800)]))
     #expect(refused([R(address: UInt64.max - 0xfff, length: 0x2000, fileOffset: 0)]))
     #expect(refused([R(address: 0x1000, length: 0x2000, fileOffset: (1 << 20) - 0x1000)]))
-    #expect(refused([R(address: 0x10000, length: 0x2000, fileOffset: 0), R(address: 0x11000, length: 0x1000, fileOffset: 0x4000)]))
-    let t = try table([R(address: 0x20000, length: 0x2000, fileOffset: 0x4000), R(address: 0x10000, length: 0x2000, fileOffset: 0)])
+    #expect(
+      refused([
+        R(address: 0x10000, length: 0x2000, fileOffset: 0),
+        R(address: 0x11000, length: 0x1000, fileOffset: 0x4000),
+      ]))
+    let t = try table([
+      R(address: 0x20000, length: 0x2000, fileOffset: 0x4000),
+      R(address: 0x10000, length: 0x2000, fileOffset: 0),
+    ])
     #expect(t.regions.map(\.address) == [0x10000, 0x20000])
     #expect(t.fileOffset(of: 0x10fff) == 0xfff)
     #expect(t.fileOffset(of: 0x21000) == 0x5000)
@@ -339,7 +375,11 @@ import Testing
     var t = try table([R(address: 0x100000, length: 0x10000, fileOffset: 0x8000)])
     let cut = t.remove(start: 0x104000, end: 0x106000)
     #expect(cut == [R(address: 0x104000, length: 0x2000, fileOffset: 0xc000)])
-    #expect(t.regions == [R(address: 0x100000, length: 0x4000, fileOffset: 0x8000), R(address: 0x106000, length: 0xa000, fileOffset: 0xe000)])
+    #expect(
+      t.regions == [
+        R(address: 0x100000, length: 0x4000, fileOffset: 0x8000),
+        R(address: 0x106000, length: 0xa000, fileOffset: 0xe000),
+      ])
     #expect(t.fileOffset(of: 0x105000) == nil)
     #expect(t.fileOffset(of: 0x106000) == 0xe000)
     // Across both pieces and beyond.
