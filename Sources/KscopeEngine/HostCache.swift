@@ -93,8 +93,10 @@ public final class HostCache: @unchecked Sendable {
   /// `parallelism` workers at once, each with its own buffer (and, over NBD, its own connection),
   /// so the source's latency overlaps the cache file's writes.
   @discardableResult
-  public func ensureInParallel(_ ranges: [FrameRange], parallelism: Int = 4) throws(EngineError) -> UInt64 {
-    let stripe: UInt64 = 512
+  public func ensureInParallel(_ ranges: [FrameRange], parallelism: Int = 4, stripeFrames: UInt64 = 512)
+    throws(EngineError) -> UInt64
+  {
+    let stripe = max(1, min(stripeFrames, 1 << 16))
     var stripes: [FrameRange] = []
     for r in ranges {
       var s = r.start

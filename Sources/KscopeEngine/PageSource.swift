@@ -60,11 +60,14 @@ public final class NBDSource: PageSource, @unchecked Sendable {
   public let uri: String
   public let size: UInt64
   let timeoutMilliseconds: Int32
+  /// Bytes per NBD request: a read is split into requests of this size, all in flight at once.
+  public let requestBytes: Int
   private let lock = NSLock()
   private var idle: [OpaquePointer] = []
 
   /// Connects once (to learn the export's size and fail early); `timeout` bounds every read.
-  public init(uri: String, timeoutSeconds: Double = 5) throws(EngineError) {
+  public init(uri: String, timeoutSeconds: Double = 5, requestBytes: Int = 64 << 10) throws(EngineError) {
+    self.requestBytes = max(4096, min(requestBytes, 32 << 20))
     guard uri.hasPrefix("nbd://"), uri.count < 1024 else {
       throw EngineError("'\(uri.prefix(64))' is not an nbd:// URI")
     }
@@ -104,7 +107,7 @@ public final class NBDSource: PageSource, @unchecked Sendable {
       (buffer.baseAddress! + inside).initializeMemory(as: UInt8.self, repeating: 0, count: buffer.count - inside)
     }
     var error = [CChar](repeating: 0, count: 256)
-    let r = inside == 0 ? 0 : kscope_nbd_pread(c, buffer.baseAddress, inside, offset, 64 << 10, timeoutMilliseconds, &error, error.count)
+    let r = inside == 0 ? 0 : kscope_nbd_pread(c, buffer.baseAddress, inside, offset, requestBytes, timeoutMilliseconds, &error, error.count)
     if r != 0 {
       kscope_nbd_close(c)  // a connection that failed is not reused
       throw EngineError("\(uri): \(cText(error))")
