@@ -50,7 +50,7 @@ let package = Package(
     // KscopeCore is used for TerminalSafe (one-line error texts).
     .target(
       name: "KscopeOS",
-      dependencies: ["KscopeCore", .product(name: "SystemPackage", package: "swift-system")],
+      dependencies: ["KscopeCore", "CKscopeLinux", .product(name: "SystemPackage", package: "swift-system")],
       swiftSettings: strict),
     // elfutils (libelf + libdw) as a C module, for the guest kernel's ELF and DWARF.
     .systemLibrary(

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -20,10 +21,10 @@
 
 static int fail(void) { return -errno; }
 
-int kscope_uffd_open(void) {
+int kscope_uffd_open(uint64_t features) {
   int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) return fail();
-  struct uffdio_api api = {.api = UFFD_API, .features = 0};
+  struct uffdio_api api = {.api = UFFD_API, .features = features};
   if (ioctl(fd, UFFDIO_API, &api) < 0) {
     int e = -errno;
     close(fd);
@@ -58,14 +59,27 @@ int kscope_uffd_read(int uffd, struct kscope_uffd_event *event) {
   do { n = read(uffd, &msg, sizeof msg); } while (n < 0 && errno == EINTR);
   if (n < 0) return errno == EAGAIN ? (event->kind = 0, 0) : fail();
   if (n != sizeof msg) return -EIO;
-  if (msg.event == UFFD_EVENT_PAGEFAULT) {
+  memset(event, 0, sizeof *event);
+  switch (msg.event) {
+  case UFFD_EVENT_PAGEFAULT:
     event->kind = 1;
     event->write = (msg.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE) != 0;
     event->address = msg.arg.pagefault.address;
-  } else {
-    event->kind = 2;
-    event->write = 0;
-    event->address = 0;
+    break;
+  case UFFD_EVENT_REMOVE:
+  case UFFD_EVENT_UNMAP:
+    event->kind = msg.event == UFFD_EVENT_REMOVE ? 2 : 3;
+    event->address = msg.arg.remove.start;
+    event->end = msg.arg.remove.end;
+    break;
+  case UFFD_EVENT_REMAP:
+    event->kind = 4;
+    event->address = msg.arg.remap.from;
+    event->to = msg.arg.remap.to;
+    event->length = msg.arg.remap.len;
+    break;
+  default:
+    event->kind = 5;
   }
   return 1;
 }
@@ -194,6 +208,10 @@ int kscope_pagemap_scan(uint64_t start, uint64_t len, uint64_t *present, uint64_
   }
   close(fd);
   return 0;
+}
+
+int kscope_mremap_fixed(void *old, size_t len, void *to) {
+  return mremap(old, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, to) == MAP_FAILED ? fail() : 0;
 }
 
 uint64_t kscope_now_ns(void) {

@@ -1,19 +1,5 @@
-import Glibc
-
-/// An engine failure: the operation and what the OS said.
+/// An engine failure: what went wrong, one line (the OS layer's errors carry their errno text).
 public struct EngineError: Error, Sendable, CustomStringConvertible {
   public let description: String
   public init(_ description: String) { self.description = description }
-
-  /// From a C helper's -errno result.
-  static func os(_ operation: String, _ result: Int32) -> EngineError {
-    EngineError("\(operation): \(String(cString: strerror(-result)))")
-  }
-}
-
-/// Throws for a negative (-errno) result of a CKscopeLinux helper.
-@discardableResult
-func check(_ operation: @autoclosure () -> String, _ result: Int32) throws(EngineError) -> Int32 {
-  if result < 0 { throw EngineError.os(operation(), result) }
-  return result
 }

@@ -1,6 +1,4 @@
-import CKscopeLinux
 import Foundation
-import Glibc
 import KscopeClone
 import KscopeOS
 
@@ -36,13 +34,7 @@ public struct EngineDirectory: Sendable {
   /// mkdir 0700, or check that what is there is our own directory (not a symlink planted in a
   /// shared tmpfs).
   static func makePrivateDirectory(_ path: String) throws(EngineError) {
-    if mkdir(path, 0o700) != 0 && errno != EEXIST {
-      throw EngineError("cannot create \(path): \(String(cString: strerror(errno)))")
-    }
-    var st = stat()
-    guard lstat(path, &st) == 0, st.st_mode & S_IFMT == S_IFDIR, st.st_uid == geteuid(),
-      st.st_mode & 0o022 == 0
-    else { throw EngineError("\(path) is not a private directory of this user") }
+    do { try HostProcess.makePrivateDirectory(path) } catch { throw EngineError(error.description) }
   }
 }
 
@@ -57,6 +49,12 @@ public struct EngineStats: Codable, Sendable {
     public var refetched: UInt64
     /// Engine-side service time of its misses (fault read to wake), microseconds.
     public var faultLatencyUs: Latency
+    /// Faults on pages already there when read (two threads on one page): woken only.
+    public var lateFaults: UInt64 = 0
+    /// Guest RAM pages it gave back (MADV_DONTNEED), unmapped, and its mremaps.
+    public var removedPages: UInt64 = 0
+    public var unmappedPages: UInt64 = 0
+    public var remaps: UInt64 = 0
   }
   public struct Latency: Codable, Sendable {
     public var count: UInt64
@@ -112,19 +110,13 @@ public struct EngineStats: Codable, Sendable {
 public enum EngineService {
   /// Takes the directory's life lock; false if another engine holds it.
   public static func claim(_ dir: EngineDirectory) -> Int32? {
-    let fd = open(dir.lifeLock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
-    guard fd >= 0 else { return nil }
-    if flock(fd, LOCK_EX | LOCK_NB) != 0 {
-      close(fd)
-      return nil
-    }
-    return fd
+    LockFile.tryLock(dir.lifeLock)?.fd
   }
 
   /// True if an engine holds the directory's life lock.
   public static func isLive(_ dir: EngineDirectory) -> Bool {
-    guard let fd = claim(dir) else { return Files.exists(dir.lifeLock) }
-    close(fd)
+    guard let lock = LockFile.tryLock(dir.lifeLock) else { return Files.exists(dir.lifeLock) }
+    lock.release()
     return false
   }
 
@@ -153,35 +145,32 @@ public enum EngineService {
     }
   }
 
-  nonisolated(unsafe) static var signalled: Int32 = 0
-
   /// Serves until the clones are gone; returns why it ended.
   public static func serve(
     engine: Engine, prepared: (pages: UInt64, seconds: Double), directory dir: EngineDirectory,
     description: Description, firstClientTimeout: Double = 60
   ) -> String {
-    signal(SIGTERM) { _ in EngineService.signalled = 1 }
-    signal(SIGINT) { _ in EngineService.signalled = 1 }
-    signal(SIGPIPE, SIG_IGN)
-    let started = kscope_now_ns()
+    HostProcess.catchTermination()
+    let started = MonotonicClock.nanoseconds()
     func stats(_ state: String) -> EngineStats {
       let records = engine.clientRecords()
-      let now = kscope_now_ns()
+      let now = MonotonicClock.nanoseconds()
       return EngineStats(
-        pid: getpid(), state: state, policy: description.policy, snapshot: description.snapshot,
+        pid: ProcessUsage.id, state: state, policy: description.policy, snapshot: description.snapshot,
         source: description.source, frames: UInt64(engine.cache.holes.count),
         holes: engine.cache.holes.population, preparedPages: prepared.pages,
         prepareSeconds: prepared.seconds, pagesFetched: engine.cache.fetched,
         cacheResidentPages: engine.cache.residentPages(), queuedFrames: engine.queuedFrames,
         clients: records.map { r in
-          var l = LatencyRecorder()
-          for f in r.faults { l.record(nanoseconds: f.nanoseconds) }
-          let s = l.summary
+          // The running histogram the handler keeps as it serves (not rebuilt from the faults).
+          let s = r.latency.summary
           return EngineStats.Client(
             pid: r.peerPID > 0 ? r.peerPID : Int32(bitPattern: r.pid), connected: r.connected,
             seconds: Double(now - r.connectedAtNanoseconds) / 1e9, demandFaults: r.faultCount,
             zeroFilled: r.zeroFilled, refetched: r.refetched,
-            faultLatencyUs: .init(count: s.count, p50: s.p50, p99: s.p99, max: s.max))
+            faultLatencyUs: .init(count: s.count, p50: s.p50, p99: s.p99, max: s.max),
+            lateFaults: r.lateFaults, removedPages: r.removedPages, unmappedPages: r.unmappedPages,
+            remaps: r.remaps)
         },
         errors: engine.errors)
     }
@@ -191,16 +180,16 @@ public enum EngineService {
       }
     }
     publish(stats("serving"))
-    let readyLine = "{\"pid\":\(getpid()),\"socket\":\"\(dir.socket)\",\"prepared_pages\":\(prepared.pages)}\n"
+    let readyLine = "{\"pid\":\(ProcessUsage.id),\"socket\":\"\(dir.socket)\",\"prepared_pages\":\(prepared.pages)}\n"
     try? Files.writeAtomically(Array(readyLine.utf8), to: dir.readyFile, mode: 0o600)
     var reason = ""
-    var lastPublish = kscope_now_ns()
+    var lastPublish = MonotonicClock.nanoseconds()
     while reason.isEmpty {
-      usleep(100_000)
+      HostProcess.sleep(microseconds: 100_000)
       let records = engine.clientRecords()
-      let now = kscope_now_ns()
+      let now = MonotonicClock.nanoseconds()
       var candidate = ""
-      if signalled != 0 {
+      if HostProcess.terminationRequested {
         candidate = "stopped by a signal"
       } else if records.isEmpty && Double(now - started) / 1e9 > firstClientTimeout {
         candidate = "no clone connected within \(Int(firstClientTimeout)) s"
@@ -209,14 +198,12 @@ public enum EngineService {
       }
       if !candidate.isEmpty {
         // A `vm clone` holding the use lock is about to hand a new clone over: stay.
-        let fd = open(dir.useLock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        if fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0 {
+        if LockFile.tryLock(dir.useLock) != nil {
           reason = candidate
-          unlink(dir.readyFile)
-          unlink(dir.socket)
-          // Keep the use lock until exit; a waiting `vm clone` then starts a new engine.
-        } else if fd >= 0 {
-          close(fd)
+          HostProcess.unlink(dir.readyFile)
+          HostProcess.unlink(dir.socket)
+          // Keep the use lock until exit (never released); a waiting `vm clone` then starts a
+          // new engine.
         }
       }
       if now - lastPublish > 500_000_000 {
@@ -227,7 +214,7 @@ public enum EngineService {
     _ = engine.stop()
     publish(stats("ended: \(reason)"))
     engine.cache.remove()
-    unlink(dir.holeFile)
+    HostProcess.unlink(dir.holeFile)
     return reason
   }
 
@@ -241,10 +228,7 @@ public enum EngineService {
         argv, .init(output: logPath, append: true, errorsToo: true, noInput: true, newSession: true, inheritNothing: true))
     } catch { throw EngineError("cannot start \(argv[0]): \(error.description)") }
     // Reap it in the background if it ends while we still run (it normally outlives us).
-    Thread.detachNewThread {
-      var status: Int32 = 0
-      while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-    }
+    HostProcess.reapInBackground(pid)
     return pid
   }
 }

@@ -1,5 +1,4 @@
 import Foundation
-import Glibc
 import KscopeClone
 import KscopeOS
 
@@ -8,7 +7,7 @@ import KscopeOS
 /// by the kernel from page cache, without a fault. Frames never written stay holes (zeros).
 public final class HostCache: @unchecked Sendable {
   public let path: String
-  let fd: Int32
+  let file: PositionalFile
   let layout: RAMLayout
   let source: any PageSource
   let pageSize: UInt64
@@ -28,14 +27,8 @@ public final class HostCache: @unchecked Sendable {
     self.source = source
     self.pageSize = layout.pageSize
     self.frameCount = frameCount
-    unlink(path)
-    fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
-    guard fd >= 0 else { throw EngineError("cannot create \(path): \(String(cString: strerror(errno)))") }
-    guard ftruncate(fd, off_t(layout.fileSize)) == 0 else {
-      let e = String(cString: strerror(errno))
-      close(fd)
-      unlink(path)
-      throw EngineError("cannot size \(path): \(e)")
+    do { file = try PositionalFile.createSparse(path, size: layout.fileSize) } catch {
+      throw EngineError(error.description)
     }
     present = Bitmap(count: frameCount)
     var h = Bitmap(count: frameCount)
@@ -43,9 +36,7 @@ public final class HostCache: @unchecked Sendable {
     self.holes = h
   }
 
-  deinit { close(fd) }
-
-  public func remove() { unlink(path) }
+  public func remove() { HostProcess.unlink(path) }
 
   public func isPresent(_ frame: UInt64) -> Bool {
     lock.lock()
@@ -81,12 +72,7 @@ public final class HostCache: @unchecked Sendable {
           let bytes = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<Int(n * pageSize)])
           let offset = run.fileOffset + k * pageSize
           try source.read(into: bytes, at: offset)
-          var done = 0
-          while done < bytes.count {
-            let w = Files.retrying { pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done)) }
-            if w <= 0 { throw EngineError("writing \(path): \(String(cString: strerror(errno)))") }
-            done += w
-          }
+          do { try file.write(UnsafeRawBufferPointer(bytes), at: offset) } catch { throw EngineError(error.description) }
           lock.lock()
           for f in (run.frame + k)..<(run.frame + k + n) where !present[f] {
             present.insert(f)
@@ -107,8 +93,10 @@ public final class HostCache: @unchecked Sendable {
   /// `parallelism` workers at once, each with its own buffer (and, over NBD, its own connection),
   /// so the source's latency overlaps the cache file's writes.
   @discardableResult
-  public func ensureInParallel(_ ranges: [FrameRange], parallelism: Int = 4) throws(EngineError) -> UInt64 {
-    let stripe: UInt64 = 512
+  public func ensureInParallel(_ ranges: [FrameRange], parallelism: Int = 4, stripeFrames: UInt64 = 512)
+    throws(EngineError) -> UInt64
+  {
+    let stripe = max(1, min(stripeFrames, 1 << 16))
     var stripes: [FrameRange] = []
     for r in ranges {
       var s = r.start
@@ -175,10 +163,15 @@ public final class HostCache: @unchecked Sendable {
     lock.unlock()
   }
 
+  /// True if the frame's page is in the cache file (SEEK_DATA), so a clone's fault on it is
+  /// mapped by the kernel once woken.
+  public func hasData(_ frame: UInt64) -> Bool {
+    guard let offset = layout.fileOffset(frame: frame) else { return false }
+    return file.hasData(at: offset)
+  }
+
   /// Pages of the cache file resident in memory (tmpfs: its written pages).
   public func residentPages() -> UInt64 {
-    var st = stat()
-    guard fstat(fd, &st) == 0 else { return 0 }
-    return UInt64(st.st_blocks) * 512 / pageSize
+    (file.identity?.allocatedBytes ?? 0) / pageSize
   }
 }

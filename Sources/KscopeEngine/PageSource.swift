@@ -1,4 +1,3 @@
-import Glibc
 import CKscopeNBD
 import Foundation
 import KscopeOS
@@ -12,70 +11,46 @@ public protocol PageSource: Sendable {
 
 /// A snapshot's RAM file on this host.
 public final class LocalRAMSource: PageSource, @unchecked Sendable {
-  let fd: Int32
+  let file: PositionalFile
   public let path: String
   public let size: UInt64
+  /// What the file was when the engine opened it: a snapshot must not change under clones.
+  let identity: PositionalFile.Identity
 
   public convenience init(path: String) throws(EngineError) {
-    let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
-    guard fd >= 0 else { throw EngineError("cannot open \(path): \(String(cString: strerror(errno)))") }
-    defer { close(fd) }
-    try self.init(descriptor: fd, path: path)
+    let f: PositionalFile
+    do { f = try PositionalFile.openReadOnly(path) } catch { throw EngineError(error.description) }
+    try self.init(file: f, path: path)
   }
 
   /// The file open on `descriptor` (a snapshot's RAM opened inside its directory); the caller
   /// keeps its descriptor.
-  public init(descriptor: Int32, path: String) throws(EngineError) {
-    fd = fcntl(descriptor, F_DUPFD_CLOEXEC, 0)
-    guard fd >= 0 else { throw EngineError("cannot use \(path): \(String(cString: strerror(errno)))") }
-    var st = stat()
-    guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
-      close(fd)
-      throw EngineError("\(path) is not a regular file")
-    }
-    self.path = path
-    size = UInt64(st.st_size)
-    identity = Identity(st)
+  public convenience init(descriptor: Int32, path: String) throws(EngineError) {
+    let f: PositionalFile
+    do { f = try PositionalFile.duplicate(descriptor, path: path) } catch { throw EngineError(error.description) }
+    try self.init(file: f, path: path)
   }
 
-  /// What the file was when the engine opened it: a snapshot must not change under clones.
-  struct Identity: Equatable {
-    var device: UInt64, inode: UInt64, size: Int64, mtime: Int, mtimeNanoseconds: Int
-    init(_ st: stat) {
-      device = UInt64(st.st_dev)
-      inode = UInt64(st.st_ino)
-      size = Int64(st.st_size)
-      mtime = st.st_mtim.tv_sec
-      mtimeNanoseconds = st.st_mtim.tv_nsec
-    }
+  init(file: PositionalFile, path: String) throws(EngineError) {
+    guard let id = file.identity else { throw EngineError("\(path): cannot stat the file") }
+    self.file = file
+    self.path = path
+    size = UInt64(max(0, id.size))
+    identity = id
   }
-  let identity: Identity
 
   /// Fails if the file was written, truncated or replaced since it was opened.
   public func checkUnchanged() throws(EngineError) {
-    var st = stat()
-    guard fstat(fd, &st) == 0, Identity(st) == identity else {
+    guard let now = file.identity, now.sameContent(as: identity) else {
       throw EngineError("\(path) changed under the engine (written or truncated since it was opened): refusing to serve pages from it")
     }
   }
-  deinit { close(fd) }
 
   public var description: String { "local \(path)" }
 
   public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws(EngineError) {
     try checkUnchanged()
-    var done = 0
-    while done < buffer.count {
-      let n = Files.retrying {
-        pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
-      }
-      if n < 0 { throw EngineError("reading \(path) at \(offset): \(String(cString: strerror(errno)))") }
-      if n == 0 { break }
-      done += n
-    }
-    if done < buffer.count {
-      (buffer.baseAddress! + done).initializeMemory(as: UInt8.self, repeating: 0, count: buffer.count - done)
-    }
+    do { try file.read(into: buffer, at: offset) } catch { throw EngineError(error.description) }
   }
 }
 
@@ -85,11 +60,14 @@ public final class NBDSource: PageSource, @unchecked Sendable {
   public let uri: String
   public let size: UInt64
   let timeoutMilliseconds: Int32
+  /// Bytes per NBD request: a read is split into requests of this size, all in flight at once.
+  public let requestBytes: Int
   private let lock = NSLock()
   private var idle: [OpaquePointer] = []
 
   /// Connects once (to learn the export's size and fail early); `timeout` bounds every read.
-  public init(uri: String, timeoutSeconds: Double = 5) throws(EngineError) {
+  public init(uri: String, timeoutSeconds: Double = 5, requestBytes: Int = 64 << 10) throws(EngineError) {
+    self.requestBytes = max(4096, min(requestBytes, 32 << 20))
     guard uri.hasPrefix("nbd://"), uri.count < 1024 else {
       throw EngineError("'\(uri.prefix(64))' is not an nbd:// URI")
     }
@@ -129,7 +107,7 @@ public final class NBDSource: PageSource, @unchecked Sendable {
       (buffer.baseAddress! + inside).initializeMemory(as: UInt8.self, repeating: 0, count: buffer.count - inside)
     }
     var error = [CChar](repeating: 0, count: 256)
-    let r = inside == 0 ? 0 : kscope_nbd_pread(c, buffer.baseAddress, inside, offset, 64 << 10, timeoutMilliseconds, &error, error.count)
+    let r = inside == 0 ? 0 : kscope_nbd_pread(c, buffer.baseAddress, inside, offset, requestBytes, timeoutMilliseconds, &error, error.count)
     if r != 0 {
       kscope_nbd_close(c)  // a connection that failed is not reused
       throw EngineError("\(uri): \(cText(error))")

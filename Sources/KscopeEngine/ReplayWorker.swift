@@ -1,6 +1,6 @@
 import CKscopeLinux
-import Glibc
 import KscopeClone
+import KscopeOS
 
 /// What one replay clone reports to the replay driver (as JSON on its stdout).
 public struct WorkerReport: Codable, Sendable {
@@ -20,6 +20,73 @@ public struct WorkerReport: Codable, Sendable {
   public var privatePages: UInt64
 }
 
+/// A clone's guest RAM on the engine: the host cache file mapped privately, registered with
+/// userfaultfd (all but large holes), and the uffd handed to the engine (kscope_handoff.h).
+/// Nothing may be touched before `init` returns: the engine has acknowledged by then.
+public final class EngineClient: @unchecked Sendable {
+  public let mapping: PrivateMapping
+  public let layout: RAMLayout
+  let socket: UnixSocket
+  private var connected = true
+
+  public init(cachePath: String, layout: RAMLayout, holes: [FrameRange], socketPath: String) throws(EngineError) {
+    self.layout = layout
+    let page = layout.pageSize
+    do { mapping = try PrivateMapping(path: cachePath, size: Int(layout.fileSize)) } catch {
+      throw EngineError(error.description)
+    }
+    let start = mapping.address
+    let uffd: Userfaultfd
+    do { uffd = try Userfaultfd.open() } catch { throw EngineError(error.description) }
+    // The engine holds the only reference once it has acknowledged: if it goes away, the faults
+    // it leaves are released rather than left waiting on a descriptor nobody reads.
+    defer { uffd.close() }
+    do {
+      try uffd.registerMissing(start: start, length: layout.fileSize)
+      for h in holes where h.count >= ReplayWorker.unregisteredHoleFrames {
+        for run in layout.fileRuns(h) {
+          try uffd.unregister(start: start + run.fileOffset, length: run.count * page)
+        }
+      }
+    } catch { throw EngineError(error.description) }
+    do { socket = try UnixSocket.connect(socketPath) } catch {
+      throw EngineError("connecting to the engine: \(error.description)")
+    }
+    var message = [UInt8]()
+    var header = kscope_handoff_header(
+      magic: KSCOPE_HANDOFF_MAGIC, version: KSCOPE_HANDOFF_VERSION, region_count: 1, pid: UInt32(ProcessUsage.id))
+    var region = kscope_handoff_region(host_address: start, length: layout.fileSize, file_offset: 0)
+    withUnsafeBytes(of: &header) { message += $0 }
+    withUnsafeBytes(of: &region) { message += $0 }
+    do { try socket.send(message, descriptor: uffd.fd) } catch {
+      socket.close()
+      throw EngineError("handing over the userfaultfd: \(error.description)")
+    }
+    guard socket.readByte(timeoutMilliseconds: 10_000) == UInt8(KSCOPE_HANDOFF_ACK) else {
+      socket.close()
+      throw EngineError("the engine did not acknowledge the hand-off within 10 s")
+    }
+  }
+
+  deinit {
+    hangUp()
+  }
+
+  /// The page of `frame` in this clone, if the layout has it.
+  public func page(frame: UInt64) -> UnsafeMutablePointer<UInt8>? {
+    guard let offset = layout.fileOffset(frame: frame), offset + layout.pageSize <= layout.fileSize else { return nil }
+    return (mapping.base + Int(offset)).assumingMemoryBound(to: UInt8.self)
+  }
+
+  /// Unmaps guest RAM (the engine hears it) and hangs up.
+  public func hangUp() {
+    guard connected else { return }
+    connected = false
+    mapping.unmap()
+    socket.close()
+  }
+}
+
 /// One replay clone: maps the host cache file privately, registers it with userfaultfd (all
 /// but large holes), hands the uffd to the engine, then touches pages in trace order and checks
 /// every page it touches against the snapshot (or zeros, for a hole).
@@ -31,64 +98,29 @@ public enum ReplayWorker {
     cachePath: String, layout: RAMLayout, holes: [FrameRange], trace: [Access],
     snapshot: any PageSource, socketPath: String
   ) throws(EngineError) -> WorkerReport {
-    try check("binding to the replay's lifetime", kscope_die_with_parent())
+    do { try HostProcess.dieWithParent() } catch { throw EngineError(error.description) }
     let page = Int(layout.pageSize)
     let size = Int(layout.fileSize)
-    let fd = open(cachePath, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
-    guard fd >= 0 else { throw EngineError("cannot open \(cachePath): \(String(cString: strerror(errno)))") }
-    defer { close(fd) }
-    // Private: the clone's writes are its own copies; unwritten pages stay the cache's.
-    guard let base = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0), base != MAP_FAILED else {
-      throw EngineError("cannot map \(cachePath): \(String(cString: strerror(errno)))")
-    }
-    defer { munmap(base, size) }
-    let start = UInt64(UInt(bitPattern: base))
-    let uffd = try check("userfaultfd", kscope_uffd_open())
-    var uffdOpen = true
-    defer { if uffdOpen { close(uffd) } }
-    try check("registering the mapping", kscope_uffd_register_missing(uffd, start, UInt64(size)))
-    for h in holes where h.count >= unregisteredHoleFrames {
-      for run in layout.fileRuns(h) {
-        try check("unregistering a free run", kscope_uffd_unregister(uffd, start + run.fileOffset, run.count * UInt64(page)))
-      }
-    }
-    let sock = try check("connecting to the engine at \(socketPath)", kscope_unix_connect(socketPath))
-    defer { close(sock) }
-    var message = [UInt8]()
-    var header = kscope_handoff_header(magic: KSCOPE_HANDOFF_MAGIC, version: KSCOPE_HANDOFF_VERSION, region_count: 1, pid: UInt32(getpid()))
-    var region = kscope_handoff_region(host_address: start, length: UInt64(size), file_offset: 0)
-    withUnsafeBytes(of: &header) { message += $0 }
-    withUnsafeBytes(of: &region) { message += $0 }
-    try check("handing over the userfaultfd", message.withUnsafeBytes { kscope_send_fd(sock, $0.baseAddress, $0.count, uffd) })
-    // Nothing is touched before the engine says it serves.
-    var ack: UInt8 = 0
-    let ready = kscope_poll2(sock, -1, 10_000)
-    guard ready & 1 != 0, read(sock, &ack, 1) == 1, ack == UInt8(KSCOPE_HANDOFF_ACK) else {
-      throw EngineError("the engine did not acknowledge the hand-off within 10 s")
-    }
-    // The engine holds the only reference from now on: if it goes away, the faults it leaves
-    // are released rather than left waiting on a descriptor nobody reads.
-    close(uffd)
-    uffdOpen = false
+    let client = try EngineClient(cachePath: cachePath, layout: layout, holes: holes, socketPath: socketPath)
+    defer { client.hangUp() }
 
     var holeBits = Bitmap(count: layout.fileSize / UInt64(page))
     for h in holes { holeBits.set(h, limit: holeBits.count) }
     var report = WorkerReport(
-      pid: UInt32(getpid()), accesses: 0, verifiedPages: 0, mismatches: 0, firstMismatch: nil,
+      pid: UInt32(ProcessUsage.id), accesses: 0, verifiedPages: 0, mismatches: 0, firstMismatch: nil,
       firstTouchFrames: [], firstTouchNanoseconds: [], firstTouchDoneNanoseconds: [], mappedFrames: [],
       privatePages: 0)
     var seen = Bitmap(count: holeBits.count)
     let expected = UnsafeMutableRawBufferPointer.allocate(byteCount: page, alignment: page)
     defer { expected.deallocate() }
-    let began = kscope_now_ns()
+    let began = MonotonicClock.nanoseconds()
     for a in trace {
-      guard let offset = layout.fileOffset(frame: a.frame), offset + UInt64(page) <= UInt64(size) else { continue }
+      guard let p = client.page(frame: a.frame) else { continue }
       report.accesses += 1
-      let p = (base + Int(offset)).assumingMemoryBound(to: UInt8.self)
       let first = !seen[a.frame]
-      let t0 = kscope_now_ns()
+      let t0 = MonotonicClock.nanoseconds()
       let byte = kscope_touch_read(p)
-      let t1 = kscope_now_ns()
+      let t1 = MonotonicClock.nanoseconds()
       if first {
         seen.insert(a.frame)
         report.firstTouchFrames.append(a.frame)
@@ -98,9 +130,9 @@ public enum ReplayWorker {
         if holeBits[a.frame] {
           expected.initializeMemory(as: UInt8.self, repeating: 0)
         } else {
-          try snapshot.read(into: expected, at: offset)
+          try snapshot.read(into: expected, at: layout.fileOffset(frame: a.frame)!)
         }
-        if memcmp(p, expected.baseAddress!, page) == 0 {
+        if Memory.equal(p, expected.baseAddress!, count: page) {
           report.verifiedPages += 1
         } else {
           report.mismatches += 1
@@ -111,12 +143,10 @@ public enum ReplayWorker {
       if a.write { kscope_touch_write(p, byte) }
     }
     // What this clone has mapped, and how much of it is its own.
-    let pages = UInt64(size / page)
-    var bits = [UInt64](repeating: 0, count: Int((pages + 63) / 64))
-    var present: UInt64 = 0
-    var priv: UInt64 = 0
-    try check("reading pagemap", bits.withUnsafeMutableBufferPointer { kscope_pagemap_scan(start, UInt64(size), &present, &priv, $0.baseAddress) })
-    report.privatePages = priv
+    var bits = [UInt64](repeating: 0, count: (size / page + 63) / 64)
+    do { report.privatePages = try client.mapping.residency(offset: 0, length: size, bits: &bits).privatePages } catch {
+      throw EngineError(error.description)
+    }
     for (w, word) in bits.enumerated() where word != 0 {
       for b in 0..<64 where word & (1 << UInt64(b)) != 0 {
         if let frame = layout.frame(fileOffset: UInt64(w * 64 + b) * UInt64(page)) { report.mappedFrames.append(frame) }

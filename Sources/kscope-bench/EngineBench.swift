@@ -71,12 +71,20 @@ enum EngineBench {
     // Over NBD on loopback (nbdkit, no link emulation).
     let server = try NBDServerProcess(file: source, cpu: nbdCPU)
     defer { server.stop() }
-    var nP50: [Double] = [], nP99: [Double] = [], bulk: [Double] = []
+    var nP50: [Double] = [], nP99: [Double] = []
+    // Bulk prefetch shapes, each measured in every run: (connections, stripe frames, request bytes).
+    let shapes: [(Int, UInt64, Int)] = [(4, 512, 64 << 10), (8, 512, 64 << 10), (4, 2048, 256 << 10), (8, 2048, 256 << 10), (2, 2048, 1 << 20)]
+    var bulks = [[Double]](repeating: [], count: shapes.count)
     for _ in 0..<runs {
       let n = try engineRun(dir: dir, layout: layout, source: try NBDSource(uri: server.uri), policy: OnDemandPolicy(), trace: trace, placement: "same")
       nP50.append(n.p50)
       nP99.append(n.p99)
-      bulk.append(try bulkPrefetch(dir: dir, layout: layout, source: try NBDSource(uri: server.uri), pages: UInt64(pages)))
+      for (k, shape) in shapes.enumerated() {
+        bulks[k].append(
+          try bulkPrefetch(
+            dir: dir, layout: layout, source: try NBDSource(uri: server.uri, requestBytes: shape.2), pages: UInt64(pages),
+            parallelism: shape.0, stripeFrames: shape.1))
+      }
     }
     rows.append(("kscope engine over NBD (loopback), handler same CPU", nP50, nP99))
     print("")
@@ -86,7 +94,11 @@ enum EngineBench {
       print("| \(name) | \(String(format: "%.1f", median(p50))) | \(String(format: "%.1f", median(p99))) |")
     }
     if let nbdCPU { print("(nbdkit pinned to CPU \(nbdCPU))") }
-    print("| bulk prefetch over NBD (loopback) | \(String(format: "%.2f", median(bulk))) GB/s | |")
+    for (k, shape) in shapes.enumerated() {
+      print(
+        "| bulk prefetch over NBD (loopback, \(shape.0) connections, \(shape.1 * 4 / 1024) MiB stripes, \(shape.2 >> 10) KiB requests) | \(String(format: "%.2f", median(bulks[k]))) GB/s | |"
+      )
+    }
   }
 
   static func label(_ p: String) -> String {
@@ -175,11 +187,13 @@ enum EngineBench {
   }
 
   /// GB/s of fetching every page into a fresh cache file (the engine's prefetch path).
-  static func bulkPrefetch(dir: String, layout: RAMLayout, source: any PageSource, pages: UInt64) throws -> Double {
+  static func bulkPrefetch(
+    dir: String, layout: RAMLayout, source: any PageSource, pages: UInt64, parallelism: Int = 4, stripeFrames: UInt64 = 512
+  ) throws -> Double {
     let cache = try HostCache(path: dir + "/bulk", layout: layout, source: source, frameCount: pages, holes: [])
     defer { cache.remove() }
     let t0 = kscope_now_ns()
-    try cache.ensureInParallel([FrameRange(start: 0, count: pages)])
+    try cache.ensureInParallel([FrameRange(start: 0, count: pages)], parallelism: parallelism, stripeFrames: stripeFrames)
     let seconds = Double(kscope_now_ns() - t0) / 1e9
     return Double(pages * 4096) / seconds / 1e9
   }

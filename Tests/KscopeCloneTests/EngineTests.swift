@@ -133,8 +133,15 @@ final class NBDServer {
   let port: Int
   var uri: String { "nbd://127.0.0.1:\(port)/" }
 
+  /// Servers of one test process take turns through its ports (suites run in parallel).
+  nonisolated(unsafe) static var started = 0
+  static let startLock = NSLock()
+
   init(file: String, delayMilliseconds: Int? = nil) throws {
-    port = 20000 + Int(getpid() % 20000)
+    Self.startLock.lock()
+    Self.started += 1
+    port = 20000 + Int(getpid() % 10000) * 4 + Self.started % 4
+    Self.startLock.unlock()
     let nbdkit = ["/usr/sbin/nbdkit", "/usr/bin/nbdkit"].first { FileManager.default.isExecutableFile(atPath: $0) }
     guard let nbdkit else { throw EngineError("nbdkit is not installed: run host/setup.sh") }
     process.executableURL = URL(fileURLWithPath: nbdkit)

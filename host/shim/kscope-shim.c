@@ -103,7 +103,8 @@ static void handoff(void *addr, size_t len, off_t offset) {
   armed = 0; /* one mapping of the RAM file; QEMU does not map it twice */
   int uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
   if (uffd < 0) die("userfaultfd");
-  struct uffdio_api api = {.api = UFFD_API};
+  /* The features the hand-off ABI promises the engine (kscope_handoff.h). */
+  struct uffdio_api api = {.api = UFFD_API, .features = KSCOPE_UFFD_FEATURES};
   if (ioctl(uffd, UFFDIO_API, &api) < 0) die("UFFDIO_API");
   struct uffdio_register reg = {.range = {.start = (uint64_t)addr, .len = len}, .mode = UFFDIO_REGISTER_MODE_MISSING};
   if (ioctl(uffd, UFFDIO_REGISTER, &reg) < 0) die("registering guest RAM");

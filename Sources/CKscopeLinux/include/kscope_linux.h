@@ -8,22 +8,29 @@
 #include <stdint.h>
 #include "kscope_handoff.h"
 
-/* A new userfaultfd (O_CLOEXEC | O_NONBLOCK), API handshake done. */
-int kscope_uffd_open(void);
+/* A new userfaultfd (O_CLOEXEC | O_NONBLOCK), API handshake done with `features` (for a clone
+ * handed to the engine: KSCOPE_UFFD_FEATURES). */
+int kscope_uffd_open(uint64_t features);
 /* Registers [start, start+len) for MISSING faults. */
 int kscope_uffd_register_missing(int uffd, uint64_t start, uint64_t len);
 int kscope_uffd_unregister(int uffd, uint64_t start, uint64_t len);
 /* Wakes threads waiting on faults in [start, start+len). */
 int kscope_uffd_wake(int uffd, uint64_t start, uint64_t len);
-/* Maps zero pages at [start, start+len) and wakes. -EEXIST: already mapped. */
+/* Maps zero pages at [start, start+len) and wakes. -EEXIST: already mapped; -EAGAIN: an event
+ * (REMOVE, UNMAP, REMAP) is pending and must be read first; -ENOENT: no longer registered
+ * there; -ESRCH: the owner's address space is gone. */
 int kscope_uffd_zeropage(int uffd, uint64_t start, uint64_t len);
 
-/* One event read from a uffd: kind 1 = page fault (address, write), 2 = other (ignored),
- * 0 = nothing to read (EAGAIN). */
+/* One event read from a uffd. kind: 0 = nothing to read (EAGAIN); 1 = page fault (address,
+ * write); 2 = REMOVE of [address, end); 3 = UNMAP of [address, end); 4 = REMAP of `length` bytes
+ * from `address` to `to`; 5 = another event (ignored). */
 struct kscope_uffd_event {
   int kind;
   int write;
   uint64_t address;
+  uint64_t end;
+  uint64_t to;
+  uint64_t length;
 };
 int kscope_uffd_read(int uffd, struct kscope_uffd_event *event);
 
@@ -56,6 +63,10 @@ int kscope_die_with_parent(void);
 
 /* Pins the calling thread to one CPU (cpu < 0: any CPU). */
 int kscope_pin_cpu(int cpu);
+
+/* Moves the mapping at [old, old+len) to `to` (mremap MREMAP_MAYMOVE | MREMAP_FIXED; Swift cannot
+ * call the variadic mremap). 0 or -errno. */
+int kscope_mremap_fixed(void *old, size_t len, void *to);
 
 /* Monotonic nanoseconds. */
 uint64_t kscope_now_ns(void);
