@@ -81,7 +81,7 @@ public enum HostProcess {
 public final class LockFile: @unchecked Sendable {
   public let fd: Int32
 
-  private init(fd: Int32) { self.fd = fd }
+  init(descriptor fd: Int32) { self.fd = fd }
 
   /// The lock, exclusive or shared, if no one holds a conflicting one now; nil otherwise (or if
   /// the file cannot be opened).
@@ -92,7 +92,7 @@ public final class LockFile: @unchecked Sendable {
       _ = close(fd)
       return nil
     }
-    return LockFile(fd: fd)
+    return LockFile(descriptor: fd)
   }
 
   /// Releases the lock (closing the file).

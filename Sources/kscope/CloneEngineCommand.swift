@@ -20,11 +20,7 @@ struct EngineSpec {
   /// The absolute, symlink-free form of a path the user gave (the key must not depend on how
   /// the path was spelled).
   static func canonical(_ path: String) throws -> String {
-    guard let p = realpath(path, nil) else {
-      throw CommandFailure("\(path): \(String(cString: strerror(errno)))")
-    }
-    defer { free(p) }
-    return String(cString: p)
+    do { return try Files.canonicalPath(path) } catch { throw CommandFailure(error.description) }
   }
 
   init(snapshot: String, map: String?, policy: PolicyOptions, from: String?, cacheRoot: String) throws {
@@ -56,26 +52,26 @@ struct EngineSpec {
 
   /// Makes sure this spec's engine serves, starting it if needed, and returns its directory and
   /// the use lock (held until the clone is handed over, so the engine does not end meanwhile).
-  func ensureRunning(progress: ProgressLine?) throws -> (EngineDirectory, Int32) {
+  func ensureRunning(progress: ProgressLine?) throws -> (EngineDirectory, LockFile) {
     let dir = try directory()
-    let useFD = open(dir.useLock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
-    guard useFD >= 0, flock(useFD, LOCK_SH) == 0 else {
-      throw CommandFailure("cannot lock \(dir.useLock): \(String(cString: strerror(errno)))")
+    let useLock: LockFile
+    do { useLock = try LockFile.lock(dir.useLock, exclusive: false) } catch {
+      throw CommandFailure(error.description)
     }
     do {
       let live = EngineService.isLive(dir)
       if !(live && Files.exists(dir.readyFile)) {
         if !live {
-          unlink(dir.readyFile)
+          HostProcess.unlink(dir.readyFile)
           let me = try Self.canonical(CommandLine.arguments[0])
           progress?.update("starting the clone engine (\(policy.policy))")
           _ = try EngineService.spawnDetached([me] + arguments, logPath: dir.logFile)
         }
         try waitReady(dir)
       }
-      return (dir, useFD)
+      return (dir, useLock)
     } catch {
-      close(useFD)
+      useLock.release()
       throw error
     }
   }
@@ -133,7 +129,7 @@ struct CloneEngineCommand: ParsableCommand {
     guard let lifeFD = EngineService.claim(dir) else {
       throw CommandFailure("an engine already serves \(dir.path)")
     }
-    defer { close(lifeFD) }
+    defer { Files.closeDescriptor(lifeFD) }
     let inputs = try ReplayInputs(snapshot: snapshot, mapPath: spec.map, options: policy, tracePath: nil, checkDigest: true)
     let reason: String
     do {
@@ -142,11 +138,11 @@ struct CloneEngineCommand: ParsableCommand {
       let cache = try HostCache(
         path: dir.cacheFile, layout: inputs.layout, source: source, frameCount: inputs.map.frameCount, holes: holes)
       try Files.writeAtomically(EngineService.holeRuns(holes, layout: inputs.layout), to: dir.holeFile, mode: 0o600)
-      unlink(dir.socket)
+      HostProcess.unlink(dir.socket)
       let engine = try Engine(cache: cache, policy: inputs.policy, layout: inputs.layout, socketPath: dir.socket)
       let prepared = try engine.prepare()
       engine.start()
-      FileHandle.standardError.write(Data("engine \(getpid()) serves \(dir.path) (\(policy.policy), \(prepared.pages) pages before resume in \(String(format: "%.3f", prepared.seconds)) s)\n".utf8))
+      FileHandle.standardError.write(Data("engine \(ProcessUsage.id) serves \(dir.path) (\(policy.policy), \(prepared.pages) pages before resume in \(String(format: "%.3f", prepared.seconds)) s)\n".utf8))
       reason = EngineService.serve(
         engine: engine, prepared: prepared, directory: dir,
         description: .init(policy: policy.policy, snapshot: spec.snapshot, source: from ?? "local"),

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import KscopeCore
+import KscopeOS
 import KscopeVM
 
 /// `kscope serve`: a snapshot's RAM as a read-only NBD export (nbdkit), for remote clones.
@@ -41,7 +42,7 @@ struct ServeCommand: ParsableCommand {
     let snap = try openSnapshot(snapshot)
     let manifest = snap.manifest
     // nbdkit opens the very file checked here, through our descriptor (it lives as long as we do).
-    let ram = "/proc/\(getpid())/fd/\(snap.ram.fd)"
+    let ram = "/proc/\(ProcessUsage.id)/fd/\(snap.ram.fd)"
     guard let nbdkit = ["/usr/sbin/nbdkit", "/usr/bin/nbdkit"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
       throw CommandFailure("nbdkit is not installed (host/setup.sh installs it)")
     }
@@ -57,13 +58,7 @@ struct ServeCommand: ParsableCommand {
     p.arguments = args
     try p.run()
     // Stop nbdkit with us, however we are stopped.
-    for s in [SIGINT, SIGTERM, SIGHUP] {
-      signal(s) { _ in
-        if let c = ServeCommand.child { kill(c, SIGTERM) }
-        _exit(0)
-      }
-    }
-    ServeCommand.child = p.processIdentifier
+    HostProcess.forwardTermination(to: p.processIdentifier)
     let host = listen.contains(":") ? "[\(listen)]" : listen
     let uri = "nbd://\(host):\(port)/"
     guard waitListening(host: listen, port: port, process: p) else {
@@ -84,27 +79,13 @@ struct ServeCommand: ParsableCommand {
     if p.terminationStatus != 0 { throw CommandFailure("nbdkit exited with status \(p.terminationStatus)") }
   }
 
-  nonisolated(unsafe) static var child: Int32?
-
   /// Polls until a TCP connect succeeds (5 s at most) or nbdkit has exited.
   func waitListening(host: String, port: Int, process: Process) -> Bool {
     for _ in 0..<100 {
       if !process.isRunning { return false }
-      if tcpConnects(host: host, port: port) { return true }
-      usleep(50_000)
+      if StreamSocket.tcpConnects(host: host, port: port) { return true }
+      HostProcess.sleep(microseconds: 50_000)
     }
     return false
   }
-}
-
-func tcpConnects(host: String, port: Int) -> Bool {
-  var hints = addrinfo()
-  hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-  var res: UnsafeMutablePointer<addrinfo>?
-  guard getaddrinfo(host, String(port), &hints, &res) == 0, let ai = res else { return false }
-  defer { freeaddrinfo(res) }
-  let s = socket(ai.pointee.ai_family, ai.pointee.ai_socktype, 0)
-  guard s >= 0 else { return false }
-  defer { close(s) }
-  return connect(s, ai.pointee.ai_addr, ai.pointee.ai_addrlen) == 0
 }

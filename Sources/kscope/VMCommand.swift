@@ -320,8 +320,8 @@ struct VMCloneCommand: ParsableCommand {
     let t = Date()
     let progress = ProgressLine("clone \(name)", interval: 5)
     var memory = CloneMemory.copy
-    var useLock: Int32 = -1
-    defer { if useLock >= 0 { close(useLock) } }
+    var useLock: LockFile?
+    defer { useLock?.release() }
     if template { memory = .template }
     if lazy {
       var args = ["--policy", policy]
