@@ -1,18 +1,25 @@
-// A libFuzzer entry point for the hint reader, compiled only on request (the package never
-// defines KSCOPE_LIBFUZZER):
+// The libFuzzer entry point for the hint region reader, including the BTF the guest agent
+// publishes in it. The package never defines KSCOPE_LIBFUZZER_HINTS; `host/fuzz.sh hints
+// SECONDS` compiles this file alone against instrumented builds of kscope's modules and runs it.
 //
-//   swiftc -parse-as-library -module-name KscopeCore -D KSCOPE_LIBFUZZER -O \
-//     -sanitize=fuzzer,address $(find Sources/KscopeCore -name '*.swift') -o hints-fuzzer
-//   ./hints-fuzzer -max_len=70000 -max_total_time=600 corpus/
-//
-// Every input must decode or be refused; a crash, a trap, an out-of-bounds access (ASan) or a
-// timeout is a finding. Inputs that do decode are re-encoded, which must succeed.
-#if KSCOPE_LIBFUZZER
+// Every input must decode or be refused, as it is and resealed (valid checksum, so the damage
+// reaches the section decoders); a decoded region is re-encoded, which must succeed. A BTF
+// section goes through what `kscope color` does with it: zstd decompression into the declared
+// size, its checksum, the BTF parse and the layout taken from it. The input is also parsed as
+// raw BTF (what the published blob decompresses to), since a mutated zstd stream rarely keeps
+// a valid checksum.
+#if KSCOPE_LIBFUZZER_HINTS
+  import KscopeCore
+  import KscopeKernelImage
+  import KscopeLayout
+
+  func layoutFromFuzzedBTF(_ btf: BTF) {
+    _ = try? KernelLayout.fromBTF(btf, symbols: [:], sourceName: "fuzz")
+  }
+
   @_cdecl("LLVMFuzzerTestOneInput")
   public func hintFuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let bytes = Array(UnsafeBufferPointer(start: data, count: size))
-    // Each input is tried as it is and sealed (valid checksum), so the fuzzer also reaches the
-    // section decoders.
     for input in [bytes, HintDamage.reseal(bytes)] {
       guard let h = try? HintFormat.decode(input) else { continue }
       let content = HintContent(
@@ -20,7 +27,11 @@
         pageSize: h.pageSize, kernel: h.kernel, frames: h.frames, files: h.files,
         metadata: h.metadata, incomplete: h.partial)
       _ = try? HintFormat.encode(content, regionSize: input.count, generation: h.generation)
+      if let published = h.btf, let btf = try? PublishedBTFBlob.parse(published) {
+        layoutFromFuzzedBTF(btf)
+      }
     }
+    if let btf = try? BTF(bytes) { layoutFromFuzzedBTF(btf) }
     return 0
   }
 #endif
