@@ -69,6 +69,10 @@ public enum KernelLocator {
     while noteVar - startKernelMap &+ delta < memory.end, probes < 1 << 20 {
       probes += 1
       defer { delta += step }
+      // A probe into a hole of a sparse RAM file reads zeros: skipped without touching it.
+      guard memory.mayHoldData(at: noteVar - startKernelMap + delta, count: 8),
+        memory.mayHoldData(at: pobVar - startKernelMap + delta, count: 8)
+      else { continue }
       guard let pointer = memory.u64(at: noteVar - startKernelMap + delta),
         let pob = memory.u64(at: pobVar - startKernelMap + delta),
         pointer >> 63 == 1, pob >> 63 == 1, pointer > pob, pointer & 3 == 0

@@ -21,6 +21,9 @@ extension PhysicalMemory {
     find(needle, from: GuestPhysicalAddress(from))?.rawValue
   }
   func contains(_ address: UInt64) -> Bool { contains(GuestPhysicalAddress(address)) }
+  func mayHoldData(at address: UInt64, count: Int) -> Bool {
+    mayHoldData(at: GuestPhysicalAddress(address), count: count)
+  }
   func region(containing address: UInt64, count: Int) -> GuestRAMRegion? {
     region(containing: GuestPhysicalAddress(address), count: count)
   }

@@ -2,9 +2,10 @@ import KscopeCore
 import KscopeOS
 
 /// Reads a hint region from a file on the host (the ivshmem backing file of a running VM, a
-/// snapshot's copy, or an agent's `--out` file) with the seqlock protocol: generation, copy,
-/// generation again, then `HintFormat.decode` (every check of the format). The guest may be
-/// writing while we read, and the file may hold anything.
+/// snapshot's copy, or an agent's `--out` file) with the seqlock protocol: generation, the
+/// region decoded piece by piece (`HintFormat.decode(size:read:)`, every check of the format,
+/// never a copy of the whole region beside what is decoded), generation again. The guest may
+/// be writing while we read, and the file may hold anything.
 ///
 /// The one reader of hint files: `kscope hints read`, `kscope color` and the tests use it.
 /// It lives in its own target, without Foundation, so that the guest agent can use it too.
@@ -20,31 +21,40 @@ public enum HintRegionFile {
     return try read(file)
   }
 
-  /// Reads an open region file. The size is checked against the format's limit before the copy
-  /// is allocated; a stale read (odd or moving generation) is retried `staleRetries` times.
+  /// Reads an open region file. The size is checked against the format's limit before anything
+  /// is read; a stale read (odd or moving generation) is retried `staleRetries` times.
+  ///
+  /// The first try decodes the file piece by piece, never holding the whole region beside what
+  /// is decoded from it (a snapshot's region does not change, and this is its only try). That
+  /// takes the whole decode between the two generation reads, which an agent republishing
+  /// every millisecond outruns: a retry copies the region in one read instead (a short seqlock
+  /// window) and decodes the copy, as a live VM's region of kscope's own size allows.
   public static func read(_ file: OpenFile) throws(HintError) -> HintSet {
     let size = file.size
     guard size <= UInt64(HintFormat.maxRegionSize) else {
       throw .oversized(
         what: "bytes of region file", count: size, limit: UInt64(HintFormat.maxRegionSize))
     }
+    let generation = { () throws(HintError) -> UInt64 in
+      guard let b = try? file.read(at: UInt64(HintFormat.generationOffset), count: 8), b.count == 8
+      else {
+        return 0  // too short to hold a generation: the decoder names the problem
+      }
+      return HintReader.generation(inPrefix: [UInt8](repeating: 0, count: 16) + b) ?? 0
+    }
+    let read = { (offset: Int, count: Int) throws(HintError) -> [UInt8] in
+      do throws(FileError) { return try file.read(at: UInt64(offset), count: count) } catch {
+        throw .unreadable(error.description)
+      }
+    }
     var attempt = 0
     while true {
       do {
+        if attempt == 0 {
+          return try HintReader.readConsistent(generation: generation, size: Int(size), read: read)
+        }
         return try HintReader.readConsistent(
-          generation: { () throws(HintError) -> UInt64 in
-            guard let b = try? file.read(at: UInt64(HintFormat.generationOffset), count: 8),
-              b.count == 8
-            else {
-              return 0  // too short to hold a generation: the decoder names the problem
-            }
-            return HintReader.generation(inPrefix: [UInt8](repeating: 0, count: 16) + b) ?? 0
-          },
-          copy: { () throws(HintError) -> [UInt8] in
-            do throws(FileError) { return try file.read(at: 0, count: Int(size)) } catch {
-              throw .unreadable(error.description)
-            }
-          })
+          generation: generation, copy: { () throws(HintError) -> [UInt8] in try read(0, Int(size)) })
       } catch {
         switch error {
         case .staleWriting, .staleChanged:

@@ -1,15 +1,12 @@
-// A libFuzzer entry point for the layout reader and validator, compiled only on request (the
-// package never defines KSCOPE_LIBFUZZER_LAYOUT); KscopeCore is built as a module first:
-//
-//   swiftc -parse-as-library -module-name KscopeCore -emit-module -emit-module-path m/KscopeCore.swiftmodule \
-//     -emit-library -static -O -sanitize=fuzzer,address $(find Sources/KscopeCore -name '*.swift') -o m/libKscopeCore.a
-//   swiftc -parse-as-library -module-name KscopeLayout -I m -L m -lKscopeCore -D KSCOPE_LIBFUZZER_LAYOUT -O \
-//     -sanitize=fuzzer,address Sources/KscopeLayout/*.swift -o layout-fuzzer
-//   ./layout-fuzzer -max_len=200000 -max_total_time=600 -timeout=5 corpus/
+// The libFuzzer entry point for the layout reader and validator. The package never defines
+// KSCOPE_LIBFUZZER_LAYOUT; `host/fuzz.sh layout SECONDS` compiles this file alone against an
+// instrumented build of kscope's modules and runs it.
 //
 // Every input must load or be refused; a loaded layout goes through the validator, and one
 // that passes through every lookup the walkers and `layout show` make.
 #if KSCOPE_LIBFUZZER_LAYOUT
+  import KscopeLayout
+
   @_cdecl("LLVMFuzzerTestOneInput")
   public func layoutFuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     guard let l = try? KernelLayout(isfBytes: Array(UnsafeBufferPointer(start: data, count: size))) else {

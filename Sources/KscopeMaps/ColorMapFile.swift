@@ -14,13 +14,25 @@ public enum ColorMapFile {
   /// worst case (a different color on every frame) stays under this.
   public static let maxFileBytes = 1 << 36
 
-  /// Reads and fully validates a color map.
+  /// Reads and fully validates a color map. The file is read in pieces (ColorMapFormat's
+  /// `decode(size:read:)`), never held whole beside the decoded map: a reader's memory stays
+  /// about the file's size.
   public static func open(_ path: String) throws -> ColorMap {
     // A FIFO, a device or a file larger than any map is refused before reading.
-    let bytes = try Files.readBounded(path, limit: maxFileBytes)
-    do {
-      return try ColorMapFormat.decode(bytes)
+    let file = try OpenFile.open(path)
+    try Files.checkSize(file.fd, path: path, limit: maxFileBytes)
+    var readFailure: FileError? = nil
+    do throws(ColorMapError) {
+      return try ColorMapFormat.decode(size: Int(file.size)) { offset, count throws(ColorMapError) in
+        do throws(FileError) {
+          return try file.read(at: UInt64(offset), count: count)
+        } catch {
+          readFailure = error
+          throw .truncated(size: offset, expected: UInt64(offset + count))
+        }
+      }
     } catch {
+      if let readFailure { throw readFailure }
       throw ColorMapFileError(path: path, reason: error.description)
     }
   }

@@ -109,6 +109,16 @@ public final class MappedFile: @unchecked Sendable {
 }
 
 extension MappedFile {
+  /// The file's data extents (SEEK_DATA/SEEK_HOLE), in order: what a search need read, since a
+  /// hole reads as zeros (and reading one through the mapping would fill it with pages).
+  public func dataExtents() throws(FileError) -> [Range<Int>] {
+    var out: [Range<Int>] = []
+    try SparseFile.forEachDataExtent(fd: fd, size: Int64(size), path: path) { (extent) throws(FileError) in
+      out.append(Int(extent.lowerBound)..<Int(extent.upperBound))
+    }
+    return out
+  }
+
   /// Calls `body` with the offset and bytes of every block of `blockSize` bytes that holds a
   /// non-zero byte, in file order. Holes (SEEK_DATA/SEEK_HOLE) are skipped without reading
   /// them, so the cost follows the data a (sparse) RAM file really holds, and the result does

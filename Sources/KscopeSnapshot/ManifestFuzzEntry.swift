@@ -1,15 +1,11 @@
-// A libFuzzer entry point for the snapshot manifest reader, compiled only on request (the
-// package never defines KSCOPE_LIBFUZZER_MANIFEST), against a debug build's other modules:
-//
-//   swift build
-//   swiftc -parse-as-library -module-name KscopeSnapshot -I .build/debug/Modules -D KSCOPE_LIBFUZZER_MANIFEST \
-//     -O -sanitize=fuzzer,address Sources/KscopeSnapshot/*.swift \
-//     .build/debug/{KscopeCore,KscopeOS}.build/*.o -o manifest-fuzzer
-//   ./manifest-fuzzer -max_len=8192 -max_total_time=600 -timeout=5 corpus/
+// The libFuzzer entry point for the snapshot manifest reader. The package never defines
+// KSCOPE_LIBFUZZER_MANIFEST; `host/fuzz.sh manifest SECONDS` compiles this file alone against
+// an instrumented build of kscope's modules and runs it.
 //
 // Every input must decode to a manifest that passes every check, or be refused.
 #if KSCOPE_LIBFUZZER_MANIFEST
   import Foundation
+  import KscopeSnapshot
 
   @_cdecl("LLVMFuzzerTestOneInput")
   public func manifestFuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {

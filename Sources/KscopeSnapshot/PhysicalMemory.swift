@@ -12,9 +12,13 @@ public protocol PhysicalMemory: Sendable {
   ) -> T?
   /// The first address at or after `from` where `needle` occurs (within one region).
   func find(_ needle: [UInt8], from: GuestPhysicalAddress) -> GuestPhysicalAddress?
+  /// False when `address..<address+count` is known to read as zeros without being stored (a
+  /// hole of a sparse RAM file): a probe there can be skipped without touching it.
+  func mayHoldData(at address: GuestPhysicalAddress, count: Int) -> Bool
 }
 
 extension PhysicalMemory {
+  public func mayHoldData(at address: GuestPhysicalAddress, count: Int) -> Bool { true }
   @inline(__always)
   public func u64(at address: GuestPhysicalAddress) -> UInt64? {
     withBytes(at: address, count: 8) { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }

@@ -6,6 +6,9 @@ import KscopeOS
 public final class RAMImage: PhysicalMemory, @unchecked Sendable {
   public let file: MappedFile
   public let regions: [GuestRAMRegion]
+  /// The file's data extents when it was mapped (nil: unknown, all may hold data). Probes that
+  /// step through RAM skip holes with it: their cost follows what the file holds.
+  let dataExtents: [Range<Int>]?
 
   /// Maps `path`; without `regions`, the whole file is RAM from guest physical 0.
   public convenience init(path: String, regions: [GuestRAMRegion]? = nil) throws {
@@ -23,6 +26,24 @@ public final class RAMImage: PhysicalMemory, @unchecked Sendable {
         "\(file.path): \(file.size) bytes, but the layout puts guest RAM at file offset \(region.fileOffset) + \(region.size) or at physical \(region.guestPhysicalStart) + \(region.size)")
     }
     self.regions = r
+    dataExtents = try? file.dataExtents()
+  }
+
+  public func mayHoldData(at physical: GuestPhysicalAddress, count: Int) -> Bool {
+    let address = physical.rawValue
+    guard let extents = dataExtents, count > 0, let r = region(containing: physical, count: count) else {
+      return true
+    }
+    let lo = Int(r.fileOffset + (address - r.guestPhysicalStart))
+    let hi = lo + count
+    // The first extent ending after lo (extents are sorted and disjoint).
+    var a = 0
+    var b = extents.count
+    while a < b {
+      let m = (a + b) / 2
+      if extents[m].upperBound <= lo { a = m + 1 } else { b = m }
+    }
+    return a < extents.count && extents[a].lowerBound < hi
   }
 
   @inline(__always)
@@ -38,13 +59,20 @@ public final class RAMImage: PhysicalMemory, @unchecked Sendable {
   public func find(_ needle: [UInt8], from address: GuestPhysicalAddress) -> GuestPhysicalAddress? {
     let from = address.rawValue
     guard !needle.isEmpty, let base = file.base else { return nil }
+    // Only the file's data is searched: a snapshot that claims many GiB in a sparse file costs
+    // what it holds, not what it claims (reading its holes through the mapping would allocate
+    // them). A match may end up to needle.count - 1 bytes into a hole (zeros).
+    guard let extents = try? file.dataExtents() else { return nil }
     for r in regions.sorted(by: { $0.guestPhysicalStart < $1.guestPhysicalStart }) where r.end > from {
-      let startInRegion = max(from, r.guestPhysicalStart) - r.guestPhysicalStart
-      let length = Int(r.size - startInRegion)
-      guard length >= needle.count else { continue }
-      let hay = base + Int(r.fileOffset + startInRegion)
-      if let at = Memory.find(needle, in: UnsafeRawBufferPointer(start: hay, count: length)) {
-        return GuestPhysicalAddress(r.guestPhysicalStart + startInRegion + UInt64(at))
+      let lo = Int(r.fileOffset + (max(from, r.guestPhysicalStart) - r.guestPhysicalStart))
+      let hi = Int(r.fileOffset + r.size)
+      for e in extents where e.upperBound > lo && e.lowerBound < hi {
+        let start = max(e.lowerBound, lo)
+        let end = min(e.upperBound + needle.count - 1, hi)
+        guard end - start >= needle.count else { continue }
+        if let at = Memory.find(needle, in: UnsafeRawBufferPointer(start: base + start, count: end - start)) {
+          return GuestPhysicalAddress(r.guestPhysicalStart + UInt64(start - Int(r.fileOffset) + at))
+        }
       }
     }
     return nil

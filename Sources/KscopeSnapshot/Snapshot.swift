@@ -41,13 +41,14 @@ public final class Snapshot: @unchecked Sendable {
       }
       throw SnapshotError.badSnapshot(error.description)
     }
-    let bytes: [UInt8]
+    // The bytes become Data at once: the read buffer is not kept beside the copy and the JSON.
+    let data: Data
     do throws(FileError) {
-      bytes = try manifestFile.readAll(limit: SnapshotManifest.maxManifestBytes)
+      data = Data(try manifestFile.readAll(limit: SnapshotManifest.maxManifestBytes))
     } catch {
       throw SnapshotError.badSnapshot(error.description)
     }
-    let m = try SnapshotManifest.decode(Data(bytes))
+    let m = try SnapshotManifest.decode(data)
     func file(_ name: String, size: UInt64?, max: UInt64) throws -> OpenFile {
       let f: OpenFile
       do throws(FileError) { f = try dir.openFile(name) } catch {

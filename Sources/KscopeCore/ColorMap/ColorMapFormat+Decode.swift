@@ -9,14 +9,41 @@ extension ColorMapFormat {
     var items: UInt64
   }
 
-  /// Parses and validates a whole file: header, checksum, every section, and the consistency of
-  /// frames, totals, run index and attributes. Any failure is a `ColorMapError`; no input
-  /// crashes the reader or makes it allocate more than the file's size suggests.
+  /// Parses and validates a whole file held in memory: header, checksum, every section, and
+  /// the consistency of frames, totals, run index and attributes. Any failure is a
+  /// `ColorMapError`; no input crashes the reader or makes it allocate more than the file's
+  /// size suggests.
   public static func decode(_ bytes: [UInt8]) throws(ColorMapError) -> ColorMap {
-    let size = bytes.count
+    try decode(size: bytes.count) { offset, count throws(ColorMapError) in
+      guard offset >= 0, count >= 0, offset <= bytes.count, count <= bytes.count - offset else {
+        throw .truncated(size: bytes.count, expected: UInt64(max(offset, 0)) &+ UInt64(max(count, 0)))
+      }
+      return Array(bytes[offset..<(offset + count)])
+    }
+  }
+
+  /// The bytes read at once while checksumming and loading frames: the file itself is never
+  /// held whole, so a reader's memory is the decoded map (about the file's size) plus this.
+  static let readChunk = 1 << 20
+
+  /// The same validation over a file of `size` bytes that is read piece by piece:
+  /// `read(offset, count)` returns those bytes (fewer only if the file shrank, which is an
+  /// error). The checksum is computed over the whole file first, in chunks; then each section
+  /// is read, decoded and dropped, and the frames are loaded straight into the entry array.
+  public static func decode(
+    size: Int, read: (_ offset: Int, _ count: Int) throws(ColorMapError) -> [UInt8]
+  ) throws(ColorMapError) -> ColorMap {
     guard size >= headerSize + trailerSize else { throw .tooShort(size: size) }
-    guard Array(bytes[0..<8]) == magic else { throw .notAColorMap }
-    let r = ByteReader(bytes)
+    func fetch(_ offset: Int, _ count: Int) throws(ColorMapError) -> [UInt8] {
+      let got = try read(offset, count)
+      guard got.count == count else {
+        throw .truncated(size: offset + got.count, expected: UInt64(size))
+      }
+      return got
+    }
+    let head = try fetch(0, headerSize)
+    guard Array(head[0..<8]) == magic else { throw .notAColorMap }
+    var r = ByteReader(head)
     func rd<T>(_ f: () throws(ByteReader.OutOfBounds) -> T) throws(ColorMapError) -> T {
       do { return try f() } catch { throw .badHeader("field at \(error.offset) out of bounds") }
     }
@@ -29,11 +56,19 @@ extension ColorMapFormat {
     let fileSize = try rd { () throws(ByteReader.OutOfBounds) in try r.u64(at: 40) }
     if UInt64(size) < fileSize { throw .truncated(size: size, expected: fileSize) }
     if UInt64(size) > fileSize { throw .trailingBytes(size: size, expected: fileSize) }
-    guard Array(bytes[(size - 16)..<(size - 8)]) == trailerMagic else {
+    let trailer = try fetch(size - trailerSize, trailerSize)
+    guard Array(trailer[0..<8]) == trailerMagic else {
       throw .badHeader("trailer marker missing")
     }
-    let stored = try rd { () throws(ByteReader.OutOfBounds) in try r.u64(at: size - 8) }
-    let computed = XXH64.hash(bytes[0..<(size - 8)])
+    let stored = try rd { () throws(ByteReader.OutOfBounds) in try ByteReader(trailer).u64(at: 8) }
+    var hasher = XXH64()
+    var hashed = 0
+    while hashed < size - 8 {
+      let n = min(readChunk, size - 8 - hashed)
+      hasher.update(try fetch(hashed, n))
+      hashed += n
+    }
+    let computed = hasher.finish()
     guard stored == computed else { throw .checksumMismatch(stored: stored, computed: computed) }
 
     // The checksum matched: what follows catches files that were written wrong (or forged).
@@ -53,15 +88,15 @@ extension ColorMapFormat {
     guard let algorithm = ImageDigest.Algorithm(rawValue: algo) else {
       throw .badHeader("unknown image digest algorithm \(algo)")
     }
-    guard bytes[52..<56].allSatisfy({ $0 == 0 }), bytes[96..<128].allSatisfy({ $0 == 0 }) else {
+    guard head[52..<56].allSatisfy({ $0 == 0 }), head[96..<128].allSatisfy({ $0 == 0 }) else {
       throw .badHeader("reserved bytes are not zero")
     }
     let digestLength = algorithm == .none ? 0 : 8
-    guard bytes[(64 + digestLength)..<96].allSatisfy({ $0 == 0 }) else {
+    guard head[(64 + digestLength)..<96].allSatisfy({ $0 == 0 }) else {
       throw .badHeader("image digest has bytes past its length")
     }
     let image = ImageDigest(
-      algorithm: algorithm, bytes: Array(bytes[64..<(64 + digestLength)]), size: imageSize)
+      algorithm: algorithm, bytes: Array(head[64..<(64 + digestLength)]), size: imageSize)
 
     // Section directory.
     guard sectionCount <= maxSections else {
@@ -70,6 +105,8 @@ extension ColorMapFormat {
     let directoryEnd = headerSize + Int(sectionCount) * sectionEntrySize
     let dataEnd = size - trailerSize
     guard directoryEnd <= dataEnd else { throw .badHeader("section directory runs past the end") }
+    // Header and directory, at their offsets in the file.
+    r = ByteReader(head + (try fetch(headerSize, directoryEnd - headerSize)))
     var found: [SectionKind: Section] = [:]
     for i in 0..<Int(sectionCount) {
       let at = headerSize + i * sectionEntrySize
@@ -100,22 +137,32 @@ extension ColorMapFormat {
       guard let s = found[k] else { throw .missingSection(k.name) }
       return s
     }
+    /// A section's bytes on their own, with the section at offset 0 of the reader.
+    func load(_ s: Section) throws(ColorMapError) -> (ByteReader, Section) {
+      (ByteReader(try fetch(s.offset, s.length)), Section(kind: s.kind, offset: 0, length: s.length, items: s.items))
+    }
 
     // Metadata.
-    let metaSection = try need(.metadata)
+    let (metaReader, metaSection) = try load(try need(.metadata))
     var header = ColorMapHeader(
       pageSize: pageSize, sources: ColorSources(rawValue: sourcesRaw),
       created: Int64(bitPattern: created), image: image)
-    try decodeMetadata(r, metaSection, into: &header)
+    try decodeMetadata(metaReader, metaSection, into: &header)
 
-    // Frames.
+    // Frames, loaded a chunk at a time into the one entry array.
     let framesSection = try need(.frames)
     guard framesSection.items == frameCount, UInt64(framesSection.length) == frameCount * 2 else {
       throw .badSection(
         "frames",
         reason: "\(framesSection.items) entries in \(framesSection.length) bytes for \(frameCount) frames")
     }
-    let entries = loadU16Array(bytes, offset: framesSection.offset, count: Int(frameCount))
+    var entries: [UInt16] = []
+    entries.reserveCapacity(Int(frameCount))
+    while entries.count < Int(frameCount) {
+      let n = min(readChunk / 2, Int(frameCount) - entries.count)
+      let chunk = try fetch(framesSection.offset + 2 * entries.count, 2 * n)
+      entries.append(contentsOf: loadU16Array(chunk, offset: 0, count: n))
+    }
     var totals = [UInt64](repeating: 0, count: Color.codeSpace)
     for e in entries { totals[Int(e & 0x1F)] &+= 1 }
     for code in 0..<Color.codeSpace where totals[code] > 0 && Color(rawValue: UInt8(code)) == nil {
@@ -124,12 +171,12 @@ extension ColorMapFormat {
     }
 
     // Color totals.
-    let totalsSection = try need(.colorTotals)
+    let (totalsReader, totalsSection) = try load(try need(.colorTotals))
     guard totalsSection.items == UInt64(Color.codeSpace), totalsSection.length == Color.codeSpace * 8
     else { throw .badSection("color totals", reason: "expected \(Color.codeSpace) counters") }
     for code in 0..<Color.codeSpace {
       let s = try rd { () throws(ByteReader.OutOfBounds) in
-        try r.u64(at: totalsSection.offset + code * 8)
+        try totalsReader.u64(at: totalsSection.offset + code * 8)
       }
       guard s == totals[code] else {
         let name = Color(rawValue: UInt8(code))?.name ?? "code \(code)"
@@ -137,13 +184,20 @@ extension ColorMapFormat {
       }
     }
 
-    let runs = try decodeRuns(r, try need(.runs), entries: entries)
-    let colorRuns = try decodeColorRuns(r, try need(.colorRuns), runs: runs)
-    let paths = try found[.paths].map { s throws(ColorMapError) in try decodePaths(r, s) } ?? []
-    let extents =
-      try found[.extents].map { s throws(ColorMapError) in
-        try decodeExtents(r, s, frameCount: frameCount, paths: paths)
-      } ?? []
+    let (runsReader, runsSection) = try load(try need(.runs))
+    let runs = try decodeRuns(runsReader, runsSection, entries: entries)
+    let (colorRunsReader, colorRunsSection) = try load(try need(.colorRuns))
+    let colorRuns = try decodeColorRuns(colorRunsReader, colorRunsSection, runs: runs)
+    var paths: [String] = []
+    if let s = found[.paths] {
+      let (pathsReader, pathsSection) = try load(s)
+      paths = try decodePaths(pathsReader, pathsSection)
+    }
+    var extents: [AttributeExtent] = []
+    if let s = found[.extents] {
+      let (extentsReader, extentsSection) = try load(s)
+      extents = try decodeExtents(extentsReader, extentsSection, frameCount: frameCount, paths: paths)
+    }
 
     return ColorMap(
       header: header, entries: entries, runs: runs, colorRuns: colorRuns, extents: extents,

@@ -1,10 +1,6 @@
 /// Fuzzing support for the color map reader: mutated bytes put back behind a valid file size
-/// and checksum, so the damage reaches the section decoders. The libFuzzer entry point is
-/// compiled only on request (the package never defines KSCOPE_LIBFUZZER_COLORMAP):
-///
-///   swiftc -parse-as-library -module-name KscopeCore -D KSCOPE_LIBFUZZER_COLORMAP -O \
-///     -sanitize=fuzzer,address $(find Sources/KscopeCore -name '*.swift') -o colormap-fuzzer
-///   ./colormap-fuzzer -max_len=20000 -max_total_time=600 -timeout=5 corpus/
+/// and checksum, so the damage reaches the section decoders. The libFuzzer entry point is in
+/// ColorMapFuzzEntry.swift (`host/fuzz.sh colormap SECONDS`).
 public enum ColorMapFuzz {
   /// Restores the magic, sets the file size field to the real size, and recomputes the trailer
   /// (marker and XXH64 checksum).
@@ -20,15 +16,3 @@ public enum ColorMapFuzz {
     return b
   }
 }
-
-#if KSCOPE_LIBFUZZER_COLORMAP
-  @_cdecl("LLVMFuzzerTestOneInput")
-  public func colorMapFuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
-    let bytes = Array(UnsafeBufferPointer(start: data, count: size))
-    for input in [bytes, ColorMapFuzz.reseal(bytes)] {
-      guard let map = try? ColorMapFormat.decode(input) else { continue }
-      if map.frameCount <= 1 << 22 { _ = ColorMapFormat.encode(map) }
-    }
-    return 0
-  }
-#endif

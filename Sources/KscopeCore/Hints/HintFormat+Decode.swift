@@ -3,22 +3,28 @@
 /// Bounds-checked reads that fail as `HintError.malformed`, naming the field.
 struct HintFields {
   let r: ByteReader
-  init(_ bytes: [UInt8]) { r = ByteReader(bytes) }
+  /// The region offset of the first byte held: fields are named and found by their offset in
+  /// the region, whichever piece of it was read.
+  let base: Int
+  init(_ bytes: [UInt8], base: Int = 0) {
+    r = ByteReader(bytes)
+    self.base = base
+  }
 
   func u8(_ at: Int, _ what: String) throws(HintError) -> UInt8 {
-    do { return try r.u8(at: at) } catch { throw .malformed("\(what) at \(at) is out of bounds") }
+    do { return try r.u8(at: at - base) } catch { throw .malformed("\(what) at \(at) is out of bounds") }
   }
   func u16(_ at: Int, _ what: String) throws(HintError) -> UInt16 {
-    do { return try r.u16(at: at) } catch { throw .malformed("\(what) at \(at) is out of bounds") }
+    do { return try r.u16(at: at - base) } catch { throw .malformed("\(what) at \(at) is out of bounds") }
   }
   func u32(_ at: Int, _ what: String) throws(HintError) -> UInt32 {
-    do { return try r.u32(at: at) } catch { throw .malformed("\(what) at \(at) is out of bounds") }
+    do { return try r.u32(at: at - base) } catch { throw .malformed("\(what) at \(at) is out of bounds") }
   }
   func u64(_ at: Int, _ what: String) throws(HintError) -> UInt64 {
-    do { return try r.u64(at: at) } catch { throw .malformed("\(what) at \(at) is out of bounds") }
+    do { return try r.u64(at: at - base) } catch { throw .malformed("\(what) at \(at) is out of bounds") }
   }
   func slice(_ at: Int, _ n: Int, _ what: String) throws(HintError) -> ArraySlice<UInt8> {
-    do { return try r.slice(at: at, count: n) } catch {
+    do { return try r.slice(at: at - base, count: n) } catch {
       throw .malformed("\(what) at \(at) (\(n) bytes) is out of bounds")
     }
   }
@@ -38,12 +44,35 @@ extension HintFormat {
   /// or an error: every count is checked against the bytes that hold it before anything is
   /// allocated for it, so no allocation exceeds the region's size.
   public static func decode(_ bytes: [UInt8]) throws(HintError) -> HintSet {
-    let size = bytes.count
+    try decode(size: bytes.count) { offset, count throws(HintError) in
+      guard offset >= 0, count >= 0, offset <= bytes.count, count <= bytes.count - offset else {
+        throw .truncated(size: bytes.count, expected: UInt64(max(offset, 0)) &+ UInt64(max(count, 0)))
+      }
+      return Array(bytes[offset..<(offset + count)])
+    }
+  }
+
+  /// The bytes read at once while checksumming.
+  static let readChunk = 1 << 20
+
+  /// The same validation over a region of `size` bytes read piece by piece: `read(offset,
+  /// count)` returns those bytes (fewer only if the file shrank, an error). The region is never
+  /// held whole beside what is decoded from it: the checksum is computed in chunks, then each
+  /// section is read, decoded and dropped.
+  public static func decode(
+    size: Int, read: (_ offset: Int, _ count: Int) throws(HintError) -> [UInt8]
+  ) throws(HintError) -> HintSet {
+    func fetch(_ offset: Int, _ count: Int) throws(HintError) -> [UInt8] {
+      let got = try read(offset, count)
+      guard got.count == count else { throw .truncated(size: offset + got.count, expected: UInt64(size)) }
+      return got
+    }
     guard size >= 8 else { throw .truncated(size: size, expected: UInt64(headerSize)) }
-    if bytes[0..<8].allSatisfy({ $0 == 0 }) { throw .empty }
-    guard bytes[0..<8].elementsEqual(magic) else { throw .notAHintRegion }
+    let head = try fetch(0, min(size, headerSize))
+    if head[0..<8].allSatisfy({ $0 == 0 }) { throw .empty }
+    guard head[0..<8].elementsEqual(magic) else { throw .notAHintRegion }
     guard size >= headerSize else { throw .truncated(size: size, expected: UInt64(headerSize)) }
-    let f = HintFields(bytes)
+    var f = HintFields(head)
     let ver = try f.u16(versionOffset, "version")
     guard ver == version else { throw .unsupportedVersion(ver) }
     let hsize = try f.u16(headerSizeOffset, "header size")
@@ -62,7 +91,18 @@ extension HintFormat {
     }
     let usedEnd = Int(used)
     let stored = try f.u64(checksumOffset, "checksum")
-    let computed = checksum(bytes[0..<usedEnd])
+    // As `checksum(_:)`: the used bytes with the checksum field read as zero.
+    var hasher = XXH64()
+    hasher.update(head[0..<checksumOffset])
+    hasher.update([UInt8](repeating: 0, count: 8))
+    hasher.update(head[(checksumOffset + 8)..<headerSize])
+    var hashed = headerSize
+    while hashed < usedEnd {
+      let n = min(readChunk, usedEnd - hashed)
+      hasher.update(try fetch(hashed, n))
+      hashed += n
+    }
+    let computed = hasher.finish()
     guard stored == computed else { throw .checksumMismatch(stored: stored, computed: computed) }
 
     // The checksum matched: what follows catches regions written wrong, or forged on purpose.
@@ -79,15 +119,15 @@ extension HintFormat {
     guard releaseLength <= releaseCapacity, buildLength <= buildIDCapacity else {
       throw .malformed("kernel release length \(releaseLength) or build id length \(buildLength) too long")
     }
-    guard bytes[(releaseLengthOffset + 2)..<releaseOffset].allSatisfy({ $0 == 0 }),
-      bytes[(releaseOffset + releaseLength)..<(releaseOffset + releaseCapacity)].allSatisfy({ $0 == 0 }),
-      bytes[(buildIDOffset + buildLength)..<(buildIDOffset + buildIDCapacity)].allSatisfy({ $0 == 0 }),
-      bytes[reservedOffset..<headerSize].allSatisfy({ $0 == 0 })
+    guard head[(releaseLengthOffset + 2)..<releaseOffset].allSatisfy({ $0 == 0 }),
+      head[(releaseOffset + releaseLength)..<(releaseOffset + releaseCapacity)].allSatisfy({ $0 == 0 }),
+      head[(buildIDOffset + buildLength)..<(buildIDOffset + buildIDCapacity)].allSatisfy({ $0 == 0 }),
+      head[reservedOffset..<headerSize].allSatisfy({ $0 == 0 })
     else { throw .malformed("reserved or padding bytes in the header are not zero") }
-    guard let release = decodeUTF8(bytes[releaseOffset..<(releaseOffset + releaseLength)]),
+    guard let release = decodeUTF8(head[releaseOffset..<(releaseOffset + releaseLength)]),
       !release.unicodeScalars.contains(where: { $0.value < 0x20 })
     else { throw .malformed("kernel release is not printable UTF-8") }
-    let buildID = Array(bytes[buildIDOffset..<(buildIDOffset + buildLength)])
+    let buildID = Array(head[buildIDOffset..<(buildIDOffset + buildLength)])
 
     // Directory.
     guard sectionCount <= maxSections else {
@@ -95,6 +135,7 @@ extension HintFormat {
     }
     let directoryEnd = headerSize + Int(sectionCount) * directoryEntrySize
     guard directoryEnd <= usedEnd else { throw .malformed("section directory runs past the used size") }
+    f = HintFields(head + (try fetch(headerSize, directoryEnd - headerSize)))
     var found: [HintSectionKind: Section] = [:]
     var anyTruncated = false
     for i in 0..<Int(sectionCount) {
@@ -131,15 +172,26 @@ extension HintFormat {
       throw .inconsistent("a section is marked truncated but the region is not marked partial")
     }
 
+    /// A section's bytes on their own (read, decoded, dropped), found at their region offsets.
+    func load(_ s: Section) throws(HintError) -> HintFields {
+      HintFields(try fetch(s.offset, s.length), base: s.offset)
+    }
     guard let kernelSection = found[.kernel] else { throw .malformed("missing kernel section") }
-    let kernel = try decodeKernel(f, kernelSection, bytes)
-    let frames = try found[.frames].map { (s) throws(HintError) in try decodeFrames(f, s) }
-    let files = try found[.files].map { (s) throws(HintError) in
-      try decodeFiles(f, s, pageSize: pageSize, totalFrames: frames?.totalFrames)
-    } ?? []
-    let metadata = try found[.metadata].map { (s) throws(HintError) in try decodeMetadata(f, s) } ?? []
+    let kernel = try decodeKernel(try load(kernelSection), kernelSection)
+    let frames = try found[.frames].map { (s) throws(HintError) in try decodeFrames(try load(s), s) }
+    // The files section, the largest, is read a window at a time (records stay whole).
+    var window = HintFields([], base: 0)
+    func files(_ s: Section) throws(HintError) -> [CachedFile] {
+      try decodeFiles(s, pageSize: pageSize, totalFrames: frames?.totalFrames) { at, n throws(HintError) in
+        if at >= window.base, n <= window.r.bytes.count - (at - window.base) { return window }
+        window = HintFields(try fetch(at, max(n, min(readChunk, s.offset + s.length - at))), base: at)
+        return window
+      }
+    }
+    let files = try found[.files].map(files) ?? []
+    let metadata = try found[.metadata].map { (s) throws(HintError) in try decodeMetadata(try load(s), s) } ?? []
 
-    let btf = try found[.btf].map { (s) throws(HintError) in try decodeBTF(f, s) }
+    let btf = try found[.btf].map { (s) throws(HintError) in try decodeBTF(try load(s), s) }
 
     var set = HintSet(
       generation: generation, regionSize: regionSize, usedSize: used, published: published,
@@ -156,7 +208,7 @@ extension HintFormat {
     return set
   }
 
-  static func decodeKernel(_ f: HintFields, _ s: Section, _ bytes: [UInt8]) throws(HintError) -> KernelSymbolHints {
+  static func decodeKernel(_ f: HintFields, _ s: Section) throws(HintError) -> KernelSymbolHints {
     guard s.length == kernelSectionSize, s.items == 1 else {
       throw .malformed("kernel section has \(s.length) bytes and \(s.items) items, expected \(kernelSectionSize) and 1")
     }
@@ -165,7 +217,7 @@ extension HintFormat {
     guard known & ~0xFF == 0 else { throw .malformed("kernel section: unknown fields \(hex64(known))") }
     var v: [UInt64] = []
     for i in 0..<9 { v.append(try f.u64(at + 8 + 8 * i, "kernel field")) }
-    guard bytes[(at + 80)..<(at + kernelSectionSize)].allSatisfy({ $0 == 0 }) else {
+    guard try f.slice(at + 80, kernelSectionSize - 80, "kernel reserved").allSatisfy({ $0 == 0 }) else {
       throw .malformed("kernel section: reserved bytes are not zero")
     }
     func has(_ bit: Int) -> Bool { known & (1 << UInt64(bit)) != 0 }
@@ -297,8 +349,11 @@ extension HintFormat {
     return s.allSatisfy { $0 == 0 }
   }
 
+  /// The files section's records; `window(at, n)` gives fields holding the `n` bytes at `at`
+  /// (both inside the section: checked before each call).
   static func decodeFiles(
-    _ f: HintFields, _ s: Section, pageSize: UInt32, totalFrames: UInt64?
+    _ s: Section, pageSize: UInt32, totalFrames: UInt64?,
+    window: (_ at: Int, _ n: Int) throws(HintError) -> HintFields
   ) throws(HintError) -> [CachedFile] {
     let minRecord = fileRecordHeaderSize + 8 + extentSize
     guard s.items <= UInt64(s.length / minRecord) else {
@@ -313,6 +368,7 @@ extension HintFormat {
     var claims: [(start: UInt64, end: UInt64)] = []
     for _ in 0..<Int(s.items) {
       guard end - at >= fileRecordHeaderSize else { throw .malformed("file record at \(at) runs past its section") }
+      var f = try window(at, fileRecordHeaderSize)
       let inode = try f.u64(at, "inode")
       let size = try f.u64(at + 8, "file size")
       let resident = try f.u64(at + 16, "resident pages")
@@ -331,6 +387,7 @@ extension HintFormat {
       guard extentCount >= 1, extentsAt <= end, extentCount <= (end - extentsAt) / extentSize else {
         throw .malformed("file record at \(at): \(extentCount) extents run past the section")
       }
+      f = try window(at, extentsAt + extentCount * extentSize - at)
       guard let path = decodeUTF8(try f.slice(pathAt, pathLength, "path")), path.hasPrefix("/"),
         !path.unicodeScalars.contains(where: { $0.value == 0 })
       else { throw .malformed("file record at \(at): path is not an absolute UTF-8 path") }
@@ -456,6 +513,26 @@ public enum HintReader {
     let after = try generation()
     guard before == after else { throw .staleChanged(before: before, after: after) }
     let set = try HintFormat.decode(bytes)
+    guard set.generation == before else { throw .staleChanged(before: before, after: set.generation) }
+    return set
+  }
+
+  /// The same protocol without a copy of the region: the generation, then the region decoded
+  /// from `read` piece by piece (HintFormat's `decode(size:read:)`), then the generation again.
+  /// A decode that failed while the generation moved is `stale` too (it read a torn region).
+  public static func readConsistent(
+    generation: () throws(HintError) -> UInt64, size: Int,
+    read: (_ offset: Int, _ count: Int) throws(HintError) -> [UInt8]
+  ) throws(HintError) -> HintSet {
+    let before = try generation()
+    guard before % 2 == 0 else { throw .staleWriting(generation: before) }
+    let decoded: Result<HintSet, HintError>
+    do throws(HintError) { decoded = .success(try HintFormat.decode(size: size, read: read)) } catch {
+      decoded = .failure(error)
+    }
+    let after = try generation()
+    guard before == after else { throw .staleChanged(before: before, after: after) }
+    let set = try decoded.get()
     guard set.generation == before else { throw .staleChanged(before: before, after: set.generation) }
     return set
   }

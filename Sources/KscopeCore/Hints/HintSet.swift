@@ -151,13 +151,21 @@ public struct FileExtent: Sendable, Equatable {
   /// The file page index (file offset / page size) of the first page.
   public var filePage: UInt64
   public var pages: UInt32
+  /// The frame plus one, 0 when unknown: 8 bytes where an optional frame takes 16, so an extent
+  /// is 24 bytes, not 32 (a hint region's files hold hundreds of thousands of them, and the
+  /// reader's memory is bounded by the region's size). Frames are below 2^52.
+  private var frameBits: UInt64
+
   /// The frame holding the first page (the rest follow it), or nil when unknown.
-  public var frame: PageFrameNumber?
+  public var frame: PageFrameNumber? {
+    get { frameBits == 0 ? nil : PageFrameNumber(frameBits &- 1) }
+    set { frameBits = newValue.map { $0.rawValue &+ 1 } ?? 0 }
+  }
 
   public init(filePage: UInt64, pages: UInt32, frame: PageFrameNumber? = nil) {
     self.filePage = filePage
     self.pages = pages
-    self.frame = frame
+    self.frameBits = frame.map { $0.rawValue &+ 1 } ?? 0
   }
 }
 
