@@ -364,7 +364,7 @@ extension LazyRAM {
   public static func installedShim() throws -> String {
     let env = ProcessInfo.processInfo.environment["KSCOPE_SHIM"]
     let path = env?.isEmpty == false ? env! : GuestKernel.kscopeCache() + "/lib/kscope-shim.so"
-    guard access(path, R_OK) == 0 else {
+    guard Files.isReadable(path) else {
       throw VMError.invalidArgument("the lazy-clone shim is missing at \(path): run host/setup.sh")
     }
     return path

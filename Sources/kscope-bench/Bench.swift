@@ -1,5 +1,6 @@
 // kscope-bench: release-build benchmarks. Run: swift run -c release kscope-bench <name> [options]
 import Foundation
+import KscopeOS
 
 @main
 struct Bench {
@@ -9,7 +10,7 @@ struct Bench {
     } catch {
       // One line, like every kscope error.
       FileHandle.standardError.write(Data("kscope-bench: \(error)\n".utf8))
-      exit(1)
+      SystemInfo.exit(1)
     }
   }
 

@@ -145,7 +145,7 @@ struct CloneTrace: ParsableCommand {
       for k in 0..<Int(s.size / a.layout.pageSize) {
         let at = Int(s.fileOffset) + k * page
         guard let x = a.file.bytes(at: at, count: page), let y = b.file.bytes(at: at, count: page) else { continue }
-        if memcmp(x.baseAddress!, y.baseAddress!, page) != 0 {
+        if !Memory.equal(x.baseAddress!, y.baseAddress!, count: page) {
           accesses.append(Access(frame: first + UInt64(k), write: true))
         }
       }

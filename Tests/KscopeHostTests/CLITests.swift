@@ -421,3 +421,29 @@ func writeTwoDeviceMap(_ path: String) throws {
   #expect(r.stdout.contains("struct spinlock ptl;                             /* 40, size not recorded */"), "\(r.stdout)")
   #expect(r.stdout.contains("/* not recorded: callback_head, spinlock (kscope layout extract --types callback_head,spinlock records them) */"))
 }
+
+/// `clone trace` writes '<frame> w' for exactly the frames whose bytes differ between two
+/// snapshots of one parent, in frame order.
+@Test func cloneTraceListsTheFramesThatChanged() throws {
+  let a = try SampleSnapshot.makeDirectory()
+  let b = try SampleSnapshot.makeDirectory()
+  defer {
+    try? FileManager.default.removeItem(atPath: a)
+    try? FileManager.default.removeItem(atPath: b)
+  }
+  let changed: [UInt64] = [4000, 5, 77]
+  let fh = try #require(FileHandle(forUpdatingAtPath: b + "/ram"))
+  for f in changed {
+    try fh.seek(toOffset: f * 4096 + 4095)  // the page's last byte: the whole page is compared
+    try fh.write(contentsOf: Data([0x5a]))
+  }
+  try fh.close()
+  let trace = b + "/trace"
+  let r = try runKscope(["clone", "trace", "--from", a, "--to", b, "-o", trace, "--json"])
+  #expect(r.status == 0, "clone trace: \(r.stderr)")
+  let j = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+  #expect(j?["accesses"] as? Int == changed.count)
+  let lines = try String(contentsOfFile: trace, encoding: .utf8).split(separator: "\n")
+    .filter { !$0.hasPrefix("#") }.map(String.init)
+  #expect(lines == changed.sorted().map { "\($0) w" }, "\(lines)")
+}
