@@ -206,38 +206,10 @@ extension JSONValue {
     guard reader.position < reader.end, bytes[reader.position] == UInt8(ascii: "{") else {
       throw reader.error("expected an object")
     }
-    reader.position += 1
-    reader.skipSpace()
-    if reader.position < reader.end, bytes[reader.position] == UInt8(ascii: "}") {
-      reader.position += 1
-    } else {
-      while true {
-        reader.skipSpace()
-        guard reader.position < reader.end, bytes[reader.position] == UInt8(ascii: "\"") else {
-          throw reader.error("expected a string key")
-        }
-        let key = try reader.string()
-        reader.skipSpace()
-        guard reader.position < reader.end, bytes[reader.position] == UInt8(ascii: ":") else {
-          throw reader.error("expected ':'")
-        }
-        reader.position += 1
-        reader.skipSpace()
-        let start = reader.position
-        try reader.skip(depth: 1)
-        try body(key, start..<reader.position)
-        reader.skipSpace()
-        guard reader.position < reader.end else { throw reader.error("unexpected end of input") }
-        if bytes[reader.position] == UInt8(ascii: ",") {
-          reader.position += 1
-          continue
-        }
-        guard bytes[reader.position] == UInt8(ascii: "}") else {
-          throw reader.error("expected ',' or '}'")
-        }
-        reader.position += 1
-        break
-      }
+    try reader.elements(decodingKeys: true) { (reader, key) throws(JSONParseError) in
+      let start = reader.position
+      try reader.skip(depth: 1)
+      try body(key, start..<reader.position)
     }
     reader.skipSpace()
     guard reader.position == range.upperBound else { throw reader.error("trailing characters") }
@@ -295,58 +267,63 @@ private struct JSONReader {
   }
 
   mutating func object(depth: Int) throws(JSONParseError) -> JSONValue {
-    position += 1  // {
     var members: [String: JSONValue] = [:]
-    skipSpace()
-    if position < end, bytes[position] == UInt8(ascii: "}") {
-      position += 1
-      return .object(members)
+    try elements(decodingKeys: true) { (reader, key) throws(JSONParseError) in
+      members[key] = try reader.value(depth: depth + 1)
     }
-    while true {
-      skipSpace()
-      guard position < end, bytes[position] == UInt8(ascii: "\"") else {
-        throw error("expected a string key")
-      }
-      let key = try string()
-      skipSpace()
-      guard position < end, bytes[position] == UInt8(ascii: ":") else {
-        throw error("expected ':'")
-      }
-      position += 1
-      skipSpace()
-      members[key] = try value(depth: depth + 1)
-      skipSpace()
-      guard position < end else { throw error("unexpected end of input") }
-      if bytes[position] == UInt8(ascii: ",") {
-        position += 1
-        continue
-      }
-      guard bytes[position] == UInt8(ascii: "}") else { throw error("expected ',' or '}'") }
-      position += 1
-      return .object(members)
-    }
+    return .object(members)
   }
 
   mutating func array(depth: Int) throws(JSONParseError) -> JSONValue {
-    position += 1  // [
     var items: [JSONValue] = []
+    try elements(decodingKeys: false) { (reader, _) throws(JSONParseError) in
+      items.append(try reader.value(depth: depth + 1))
+    }
+    return .array(items)
+  }
+
+  /// Walks the object or array that starts at `position`, checking its brackets, keys and
+  /// separators, and hands each member's value (after its key, decoded when `decodingKeys`,
+  /// else "") or each item to `element`, which must move past it. Building, skipping and
+  /// indexing share this one walk, so they cannot disagree about what is valid.
+  mutating func elements(
+    decodingKeys: Bool, _ element: (inout JSONReader, String) throws(JSONParseError) -> Void
+  ) throws(JSONParseError) {
+    let isObject = bytes[position] == UInt8(ascii: "{")
+    let close = isObject ? UInt8(ascii: "}") : UInt8(ascii: "]")
+    position += 1
     skipSpace()
-    if position < end, bytes[position] == UInt8(ascii: "]") {
+    if position < end, bytes[position] == close {
       position += 1
-      return .array(items)
+      return
     }
     while true {
       skipSpace()
-      items.append(try value(depth: depth + 1))
+      var key = ""
+      if isObject {
+        guard position < end, bytes[position] == UInt8(ascii: "\"") else {
+          throw error("expected a string key")
+        }
+        if decodingKeys { key = try string() } else { try skipString() }
+        skipSpace()
+        guard position < end, bytes[position] == UInt8(ascii: ":") else {
+          throw error("expected ':'")
+        }
+        position += 1
+        skipSpace()
+      }
+      try element(&self, key)
       skipSpace()
       guard position < end else { throw error("unexpected end of input") }
       if bytes[position] == UInt8(ascii: ",") {
         position += 1
         continue
       }
-      guard bytes[position] == UInt8(ascii: "]") else { throw error("expected ',' or ']'") }
+      guard bytes[position] == close else {
+        throw error(isObject ? "expected ',' or '}'" : "expected ',' or ']'")
+      }
       position += 1
-      return .array(items)
+      return
     }
   }
 
@@ -357,79 +334,71 @@ private struct JSONReader {
     let open = bytes[position]
     switch open {
     case UInt8(ascii: "{"), UInt8(ascii: "["):
-      let isObject = open == UInt8(ascii: "{")
-      let close = isObject ? UInt8(ascii: "}") : UInt8(ascii: "]")
-      position += 1
-      skipSpace()
-      if position < end, bytes[position] == close {
-        position += 1
-        return
-      }
-      while true {
-        skipSpace()
-        if isObject {
-          guard position < end, bytes[position] == UInt8(ascii: "\"") else {
-            throw error("expected a string key")
-          }
-          try skipString()
-          skipSpace()
-          guard position < end, bytes[position] == UInt8(ascii: ":") else {
-            throw error("expected ':'")
-          }
-          position += 1
-          skipSpace()
-        }
-        try skip(depth: depth + 1)
-        skipSpace()
-        guard position < end else { throw error("unexpected end of input") }
-        if bytes[position] == UInt8(ascii: ",") {
-          position += 1
-          continue
-        }
-        guard bytes[position] == close else {
-          throw error(isObject ? "expected ',' or '}'" : "expected ',' or ']'")
-        }
-        position += 1
-        return
+      try elements(decodingKeys: false) { (reader, _) throws(JSONParseError) in
+        try reader.skip(depth: depth + 1)
       }
     case UInt8(ascii: "\""): try skipString()
     default: _ = try value(depth: depth)  // literals and numbers allocate nothing
     }
   }
 
-  /// Moves past a string, checking its escapes as `string` does.
+  /// Moves past a string, checking it as `string` does, without building it.
   mutating func skipString() throws(JSONParseError) {
+    var unused: [UInt8] = []
+    try scanString(keeping: false, into: &unused)
+  }
+
+  mutating func string() throws(JSONParseError) -> String {
+    var utf8: [UInt8] = []
+    try scanString(keeping: true, into: &utf8)
+    return String(decoding: utf8, as: UTF8.self)
+  }
+
+  /// Moves past the string at `position`, checking its escapes; when `keeping`, appends its
+  /// decoded UTF-8 to `utf8`. One scan for both, so a skipped string is valid exactly when a
+  /// decoded one would be.
+  mutating func scanString(keeping: Bool, into utf8: inout [UInt8]) throws(JSONParseError) {
     position += 1  // opening quote
     while true {
       guard position < end else { throw error("unterminated string") }
       let c = bytes[position]
       position += 1
       switch c {
-      case UInt8(ascii: "\""): return
+      case UInt8(ascii: "\""):
+        return
       case UInt8(ascii: "\\"):
         guard position < end else { throw error("unterminated escape") }
         let e = bytes[position]
         position += 1
+        let decoded: UInt8
         switch e {
-        case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"),
-          UInt8(ascii: "f"), UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
-          break
+        case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): decoded = e
+        case UInt8(ascii: "b"): decoded = 0x08
+        case UInt8(ascii: "f"): decoded = 0x0C
+        case UInt8(ascii: "n"): decoded = 0x0A
+        case UInt8(ascii: "r"): decoded = 0x0D
+        case UInt8(ascii: "t"): decoded = 0x09
         case UInt8(ascii: "u"):
-          let code = try hex4()
+          var code = try hex4()
           if (0xD800..<0xDC00).contains(code) {
+            // A high surrogate must be followed by an escaped low surrogate.
             guard position + 2 <= end, bytes[position] == UInt8(ascii: "\\"),
               bytes[position + 1] == UInt8(ascii: "u")
             else { throw error("unpaired surrogate") }
             position += 2
             let low = try hex4()
             guard (0xDC00..<0xE000).contains(low) else { throw error("unpaired surrogate") }
-          } else if Unicode.Scalar(code) == nil {
-            throw error("invalid \\u escape")
+            code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
           }
+          guard let scalar = Unicode.Scalar(code) else { throw error("invalid \\u escape") }
+          if keeping { utf8.append(contentsOf: Array(String(Character(scalar)).utf8)) }
+          continue
         default: throw error("invalid escape")
         }
+        if keeping { utf8.append(decoded) }
       default:
         guard c >= 0x20 else { throw error("control character in string") }
+        if keeping { utf8.append(c) }
       }
     }
   }
@@ -450,50 +419,6 @@ private struct JSONReader {
       position += 1
     }
     return v
-  }
-
-  mutating func string() throws(JSONParseError) -> String {
-    position += 1  // opening quote
-    var utf8: [UInt8] = []
-    while true {
-      guard position < end else { throw error("unterminated string") }
-      let c = bytes[position]
-      position += 1
-      switch c {
-      case UInt8(ascii: "\""):
-        return String(decoding: utf8, as: UTF8.self)
-      case UInt8(ascii: "\\"):
-        guard position < end else { throw error("unterminated escape") }
-        let e = bytes[position]
-        position += 1
-        switch e {
-        case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): utf8.append(e)
-        case UInt8(ascii: "b"): utf8.append(0x08)
-        case UInt8(ascii: "f"): utf8.append(0x0C)
-        case UInt8(ascii: "n"): utf8.append(0x0A)
-        case UInt8(ascii: "r"): utf8.append(0x0D)
-        case UInt8(ascii: "t"): utf8.append(0x09)
-        case UInt8(ascii: "u"):
-          var code = try hex4()
-          if (0xD800..<0xDC00).contains(code) {
-            // A high surrogate must be followed by an escaped low surrogate.
-            guard position + 2 <= end, bytes[position] == UInt8(ascii: "\\"),
-              bytes[position + 1] == UInt8(ascii: "u")
-            else { throw error("unpaired surrogate") }
-            position += 2
-            let low = try hex4()
-            guard (0xDC00..<0xE000).contains(low) else { throw error("unpaired surrogate") }
-            code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
-          }
-          guard let scalar = Unicode.Scalar(code) else { throw error("invalid \\u escape") }
-          utf8.append(contentsOf: Array(String(Character(scalar)).utf8))
-        default: throw error("invalid escape")
-        }
-      default:
-        guard c >= 0x20 else { throw error("control character in string") }
-        utf8.append(c)
-      }
-    }
   }
 
   mutating func number() throws(JSONParseError) -> JSONValue {
