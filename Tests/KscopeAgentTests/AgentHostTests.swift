@@ -106,11 +106,7 @@ import Testing
     let (dir, _) = try Self.makeWorkload()
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let out = dir + "/hints"
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: try agentBinary())
-    p.arguments = ["--out", out, "--interval", "1h", "--no-frames", "--root", dir]
-    p.standardError = FileHandle.nullDevice
-    try p.run()
+    let p = try startAgent(["--out", out, "--interval", "1h", "--no-frames", "--root", dir])
     defer { if p.isRunning { p.terminate() } }
     let first = try waitForGeneration(out, above: 0)
     kill(p.processIdentifier, SIGUSR1)
@@ -128,11 +124,7 @@ import Testing
     let (dir, _) = try Self.makeWorkload()
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let out = dir + "/hints"
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: try agentBinary())
-    p.arguments = ["--out", out, "--interval", "1ms", "--cpu-budget", "0", "--no-frames", "--root", dir]
-    p.standardError = FileHandle.nullDevice
-    try p.run()
+    let p = try startAgent(["--out", out, "--interval", "1ms", "--cpu-budget", "0", "--no-frames", "--root", dir])
     defer { if p.isRunning { p.terminate() } }
     _ = try waitForGeneration(out, above: 0)
     var valid = 0
@@ -180,6 +172,16 @@ import Testing
 // MARK: - Helpers
 
 func agentBinary() throws -> String { try builtExecutable("kscope-agent") }
+
+/// The built agent, started with `arguments` and its diagnostics discarded.
+func startAgent(_ arguments: [String]) throws -> Process {
+  let p = Process()
+  p.executableURL = URL(fileURLWithPath: try agentBinary())
+  p.arguments = arguments
+  p.standardError = FileHandle.nullDevice
+  try p.run()
+  return p
+}
 
 /// Waits (up to 60 s) until the region file holds a valid generation above `g`.
 func waitForGeneration(_ path: String, above g: UInt64) throws -> UInt64 {

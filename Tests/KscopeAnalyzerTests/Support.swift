@@ -35,5 +35,15 @@ struct ImageBuilder {
   mutating func put(_ at: UInt64, _ b: [UInt8]) {
     for (i, x) in b.enumerated() { bytes[Int(at) + i] = x }
   }
+  /// An ELF note named VMCOREINFO (type 0) at `at` whose text is `text`, as the kernel
+  /// lays out vmcoreinfo_note.
+  mutating func putVMCoreInfoNote(_ at: UInt64, _ text: String) {
+    let body = Array(text.utf8)
+    put32(at, 11)  // name size, "VMCOREINFO" and its NUL
+    put32(at + 4, UInt32(body.count))
+    put32(at + 8, 0)
+    put(at + 12, Array("VMCOREINFO".utf8) + [0])
+    put(at + 24, body)
+  }
   var memory: ByteMemory { ByteMemory(bytes: bytes) }
 }

@@ -36,23 +36,13 @@ import Testing
   #expect(throws: AnalyzerError.noVMCoreInfo) { try KernelLocator.locate(in: empty, layout: layout) }
   // A note from another build of the kernel is refused, naming both builds.
   var m = ImageBuilder(size: 8 << 20)
-  let text = Array("OSRELEASE=6.1.0-56-cloud-amd64\nBUILD-ID=00112233\nKERNELOFFSET=0\n".utf8)
-  m.put32(0x100000, 11)
-  m.put32(0x100004, UInt32(text.count))
-  m.put32(0x100008, 0)
-  m.put(0x10000C, Array("VMCOREINFO".utf8) + [0])
-  m.put(0x100018, text)
+  m.putVMCoreInfoNote(0x100000, "OSRELEASE=6.1.0-56-cloud-amd64\nBUILD-ID=00112233\nKERNELOFFSET=0\n")
   #expect(throws: AnalyzerError.kernelMismatch(image: "00112233", layout: layout.buildID ?? "")) {
     try KernelLocator.locate(in: m.memory, layout: layout)
   }
   // A note that names no build at all cannot pass the build check either.
   var bare = ImageBuilder(size: 8 << 20)
-  let noID = Array("OSRELEASE=6.1.0-56-cloud-amd64\nKERNELOFFSET=0\n".utf8)
-  bare.put32(0x100000, 11)
-  bare.put32(0x100004, UInt32(noID.count))
-  bare.put32(0x100008, 0)
-  bare.put(0x10000C, Array("VMCOREINFO".utf8) + [0])
-  bare.put(0x100018, noID)
+  bare.putVMCoreInfoNote(0x100000, "OSRELEASE=6.1.0-56-cloud-amd64\nKERNELOFFSET=0\n")
   #expect(layout.buildID != nil)
   #expect(throws: AnalyzerError.kernelMismatch(image: KernelLocator.noBuildID, layout: layout.buildID ?? "")) {
     try KernelLocator.locate(in: bare.memory, layout: layout)
