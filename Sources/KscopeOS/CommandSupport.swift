@@ -3,7 +3,7 @@
 #endif
 
 // The few calls the CLI's long-running commands (`clone engine`, `serve`, `vm clone --lazy`)
-// need beyond files: a canonical path, a blocking lock, a TCP probe, signal forwarding.
+// need beyond files: a canonical path, a TCP probe, signal forwarding.
 
 extension Files {
   /// The absolute, symlink-free form of an existing path (realpath(3)).
@@ -13,23 +13,6 @@ extension Files {
     }
     defer { free(p) }
     return String(cString: p)
-  }
-}
-
-extension LockFile {
-  /// Waits for the lock (shared or exclusive) on `path` (created 0600 if missing, never through
-  /// a symbolic link).
-  public static func lock(_ path: String, exclusive: Bool) throws(FileError) -> LockFile {
-    let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
-    guard fd >= 0 else { throw FileError(path: path, operation: "open", errno: errno) }
-    while flock(fd, exclusive ? LOCK_EX : LOCK_SH) != 0 {
-      let e = errno
-      guard e == EINTR else {
-        _ = close(fd)
-        throw FileError(path: path, operation: "lock", errno: e)
-      }
-    }
-    return LockFile(descriptor: fd)
   }
 }
 

@@ -86,11 +86,30 @@ public final class LockFile: @unchecked Sendable {
   /// The lock, exclusive or shared, if no one holds a conflicting one now; nil otherwise (or if
   /// the file cannot be opened).
   public static func tryLock(_ path: String, exclusive: Bool = true) -> LockFile? {
+    (try? acquire(path, exclusive: exclusive, waiting: false)) ?? nil
+  }
+
+  /// Waits for the lock (shared or exclusive) on `path` (created 0600 if missing, never through
+  /// a symbolic link).
+  public static func lock(_ path: String, exclusive: Bool) throws(FileError) -> LockFile {
+    guard let lock = try acquire(path, exclusive: exclusive, waiting: true) else {
+      throw FileError(path: path, operation: "lock", errno: EWOULDBLOCK)  // waiting never gets here
+    }
+    return lock
+  }
+
+  /// Opens `path` and takes its lock, waiting for it (EINTR retried) or not: nil when not
+  /// waiting and someone holds a conflicting lock.
+  static func acquire(_ path: String, exclusive: Bool, waiting: Bool) throws(FileError) -> LockFile? {
     let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
-    guard fd >= 0 else { return nil }
-    if flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) != 0 {
+    guard fd >= 0 else { throw FileError(path: path, operation: "open", errno: errno) }
+    let operation = (exclusive ? LOCK_EX : LOCK_SH) | (waiting ? 0 : LOCK_NB)
+    while flock(fd, operation) != 0 {
+      let e = errno
+      if e == EINTR { continue }
       _ = close(fd)
-      return nil
+      if e == EWOULDBLOCK, !waiting { return nil }
+      throw FileError(path: path, operation: "lock", errno: e)
     }
     return LockFile(descriptor: fd)
   }

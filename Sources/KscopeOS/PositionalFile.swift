@@ -18,6 +18,9 @@ public final class PositionalFile: @unchecked Sendable {
 
   /// Creates `path` anew (whatever was there is removed first), `size` bytes of holes, mode 0600.
   public static func createSparse(_ path: String, size: UInt64) throws(OSError) -> PositionalFile {
+    guard size <= UInt64(Int64.max) else {
+      throw OSError(path: path, operation: "set the size", errno: EFBIG)
+    }
     unlink(path)
     let fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
     guard fd >= 0 else { throw OSError(path: path, operation: "create", errno: errno) }

@@ -147,6 +147,27 @@ import Testing
     #expect(small.maxRSSKiB < 16 << 10 && large.maxRSSKiB >= 64 << 10)
   }
 
+  /// flock(2) locks belong to an open file, so two opens in one process conflict as two
+  /// processes would.
+  @Test func locksConflictWaitAndRefuseLinks() throws {
+    let dir = try makeTempDir()
+    defer { cleanup(dir) }
+    let path = dir + "/lock"
+    // A lock is held until released (no deinit releases it), so each one taken is released.
+    let shared = try LockFile.lock(path, exclusive: false)
+    let second = try #require(LockFile.tryLock(path, exclusive: false))
+    #expect(LockFile.tryLock(path) == nil)
+    shared.release()
+    second.release()
+    let exclusive = try #require(LockFile.tryLock(path))
+    #expect(LockFile.tryLock(path, exclusive: false) == nil)
+    exclusive.release()
+    try #require(LockFile.tryLock(path)).release()
+    try FileManager.default.createSymbolicLink(atPath: dir + "/link", withDestinationPath: path)
+    #expect(LockFile.tryLock(dir + "/link") == nil)
+    #expect(throws: FileError.self) { try LockFile.lock(dir + "/link", exclusive: true) }
+  }
+
   @Test func monotonicClockAdvances() {
     let a = MonotonicClock.nanoseconds()
     usleep(2000)
