@@ -24,11 +24,10 @@ struct Bench {
     case "host": try HostBench.run(Array(args.dropFirst()))
     case "engine": try EngineBench.run(Array(args.dropFirst()))
     case "clones-memory": try ClonesMemoryBench.run(Array(args.dropFirst()))
-    case "clones": try ClonesBench.run(Array(args.dropFirst()))
     case nil:
-      print("usage: kscope-bench colormap|color|layout|btf|vm|host|engine|clones-memory|clones [options]")
+      print("usage: kscope-bench colormap|color|layout|btf|vm|host|engine|clones-memory [options] (the clone evaluation is kscope bench clones)")
     case let other?:
-      throw BenchError("unknown benchmark '\(other)' (colormap, color, layout, btf, vm, host, engine, clones-memory, clones)")
+      throw BenchError("unknown benchmark '\(other)' (colormap, color, layout, btf, vm, host, engine, clones-memory; the clone evaluation is kscope bench clones)")
     }
   }
 }

@@ -20,6 +20,7 @@ struct Kscope: ParsableCommand {
     subcommands: [
       ColorCommand.self, MapCommand.self, ColorsCommand.self, LayoutCommand.self,
       VMCommand.self, WorkloadCommand.self, HintsCommand.self, CloneCommand.self, ServeCommand.self,
+      BenchCommand.self,
     ])
 
   static func main() {

@@ -98,6 +98,9 @@ func writeSampleMap(_ path: String) throws -> ColorMap {
     (["map", "query", "\(dir)/a.kcm", "--pfn", "x1"], "not a frame number"),
     (["map", "diff", "\(dir)/a.kcm", "\(dir)/damaged.kcm"], "damaged.kcm"),
     (["color", "--kpageflags", "\(dir)/text.kcm", "-o", "\(dir)/out.kcm"], "multiple of 8"),
+    (["bench", "clones", "--workloads", "web,mail"], "--workloads takes web and/or olap"),
+    (["bench", "clones", "--kernels", "../x"], "--kernels takes series"),
+    (["bench", "clones", "--clones", "99"], "--clones must be 0...32"),
   ]
   for (args, words) in cases {
     let r = try runKscope(args)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Plots of `kscope-bench clones`' report.json (matplotlib): start time, throughput, faults and
+"""Plots of `kscope bench clones`' report.json (matplotlib): start time, throughput, faults and
 waste, footprint, per kernel/workload/setting. Usage: plot_clones.py REPORT.json OUTDIR"""
 import json
 import sys

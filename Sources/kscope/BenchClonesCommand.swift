@@ -1,18 +1,83 @@
+import ArgumentParser
 import Foundation
 import KscopeOS
 
-/// `kscope-bench clones [--kernels 6.1,6.12] [--workloads web,olap] [--policies LIST]
-///   [--clones 8] [--site-mib 240] [--olap-mib 200] [--web-requests 300] [--remote] [--out DIR]`
-///
-/// The clone evaluation, through the release `kscope` beside this binary, as a user runs it:
-/// for each kernel and workload, a warm parent (with the agent) is snapshotted and colored
-/// (host analysis merged with the agent's hints); then one clone per policy is started, its
-/// workload run once, and its engine's and host's figures read (`vm stats`). Then K lazy
-/// clones of one snapshot run together for the host-memory figure; with --remote, on-demand
-/// and kaleidoscope clones take their pages from `kscope serve` behind an emulated 1 Gbit/s
-/// link with 0.2 ms round trips. Writes DIR/report.json, DIR/report.md and, through
-/// host/bench/plot_clones.py (matplotlib), DIR/*.png.
-enum ClonesBench {
+/// `kscope bench`: evaluations that take minutes, run through this `kscope` as a user runs it.
+struct BenchCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "bench",
+    abstract: "Evaluations that take minutes (the clone evaluation); the micro-benchmarks are kscope-bench's.",
+    subcommands: [BenchClonesCommand.self])
+}
+
+/// `kscope bench clones`: the clone evaluation.
+struct BenchClonesCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "clones",
+    abstract: "Clone warm parents with each policy, run their workloads, and write a report (Markdown, JSON, plots).",
+    discussion: """
+      For each kernel and workload, a warm parent (with the agent) is snapshotted and colored \
+      (host analysis merged with the agent's hints); then one clone per policy is started, its \
+      workload run once, and its engine's and host's figures read (`vm stats`). Then K lazy \
+      clones of one snapshot run together for the host-memory figure; with --remote, on-demand \
+      and kaleidoscope clones take their pages from `kscope serve` behind an emulated 1 Gbit/s \
+      link with 0.2 ms round trips. Writes OUT/report.json, OUT/report.md and, through \
+      host/bench/plot_clones.py (matplotlib: host/setup.sh --bench), OUT/*.png. Use a release \
+      build: swift build -c release && .build/release/kscope bench clones --remote
+      """)
+
+  @Option(help: "Kernel series, comma-separated.") var kernels = "6.1,6.12"
+  @Option(help: "Workloads, comma-separated (web, olap).") var workloads = "web,olap"
+  @Option(help: "Policies, comma-separated (eager, template, and vm clone --lazy's policies).")
+  var policies = "eager,template,on-demand,readahead-16,kaleidoscope"
+  @Option(help: "Kaleidoscope clones run together for the host-memory figure (0: none).") var clones = 8
+  @Option(help: "Web site size in MiB.") var siteMib = 240
+  @Option(help: "OLAP database size in MiB.") var olapMib = 200
+  @Option(help: "Web requests per clone.") var webRequests = 300
+  @Flag(help: "Also clone on-demand and kaleidoscope over NBD behind an emulated 1 Gbit/s, 0.2 ms RTT link.")
+  var remote = false
+  @Option(name: .customLong("out"), help: "Report directory.") var outDirectory = "clones-report"
+  @OptionGroup var out: OutputOptions
+
+  func validate() throws {
+    guard (0...32).contains(clones) else { throw ValidationError("--clones must be 0...32") }
+    guard siteMib >= 1, olapMib >= 8, webRequests >= 1 else {
+      throw ValidationError("--site-mib >= 1, --olap-mib >= 8, --web-requests >= 1")
+    }
+    guard kernelList.allSatisfy({ !$0.isEmpty && $0.allSatisfy { $0.isNumber || $0 == "." } }) else {
+      throw ValidationError("--kernels takes series such as 6.1,6.12")
+    }
+    guard workloadList.allSatisfy({ ["web", "olap"].contains($0) }) else {
+      throw ValidationError("--workloads takes web and/or olap")
+    }
+    guard !policyList.isEmpty else { throw ValidationError("--policies names at least one policy") }
+  }
+
+  var kernelList: [String] { kernels.split(separator: ",").map(String.init) }
+  var workloadList: [String] { workloads.split(separator: ",").map(String.init) }
+  var policyList: [String] { policies.split(separator: ",").map(String.init) }
+
+  func run() throws {
+    let kscope = try Files.canonicalPath("/proc/self/exe")
+    let report = try ClonesEvaluation.run(
+      kscope: kscope, kernels: kernelList, workloads: workloadList, policies: policyList,
+      clones: clones, siteMiB: siteMib, olapMiB: olapMib, webRequests: webRequests, remote: remote,
+      out: outDirectory)
+    if out.json {
+      let e = JSONEncoder()
+      e.keyEncodingStrategy = .convertToSnakeCase
+      e.outputFormatting = [.prettyPrinted, .sortedKeys]
+      FileHandle.standardOutput.write(try e.encode(report))
+      FileHandle.standardOutput.write(Data("\n".utf8))
+    } else {
+      print("report: \(outDirectory)/report.md, plots: \(outDirectory)/*.png")
+    }
+  }
+}
+
+/// The clone evaluation behind `kscope bench clones`, driving this `kscope` binary's own
+/// commands in child processes (with --json), as a user would.
+enum ClonesEvaluation {
   struct Row: Codable {
     var kernel: String
     var workload: String
@@ -55,43 +120,10 @@ enum ClonesBench {
     var memory: [Memory]
   }
 
-  static func run(_ args: [String]) throws {
-    var kernels = ["6.1", "6.12"]
-    var workloads = ["web", "olap"]
-    var policies = ["eager", "template", "on-demand", "readahead-16", "kaleidoscope"]
-    var clones = 8
-    var siteMiB = 240
-    var olapMiB = 200
-    var webRequests = 300
-    var remote = false
-    var out = "clones-report"
-    var i = 0
-    while i < args.count {
-      let value = i + 1 < args.count ? args[i + 1] : ""
-      switch args[i] {
-      case "--kernels": kernels = value.split(separator: ",").map(String.init)
-      case "--workloads": workloads = value.split(separator: ",").map(String.init)
-      case "--policies": policies = value.split(separator: ",").map(String.init)
-      case "--clones": clones = Int(value) ?? -1
-      case "--site-mib": siteMiB = Int(value) ?? -1
-      case "--olap-mib": olapMiB = Int(value) ?? -1
-      case "--web-requests": webRequests = Int(value) ?? -1
-      case "--out": out = value
-      case "--remote":
-        remote = true
-        i -= 1
-      default:
-        throw BenchError(
-          "unknown option \(args[i]) (--kernels --workloads --policies --clones --site-mib --olap-mib --web-requests --remote --out)")
-      }
-      i += 2
-    }
-    guard (0...32).contains(clones), siteMiB >= 1, olapMiB >= 8, webRequests >= 1 else {
-      throw BenchError("--clones 0...32, --site-mib >= 1, --olap-mib >= 8, --web-requests >= 1")
-    }
-    guard let kscope = ColorMapBench.kscopeBinary() else {
-      throw BenchError("no kscope beside kscope-bench: swift build -c release")
-    }
+  static func run(
+    kscope: String, kernels: [String], workloads: [String], policies: [String], clones: Int,
+    siteMiB: Int, olapMiB: Int, webRequests: Int, remote: Bool, out: String
+  ) throws -> Report {
     try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
     var report = Report(date: ISO8601DateFormatter().string(from: Date()), machine: machineLine(), rows: [], memory: [])
     for kernel in kernels {
@@ -128,12 +160,12 @@ enum ClonesBench {
     try p.run()
     p.waitUntilExit()
     if p.terminationStatus != 0 {
-      throw BenchError("plotting failed (pip install matplotlib, or host/setup.sh --bench); the tables are in \(out)/report.md")
+      throw CommandFailure("plotting failed (pip install matplotlib, or host/setup.sh --bench); the tables are in \(out)/report.md")
     }
-    print("report: \(out)/report.md, plots: \(out)/*.png")
+    return report
   }
 
-  static func progress(_ s: String) { FileHandle.standardError.write(Data("kscope-bench: \(s)\n".utf8)) }
+  static func progress(_ s: String) { FileHandle.standardError.write(Data("kscope bench: \(s)\n".utf8)) }
 
   static func machineLine() -> String {
     let cpus = ProcessInfo.processInfo.activeProcessorCount
@@ -152,7 +184,7 @@ enum ClonesBench {
   /// One table per kernel, workload and setting, with the sizes in its heading.
   static func markdown(_ r: Report) -> String {
     func f(_ x: Double, _ d: Int = 1) -> String { String(format: "%.\(d)f", x) }
-    var s = "# Clone evaluation\n\n\(r.date), \(r.machine). Reproduce: `swift build -c release && .build/release/kscope-bench clones --remote`.\n\n"
+    var s = "# Clone evaluation\n\n\(r.date), \(r.machine). Reproduce: `swift build -c release && .build/release/kscope bench clones --remote`.\n\n"
     s += "Touched pages are the clone's resident pages of its RAM mapping (guest accesses plus the kernel's fault-around); waste = fetched - touched (at least 0). Footprint: the clone's private (copy-on-write) pages plus the pages it maps from shared memory (cache file, page cache) divided by the clones sharing them.\n\n"
     var groups: [String: [Row]] = [:]
     var order: [String] = []
@@ -209,7 +241,7 @@ enum ClonesBench {
     func tool(_ args: [String]) throws -> [String: Any] {
       let state = ["vm", "workload"].contains(args.first ?? "") ? ["--state-dir", self.state] : []
       guard let j = try jsonOfChild(kscope, args + state + ["--json"]) else {
-        throw BenchError("kscope \(args.joined(separator: " ")) failed")
+        throw CommandFailure("kscope \(args.joined(separator: " ")) failed")
       }
       return j
     }
@@ -307,11 +339,11 @@ enum ClonesBench {
       try p.run()
       let deadline = Date(timeIntervalSinceNow: 10)
       while Date() < deadline {
-        if let s = try? socketConnects(port: UInt16(port)), s { return ("nbd://127.0.0.1:\(port)/", p) }
+        if StreamSocket.tcpConnects(host: "127.0.0.1", port: port) { return ("nbd://127.0.0.1:\(port)/", p) }
         Thread.sleep(forTimeInterval: 0.05)
       }
       p.terminate()
-      throw BenchError("kscope serve did not listen on \(port)")
+      throw CommandFailure("kscope serve did not listen on \(port)")
     }
 
     /// K kaleidoscope clones at once: the engine's shared cache plus each clone's private pages.
@@ -342,9 +374,16 @@ enum ClonesBench {
   }
 }
 
-/// True if something accepts TCP connections on 127.0.0.1:port.
-func socketConnects(port: UInt16) throws -> Bool {
-  guard let s = try? StreamSocket.loopback(port: port, timeout: 1) else { return false }
-  s.close()
-  return true
+/// Runs a child to its end and parses its standard output as one JSON object; nil if it failed.
+private func jsonOfChild(_ executable: String, _ arguments: [String]) throws -> [String: Any]? {
+  let p = Process()
+  p.executableURL = URL(fileURLWithPath: executable)
+  p.arguments = arguments
+  let pipe = Pipe()
+  p.standardOutput = pipe
+  try p.run()
+  let data = pipe.fileHandleForReading.readDataToEndOfFile()
+  p.waitUntilExit()
+  guard p.terminationStatus == 0 else { return nil }
+  return try JSONSerialization.jsonObject(with: data) as? [String: Any]
 }
