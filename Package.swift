@@ -182,7 +182,7 @@ let package = Package(
       dependencies: [
         "KscopeTestSupport",
         "KscopeCore", "KscopeOS", "KscopeLayout", "KscopeAnalyzer", "KscopeMaps", "KscopeDebugInfo",
-        "KscopeVM", "KscopeSnapshot", "KscopeColoring",
+        "KscopeVM", "KscopeSnapshot", "KscopeColoring", "KscopeClone",
       ],
       swiftSettings: strict),
     .testTarget(

@@ -15,6 +15,10 @@ public struct EngineDirectory: Sendable {
   /// Written once the resume set is fetched and faults are served.
   public var readyFile: String { path + "/ready.json" }
   public var statsFile: String { path + "/stats.json" }
+  /// The frames a clone missed on, in order, written when it disconnects (`Trace` format).
+  /// Under `on-demand`, for the engine's first clone, that is its first-touch order: the
+  /// working set that the working-set policies fetch first.
+  public func firstTouchTrace(pid: Int32) -> String { path + "/first-touch-\(pid).trace" }
   public var logFile: String { path + "/engine.log" }
   /// Held (exclusively) by the live engine for its whole life: at most one per directory.
   public var lifeLock: String { path + "/engine.lock" }
@@ -179,6 +183,16 @@ public enum EngineService {
         try? Files.writeAtomically([UInt8](data), to: dir.statsFile, mode: 0o600)
       }
     }
+    // Clones whose first-touch trace is written (by their index in the engine's records).
+    var traced = Set<Int>()
+    func writeTraces(ofAll: Bool) {
+      for (k, r) in engine.clientRecords().enumerated() where (ofAll || !r.connected) && !traced.contains(k) {
+        traced.insert(k)
+        let pid = r.peerPID > 0 ? r.peerPID : Int32(bitPattern: r.pid)
+        let text = firstTouchText(r.faults.lazy.map(\.frame), pid: pid, policy: description.policy)
+        try? Files.writeAtomically(text, to: dir.firstTouchTrace(pid: pid), mode: 0o600)
+      }
+    }
     publish(stats("serving"))
     let readyLine = "{\"pid\":\(ProcessUsage.id),\"socket\":\"\(dir.socket)\",\"prepared_pages\":\(prepared.pages)}\n"
     try? Files.writeAtomically(Array(readyLine.utf8), to: dir.readyFile, mode: 0o600)
@@ -206,16 +220,38 @@ public enum EngineService {
           // new engine.
         }
       }
+      writeTraces(ofAll: false)
       if now - lastPublish > 500_000_000 {
         publish(stats("serving"))
         lastPublish = now
       }
     }
     _ = engine.stop()
+    writeTraces(ofAll: true)
     publish(stats("ended: \(reason)"))
     engine.cache.remove()
     HostProcess.unlink(dir.holeFile)
     return reason
+  }
+
+  /// A clone's missed frames as a trace: each frame once, in the order of its first miss (a
+  /// frame missed again after its page was given back is not a new touch). At most
+  /// `Engine.ClientRecord.maxFaultRecords` misses are kept per clone; the comment says when the
+  /// trace stops short.
+  static func firstTouchText<S: Sequence>(_ frames: S, pid: Int32, policy: String) -> String
+  where S.Element == UInt64 {
+    var seen = Set<UInt64>()
+    var accesses: [Access] = []
+    var misses = 0
+    for f in frames {
+      misses += 1
+      if seen.insert(f).inserted { accesses.append(Access(frame: f, write: false)) }
+    }
+    let full = misses < Engine.ClientRecord.maxFaultRecords
+    return Trace.text(
+      accesses,
+      comment: "first-touch order of clone \(pid) (its demand misses, policy \(policy))"
+        + (full ? "" : "; only its first \(Engine.ClientRecord.maxFaultRecords) misses were kept"))
   }
 
   /// Starts `argv` (argv[0] absolute) as a detached process in its own session (setsid), stdin

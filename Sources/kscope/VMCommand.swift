@@ -203,12 +203,42 @@ struct VMStopCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "stop", abstract: "Stop a VM and remove its state (RAM file, sockets, logs).")
   @Argument(help: "VM name.") var name: String
+  @Option(
+    help: """
+      For a lazy clone: write the frames it missed on, in order, to this trace file once it has \
+      stopped. From an on-demand clone that was its engine's first, that is its first-touch \
+      order: a working set for `vm clone --lazy --policy working-set --working-set FILE`.
+      """)
+  var workingSet: String?
   @OptionGroup var state: StateOptions
   @OptionGroup var output: OutputOptions
 
   func run() throws {
-    try vmCall { try state.manager.stop(name: name) }
-    if output.json { try printJSON(["name": name, "stopped": true]) }
+    let m = state.manager
+    // Where the engine writes this clone's trace, known before the record goes with the VM.
+    var trace: String?
+    if workingSet != nil {
+      let rec = try vmCall { try m.record(name) }
+      guard let dir = rec.config.ramBacking?.engineDirectory, let pid = try vmCall({ try m.recordedPid(name) })
+      else { throw CommandFailure("\(name) is not a running lazy clone: no engine records its misses") }
+      trace = EngineDirectory(dir).firstTouchTrace(pid: pid)
+    }
+    try vmCall { try m.stop(name: name) }
+    if let trace, let workingSet {
+      // The engine writes it within a tenth of a second of the clone's hand-off socket closing.
+      let deadline = MonotonicClock.nanoseconds() + 5_000_000_000
+      while !Files.exists(trace) && MonotonicClock.nanoseconds() < deadline {
+        HostProcess.sleep(microseconds: 50_000)
+      }
+      do { try Files.writeAtomically(try Files.read(trace, limit: 1 << 30), to: workingSet) } catch {
+        throw CommandFailure("the engine wrote no first-touch trace for \(name) within 5 s (\(error.description))")
+      }
+    }
+    if output.json {
+      var d: [String: Any] = ["name": name, "stopped": true]
+      if let workingSet { d["working_set"] = workingSet }
+      try printJSON(d)
+    }
   }
 }
 

@@ -1,4 +1,5 @@
 import Foundation
+import KscopeClone
 import KscopeCore
 import KscopeMaps
 import KscopeTestSupport
@@ -111,14 +112,30 @@ import Testing
     #expect((e1["pages_fetched"] as? Int ?? .max) <= (e1["frames"] as? Int ?? 0) - (e1["holes"] as? Int ?? 0))
     #expect((s1["host_memory"] as? [String: Any])?["rss_kib"] as? Int ?? 0 > 0)
 
+    // The on-demand clone, its engine's first, missed on every page it touched: stopped with
+    // --working-set, its misses in first-touch order become a working set (REAP-style), which
+    // a working-set clone fetches first and answers with as the parent did.
+    let workingSet = state + "/od.trace"
+    let stopped = try tool(["vm", "stop", "od", "--working-set", workingSet])
+    #expect(stopped["working_set"] as? String == workingSet)
+    let frameCount = UInt64(eo["frames"] as? Int ?? 0)
+    let touched = try Trace.parse(
+      Substring(try String(contentsOfFile: workingSet, encoding: .utf8)), frameCount: frameCount)
+    #expect(Set(touched.map(\.frame)).count == touched.count, "a frame twice in a first-touch order")
+    #expect(touched.count >= min(fo, 1000), "\(touched.count) frames in the trace, \(fo) demand faults seen before the stop")
+    let ws = try tool(lazy + ["--name", "ws", "--policy", "working-set", "--working-set", workingSet])
+    #expect(ws["ram"] as? String == "lazy")
+    #expect(try digest("ws") == before, "the working-set clone answered differently from its parent")
+
     // A dead engine ends its clone within 5 s, with the shim's one line in QEMU's log.
-    let odPid = try #require(try vms.recordedPid("od"))
-    let enginePid = try #require(eo["pid"] as? Int)
+    let wsPid = try #require(try vms.recordedPid("ws"))
+    let enginePid = try #require((try tool(["vm", "stats", "ws"])["engine"] as? [String: Any])?["pid"] as? Int)
+    #expect(enginePid != eo["pid"] as? Int && enginePid != e1["pid"] as? Int)
     kill(Int32(enginePid), SIGKILL)
     let deadline = Date(timeIntervalSinceNow: 5)
-    while Date() < deadline && kill(odPid, 0) == 0 { Thread.sleep(forTimeInterval: 0.05) }
-    #expect(kill(odPid, 0) != 0, "the clone outlived its engine by 5 s")
-    let log = (try? String(contentsOfFile: state + "/vms/od/qemu.log", encoding: .utf8)) ?? ""
+    while Date() < deadline && kill(wsPid, 0) == 0 { Thread.sleep(forTimeInterval: 0.05) }
+    #expect(kill(wsPid, 0) != 0, "the clone outlived its engine by 5 s")
+    let log = (try? String(contentsOfFile: state + "/vms/ws/qemu.log", encoding: .utf8)) ?? ""
     #expect(log.contains("kscope-shim: the clone engine is gone"), "qemu.log: \(log)")
 
     // A map of another image is refused: the same snapshot with one RAM byte changed.
@@ -173,7 +190,7 @@ import Testing
     // file was never written (template and lazy clones map it, or its copy, privately).
     let kDirectory = try #require(
       (try vms.record("k1")).config.ramBacking?.engineDirectory, "k1 has no engine directory")
-    for name in ["k1", "k2", "od", "tp"] + more { try vms.stop(name: name) }
+    for name in ["k1", "k2", "ws", "tp"] + more { try vms.stop(name: name) }
     let kEngine = Int32(e1["pid"] as? Int ?? 0)
     let end = Date(timeIntervalSinceNow: 5)
     while Date() < end && kill(kEngine, 0) == 0 { Thread.sleep(forTimeInterval: 0.05) }
