@@ -28,8 +28,13 @@ struct BenchClonesCommand: ParsableCommand {
 
   @Option(help: "Kernel series, comma-separated.") var kernels = "6.1,6.12"
   @Option(help: "Workloads, comma-separated (web, olap).") var workloads = "web,olap"
-  @Option(help: "Policies, comma-separated (eager, template, and vm clone --lazy's policies).")
-  var policies = "eager,template,on-demand,readahead-16,kaleidoscope"
+  @Option(
+    help: """
+      Policies, comma-separated (eager, template, and vm clone --lazy's policies); the \
+      working-set ones use the first-touch order recorded from the on-demand clone, which must \
+      come before them.
+      """)
+  var policies = "eager,template,on-demand,readahead-16,working-set,kaleidoscope,kaleidoscope+working-set"
   @Option(help: "Kaleidoscope clones run together for the host-memory figure (0: none).") var clones = 8
   @Option(help: "Web site size in MiB.") var siteMib = 240
   @Option(help: "OLAP database size in MiB.") var olapMib = 200
@@ -51,6 +56,11 @@ struct BenchClonesCommand: ParsableCommand {
       throw ValidationError("--workloads takes web and/or olap")
     }
     guard !policyList.isEmpty else { throw ValidationError("--policies names at least one policy") }
+    if let first = policyList.firstIndex(where: { $0.hasSuffix("working-set") }),
+      !policyList[..<first].contains("on-demand")
+    {
+      throw ValidationError("--policies: the working-set policies need on-demand before them (its clone records the working set)")
+    }
   }
 
   var kernelList: [String] { kernels.split(separator: ",").map(String.init) }
@@ -276,6 +286,10 @@ enum ClonesEvaluation {
       return (j["seconds"] as? Double ?? 0, j["digest"] as? String ?? "")
     }
 
+    /// The first-touch order of the local on-demand clone (REAP-style recording), which the
+    /// working-set policies' clones fetch first.
+    var workingSet: String { state + "/working-set.trace" }
+
     func cloneArgs(policy: String, name: String, from: String?) -> [String] {
       var a = ["vm", "clone", snapshot, "--name", name]
       switch policy {
@@ -283,6 +297,7 @@ enum ClonesEvaluation {
       case "template": a.append("--template")
       default:
         a += ["--lazy", "--policy", policy, "--cache-dir", engines]
+        if policy.hasSuffix("working-set") { a += ["--working-set", workingSet] }
         if let from { a += ["--from", from] }
       }
       return a
@@ -291,7 +306,8 @@ enum ClonesEvaluation {
     func measure(policy: String, sizes: String, setting: String, from: String?) throws -> Row {
       let name = "c-" + policy.replacingOccurrences(of: "+", with: "-")
       let c = try tool(cloneArgs(policy: policy, name: name, from: from))
-      defer { _ = try? tool(["vm", "stop", name]) }
+      let records = policy == "on-demand" && from == nil
+      defer { if !records { _ = try? tool(["vm", "stop", name]) } }
       let t = c["timings_s"] as? [String: Double] ?? [:]
       let result = try load(name)
       let st = try tool(["vm", "stats", name])
@@ -316,6 +332,7 @@ enum ClonesEvaluation {
         footprint = Double(rss) * 4096
       }
       let latency = clone["fault_latency_us"] as? [String: Any] ?? [:]
+      if records { _ = try tool(["vm", "stop", name, "--working-set", workingSet]) }
       return Row(
         kernel: kernel, workload: workload, sizes: sizes, setting: setting, policy: policy,
         toVcpuMs: (t["to_vcpu_running"] ?? 0) * 1000, qemuStartMs: (t["qemu_start"] ?? 0) * 1000,
