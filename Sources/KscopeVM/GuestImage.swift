@@ -63,7 +63,7 @@ public struct GuestImage: Codable, Equatable, Sendable {
   /// taken to be built in (the kernel config is checked to tell that from a broken cache).
   static let moduleOrder = [
     "virtio_ring", "virtio", "virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_pci",
-    "virtio_blk", "failover", "net_failover", "virtio_net",
+    "virtio_blk", "failover", "net_failover", "virtio_net", "virtio_balloon",
   ]
   static let moduleConfig = [
     "virtio": "CONFIG_VIRTIO", "virtio_ring": "CONFIG_VIRTIO",
@@ -71,7 +71,7 @@ public struct GuestImage: Codable, Equatable, Sendable {
     "virtio_pci_modern_dev": "CONFIG_VIRTIO_PCI_LIB", "virtio_pci": "CONFIG_VIRTIO_PCI",
     "virtio_blk": "CONFIG_VIRTIO_BLK", "failover": "CONFIG_FAILOVER",
     "net_failover": "CONFIG_NET_FAILOVER",
-    "virtio_net": "CONFIG_VIRTIO_NET",
+    "virtio_net": "CONFIG_VIRTIO_NET", "virtio_balloon": "CONFIG_VIRTIO_BALLOON",
   ]
 
   /// Finds the repository's guest-module/ directory: $KSCOPE_GUEST_ASSETS, else the first
@@ -198,7 +198,8 @@ public struct GuestImage: Codable, Equatable, Sendable {
     throws -> String
   {
     var h = SHA256()
-    h.update("kscope-image-v1\n\(kernel.release)\n\(kernel.buildID)\n\(spec.workload.rawValue)\n")
+    // v2: virtio_balloon joined the modules.
+    h.update("kscope-image-v2\n\(kernel.release)\n\(kernel.buildID)\n\(spec.workload.rawValue)\n")
     if spec.workload == .olap { h.update("olap-mib \(spec.olapMiB)\n") }
     // The default site keeps the keys images had before the size was an option.
     if spec.workload == .web && spec.siteMiB != SiteGenerator.defaultSiteMiB {

@@ -103,6 +103,9 @@ public struct VMConfig: Codable, Equatable, Sendable {
   /// The NIC's MAC address: parents share one; each clone gets its own (`cloneMAC`). Optional
   /// in vm.json (records written before it existed decode as parents).
   public var macAddress: String?
+  /// A virtio-balloon with free page reporting (`StartOptions.freePageReporting`); nil: none
+  /// (records written before it existed).
+  public var freePageReporting: Bool?
   public var mac: String {
     get { macAddress ?? "52:54:00:6b:73:01" }
     set { macAddress = newValue }
@@ -161,6 +164,8 @@ public struct VMConfig: Codable, Equatable, Sendable {
       "-display", "none", "-vga", "none", "-no-reboot",
       "-daemonize", "-pidfile", pidPath,
     ]
+    // Last among the devices, so the others keep the PCI slots they have without it.
+    if freePageReporting == true { a += ["-device", "virtio-balloon-pci,free-page-reporting=on"] }
     if incoming { a += ["-incoming", "defer"] }
     return a
   }

@@ -59,6 +59,11 @@ public struct StartOptions: Sendable {
   public var siteMiB = SiteGenerator.defaultSiteMiB
   public var agent: String?
   public var assets: String?
+  /// A virtio-balloon with free page reporting: the guest hands free 2 MiB blocks back and QEMU
+  /// punches them out of the RAM file, so snapshots hold fewer pages (the baseline a modern user
+  /// would pick to avoid copying free pages). Clones carry the device; the shim keeps their
+  /// discards off the shared RAM file.
+  public var freePageReporting = false
   /// How long the guest may take to answer its workload (TCG boots take seconds; a slow CI
   /// machine gets a generous bound).
   public var bootTimeout: Double = 180
@@ -115,9 +120,10 @@ public struct VMManager: Sendable {
     _ = try ProcessRunner.which("qemu-system-x86_64")
     let image = try buildImage(options, log: log)
     let dir = try prepareDirectory(name)
-    let config = VMConfig(
+    var config = VMConfig(
       name: name, directory: dir, memoryBytes: options.memory, cpus: options.cpus,
       kernel: image.kernel, image: image, hostPort: try freeLoopbackPort())
+    config.freePageReporting = options.freePageReporting ? true : nil
     try launch(config, incoming: false, clonedFrom: nil)
     do {
       try waitForWorkload(config, timeout: options.bootTimeout)

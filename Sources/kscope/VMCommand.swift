@@ -63,6 +63,10 @@ struct ImageOptions: ParsableArguments {
   var agent: String?
   @Flag(name: .long, help: "A parent without the guest agent (no hints: host analysis only).")
   var noAgent = false
+  @Flag(
+    name: .long,
+    help: "A virtio-balloon with free page reporting: the guest returns free 2 MiB blocks, which leave the RAM file.")
+  var freePageReporting = false
 
   func validate() throws {
     if noAgent && agent != nil { throw ValidationError("--agent and --no-agent exclude each other") }
@@ -74,6 +78,7 @@ struct ImageOptions: ParsableArguments {
     o.workload = try Workload.parse(workload)
     o.olapMiB = olapSize
     o.siteMiB = siteSize
+    o.freePageReporting = freePageReporting
     o.agent = noAgent ? nil : try agent ?? Self.installedAgent()
     return o
   }

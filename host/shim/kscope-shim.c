@@ -6,9 +6,18 @@
  * engine's acknowledgement before QEMU goes on: nothing may read guest RAM before the engine
  * serves it. Any failure ends QEMU: a clone must never run on pages it never got.
  *
- * Environment (set by `kscope vm clone --lazy`):
- *   KSCOPE_UFFD_RAM     the RAM file whose mapping is registered (matched by device and inode)
- *   KSCOPE_UFFD_SOCKET  the engine's socket
+ * It also keeps discards off that file. QEMU 7.2 answers a guest's free page reports
+ * (virtio-balloon free-page-reporting, which clones of such a parent carry) by punching holes
+ * in the RAM *file* even when the mapping is private (ram_block_discard_range), which would
+ * zero those pages under every clone of the template and in the engine's cache. A hole punch
+ * of the RAM file is answered as done without touching it; QEMU's madvise(MADV_DONTNEED) then
+ * drops only this clone's private copies, and those pages read the shared file again (the
+ * guest had freed them: their content does not matter to it).
+ *
+ * Environment (set by `kscope vm clone --lazy`, and `--template` of a free-page-reporting parent):
+ *   KSCOPE_UFFD_RAM     the RAM file (matched by device and inode): its mapping is handed to the
+ *                       engine (with KSCOPE_UFFD_SOCKET), and no hole is punched in it
+ *   KSCOPE_UFFD_SOCKET  optional: the engine's socket (none: a template clone, no hand-off)
  *   KSCOPE_UFFD_HOLES   optional: a file of (file offset, length) u64 pairs to leave unregistered
  *   KSCOPE_SHIM_LOG     optional: where its messages go (QEMU -daemonize sends stderr to /dev/null)
  *
@@ -39,9 +48,11 @@
 #define MAX_HOLES 65536
 
 static int armed;
+static int guarded;
 static int log_fd = 2;
 static dev_t ram_dev;
 static ino_t ram_ino;
+static unsigned long discards_kept;
 
 static void die(const char *what) {
   dprintf(log_fd, "kscope-shim: %s: %s\n", what, errno ? strerror(errno) : "failed");
@@ -50,7 +61,7 @@ static void die(const char *what) {
 
 __attribute__((constructor)) static void kscope_shim_init(void) {
   const char *ram = getenv("KSCOPE_UFFD_RAM");
-  if (!ram || !getenv("KSCOPE_UFFD_SOCKET")) return;
+  if (!ram) return;
   struct stat st;
   const char *log = getenv("KSCOPE_SHIM_LOG");
   if (log) {
@@ -61,7 +72,36 @@ __attribute__((constructor)) static void kscope_shim_init(void) {
   if (stat(ram, &st) < 0) die("KSCOPE_UFFD_RAM cannot be read");
   ram_dev = st.st_dev;
   ram_ino = st.st_ino;
-  armed = 1;
+  guarded = 1;
+  armed = getenv("KSCOPE_UFFD_SOCKET") != NULL;
+}
+
+static int is_ram_file(int fd) {
+  struct stat st;
+  return fd >= 0 && fstat(fd, &st) == 0 && st.st_dev == ram_dev && st.st_ino == ram_ino;
+}
+
+static int keep_discard_off(int fd, int mode) {
+  if (!guarded || !(mode & FALLOC_FL_PUNCH_HOLE) || !is_ram_file(fd)) return 0;
+  if (__atomic_fetch_add(&discards_kept, 1, __ATOMIC_RELAXED) == 0) {
+    static const char msg[] = "kscope-shim: a discard of guest RAM was kept off the shared RAM file (free page reporting); only this clone's copies are dropped\n";
+    if (write(log_fd, msg, sizeof msg - 1) < 0) { /* nothing more to say */ }
+  }
+  return 1;
+}
+
+static int (*real_fallocate)(int, int, off_t, off_t);
+static int (*real_fallocate64)(int, int, off_t, off_t);
+
+int fallocate(int fd, int mode, off_t offset, off_t len) {
+  if (keep_discard_off(fd, mode)) return 0;
+  if (!real_fallocate) real_fallocate = (int (*)(int, int, off_t, off_t))dlsym(RTLD_NEXT, "fallocate");
+  return real_fallocate(fd, mode, offset, len);
+}
+int fallocate64(int fd, int mode, off_t offset, off_t len) {
+  if (keep_discard_off(fd, mode)) return 0;
+  if (!real_fallocate64) real_fallocate64 = (int (*)(int, int, off_t, off_t))dlsym(RTLD_NEXT, "fallocate64");
+  return real_fallocate64(fd, mode, offset, len);
 }
 
 static void unregister_holes(int uffd, uint64_t base, uint64_t len, uint64_t file_offset) {
@@ -155,10 +195,7 @@ static void *(*real_mmap)(void *, size_t, int, int, int, off_t);
 static void *hooked(void *addr, size_t len, int prot, int flags, int fd, off_t offset) {
   if (!real_mmap) real_mmap = (void *(*)(void *, size_t, int, int, int, off_t))dlsym(RTLD_NEXT, "mmap");
   void *p = real_mmap(addr, len, prot, flags, fd, offset);
-  if (p != MAP_FAILED && armed && fd >= 0) {
-    struct stat st;
-    if (fstat(fd, &st) == 0 && st.st_dev == ram_dev && st.st_ino == ram_ino) handoff(p, len, offset);
-  }
+  if (p != MAP_FAILED && armed && is_ram_file(fd)) handoff(p, len, offset);
   return p;
 }
 
