@@ -72,6 +72,9 @@ public struct SnapshotManifest: Codable, Equatable, Sendable {
   public var ramCopySeconds: Double
   /// Bytes of RAM actually written (holes and zero blocks skipped).
   public var ramBytesCopied: UInt64
+  /// The parent had a virtio-balloon with free page reporting: its clones need the same device
+  /// for the device state to load (absent in manifests of parents without one).
+  public var freePageReporting: Bool?
 
   public init(
     format: String, vmName: String, ram: String, hints: String, deviceState: String,
@@ -111,6 +114,7 @@ public struct SnapshotManifest: Codable, Equatable, Sendable {
     case deviceStateSeconds = "device_state_seconds"
     case ramCopySeconds = "ram_copy_seconds"
     case ramBytesCopied = "ram_bytes_copied"
+    case freePageReporting = "free_page_reporting"
   }
 
   public func encoded() throws -> Data {

@@ -124,7 +124,7 @@ extension VMManager {
     let ramSeconds = Date().timeIntervalSince(t1)
 
     let k = config.kernel
-    let manifest = SnapshotManifest(
+    var manifest = SnapshotManifest(
       format: SnapshotManifest.currentFormat, vmName: config.name, ram: "ram", hints: "hints",
       deviceState: "device.state", ramSize: config.memoryBytes, hintSize: config.hintBytes,
       cpus: config.cpus, memoryLayout: layout,
@@ -138,6 +138,7 @@ extension VMManager {
       qemuCommandLine: rec.qemuCommandLine, pausedAt: iso8601(pausedAt),
       completedAt: iso8601(Date()), deviceStateSeconds: deviceSeconds, ramCopySeconds: ramSeconds,
       ramBytesCopied: copied)
+    manifest.freePageReporting = config.freePageReporting
     try writeAtomically(try manifest.encoded(), to: dir + "/manifest.json")
     return manifest
   }
@@ -216,6 +217,10 @@ extension VMManager {
       name: name, directory: dir, memoryBytes: m.ramSize, cpus: m.cpus, kernel: kernel,
       image: image, hostPort: try freeLoopbackPort(), hintBytes: m.hintSize, hintsShared: false)
     config.mac = VMConfig.cloneMAC(name: name, directory: dir)
+    // The parent's balloon: the device state carries it. Its free page reports would punch the
+    // RAM file a template or lazy clone shares; the shim keeps them off it (an eager clone's
+    // RAM is its own copy, where a punch is only a saving).
+    config.freePageReporting = m.freePageReporting == true ? true : nil
     var environment: [String: String] = [:]
     switch memory {
     case .copy: break
@@ -225,6 +230,12 @@ extension VMManager {
       // cannot take its place. kscope holds it open until QEMU has mapped it.
       config.ramBacking = RAMBacking(
         mode: "template", file: "/proc/\(ProcessUsage.id)/fd/\(snap.ram.fd)", realPath: snap.ram.path)
+      if config.freePageReporting == true {
+        environment = [
+          "LD_PRELOAD": try LazyRAM.installedShim(), "KSCOPE_UFFD_RAM": config.ramBacking?.file ?? "",
+          "KSCOPE_SHIM_LOG": config.qemuLogPath,
+        ]
+      }
     case .lazy(let lazy):
       config.ramBacking = RAMBacking(
         mode: "lazy", file: lazy.cacheFile, engineDirectory: lazy.engineDirectory,
