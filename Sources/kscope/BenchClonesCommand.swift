@@ -30,11 +30,13 @@ struct BenchClonesCommand: ParsableCommand {
   @Option(help: "Workloads, comma-separated (web, olap).") var workloads = "web,olap"
   @Option(
     help: """
-      Policies, comma-separated (eager, template, and vm clone --lazy's policies); the \
-      working-set ones use the first-touch order recorded from the on-demand clone, which must \
-      come before them.
+      Policies, comma-separated: eager, template, free-page-reporting (an eager clone of a \
+      second parent that ran with a free-page-reporting balloon, so its snapshot left out what \
+      the guest had freed), and vm clone --lazy's policies; the working-set ones use the \
+      first-touch order recorded from the on-demand clone, which must come before them.
       """)
-  var policies = "eager,template,on-demand,readahead-16,working-set,kaleidoscope,kaleidoscope+working-set"
+  var policies =
+    "eager,free-page-reporting,template,on-demand,readahead-16,working-set,kaleidoscope,kaleidoscope+working-set"
   @Option(help: "Kaleidoscope clones run together for the host-memory figure (0: none).") var clones = 8
   @Option(help: "Web site size in MiB.") var siteMib = 240
   @Option(help: "OLAP database size in MiB.") var olapMib = 200
@@ -142,6 +144,7 @@ enum ClonesEvaluation {
         let run = Run(kscope: kscope, kernel: kernel, workload: workload, siteMiB: siteMiB, olapMiB: olapMiB, webRequests: webRequests)
         defer { run.cleanUp() }
         try run.prepareParent()
+        if policies.contains("free-page-reporting") { try run.prepareReportingParent() }
         for policy in policies {
           progress("\(kernel) \(workload): clone with \(policy)")
           report.rows.append(try run.measure(policy: policy, sizes: sizes, setting: "local", from: nil))
@@ -276,6 +279,27 @@ enum ClonesEvaluation {
       _ = try tool(["vm", "snapshot", "parent", "-o", snapshot])
     }
 
+    /// The baseline a modern user picks to avoid copying free pages: a second parent with a
+    /// free-page-reporting balloon, warmed the same way, whose snapshot leaves out the 2 MiB
+    /// blocks its guest reported free.
+    var reportingSnapshot: String { state + "/snap-fpr" }
+
+    func prepareReportingParent() throws {
+      progress("\(kernel) \(workload): booting a free-page-reporting parent")
+      _ = try tool([
+        "vm", "start", "fpr-parent", "--kernel", kernel, "--workload", workload, "--site-size", String(siteMiB),
+        "--olap-size", String(olapMiB), "--memory", "512M", "--timeout", "600", "--free-page-reporting",
+      ])
+      progress("\(kernel) \(workload): warming it")
+      guard try load("fpr-parent").digest == parentDigest else {
+        throw CommandFailure("the free-page-reporting parent answered differently from the parent")
+      }
+      // Free blocks are reported about 2 s after they gather; give them time to leave the file.
+      Thread.sleep(forTimeInterval: 5)
+      _ = try tool(["vm", "snapshot", "fpr-parent", "-o", reportingSnapshot, "--no-color"])
+      _ = try tool(["vm", "stop", "fpr-parent"])
+    }
+
     /// Runs the workload once: (throughput or round time, digest).
     func load(_ vm: String) throws -> (value: Double, digest: String) {
       if workload == "web" {
@@ -294,6 +318,7 @@ enum ClonesEvaluation {
       var a = ["vm", "clone", snapshot, "--name", name]
       switch policy {
       case "eager": break
+      case "free-page-reporting": a[2] = reportingSnapshot
       case "template": a.append("--template")
       default:
         a += ["--lazy", "--policy", policy, "--cache-dir", engines]
@@ -319,7 +344,7 @@ enum ClonesEvaluation {
       var fetched = engine["pages_fetched"] as? Int ?? 0
       var moved = fetched * 4096
       var footprint = Double(anon + (engine["cache_resident_pages"] as? Int ?? 0)) * 4096
-      if policy == "eager" {
+      if policy == "eager" || policy == "free-page-reporting" {
         // The full copy: what the snapshot's RAM file holds (holes stay holes).
         let copied = SparseFile.allocatedBytes(state + "/vms/\(name)/ram")
         fetched = Int(copied / 4096)
