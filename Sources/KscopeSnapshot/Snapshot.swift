@@ -41,14 +41,14 @@ public final class Snapshot: @unchecked Sendable {
       }
       throw SnapshotError.badSnapshot(error.description)
     }
-    // The bytes become Data at once: the read buffer is not kept beside the copy and the JSON.
-    let data: Data
+    // Decoded from the bytes as read (ManifestReader): no copy, no JSON tree beside the fields.
+    let data: [UInt8]
     do throws(FileError) {
-      data = Data(try manifestFile.readAll(limit: SnapshotManifest.maxManifestBytes))
+      data = try manifestFile.readAll(limit: SnapshotManifest.maxManifestBytes)
     } catch {
       throw SnapshotError.badSnapshot(error.description)
     }
-    let m = try SnapshotManifest.decode(data)
+    let m = try SnapshotManifest.decode(bytes: data)
     func file(_ name: String, size: UInt64?, max: UInt64) throws -> OpenFile {
       let f: OpenFile
       do throws(FileError) { f = try dir.openFile(name) } catch {
