@@ -28,7 +28,9 @@ struct ManifestReader {
   func fail(_ why: String) -> Failure { Failure(what: "\(why) at byte \(at)") }
 
   mutating func skipSpace() {
-    while at < bytes.count, bytes[at] == 0x20 || bytes[at] == 0x0A || bytes[at] == 0x0D || bytes[at] == 0x09 {
+    while at < bytes.count,
+      bytes[at] == 0x20 || bytes[at] == 0x0A || bytes[at] == 0x0D || bytes[at] == 0x09
+    {
       at += 1
     }
   }
@@ -95,7 +97,9 @@ struct ManifestReader {
   /// A string of at most `limit` bytes in the file (its decoded UTF-8 is never longer).
   mutating func string(limit: Int = maxString, _ path: String) throws(Failure) -> String {
     skipSpace()
-    guard at < bytes.count, bytes[at] == 0x22 else { throw fail("wrong type at \(path) (not a string)") }
+    guard at < bytes.count, bytes[at] == 0x22 else {
+      throw fail("wrong type at \(path) (not a string)")
+    }
     let start = at + 1
     let (end, escaped) = try scanString(from: start)
     guard end - start <= limit else {
@@ -161,7 +165,9 @@ struct ManifestReader {
   func scanString(from start: Int) throws(Failure) -> (end: Int, escaped: Bool) {
     var i = start
     var escaped = false
-    func bad(_ why: String) -> Failure { Failure(what: "\(why) in the string at byte \(start - 1)") }
+    func bad(_ why: String) -> Failure {
+      Failure(what: "\(why) in the string at byte \(start - 1)")
+    }
     while i < bytes.count {
       let b = bytes[i]
       switch b {
@@ -199,7 +205,9 @@ struct ManifestReader {
           case 0xF4: (4, 0x80, 0x8F)
           default: (0, 0, 0)
           }
-        guard n > 0, bytes.count - i >= n, (lo...hi).contains(bytes[i + 1]) else { throw bad("invalid UTF-8") }
+        guard n > 0, bytes.count - i >= n, (lo...hi).contains(bytes[i + 1]) else {
+          throw bad("invalid UTF-8")
+        }
         for k in 2..<n where !(0x80...0xBF).contains(bytes[i + k]) { throw bad("invalid UTF-8") }
         i += n
       }
@@ -219,7 +227,9 @@ struct ManifestReader {
   }
 
   /// The bytes of a JSON number (its grammar checked): `-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?`.
-  mutating func numberToken(_ path: String) throws(Failure) -> (token: UnsafeBufferPointer<UInt8>, integer: Bool) {
+  mutating func numberToken(_ path: String) throws(Failure) -> (
+    token: UnsafeBufferPointer<UInt8>, integer: Bool
+  ) {
     skipSpace()
     let start = at
     func digits() -> Int {
@@ -253,7 +263,9 @@ struct ManifestReader {
   /// A non-negative integer that fits 64 bits.
   mutating func uint64(_ path: String) throws(Failure) -> UInt64 {
     let (t, integer) = try numberToken(path)
-    guard integer, t.first != 0x2D else { throw fail("wrong type at \(path) (not an unsigned integer)") }
+    guard integer, t.first != 0x2D else {
+      throw fail("wrong type at \(path) (not an unsigned integer)")
+    }
     var v: UInt64 = 0
     for c in t {
       let (m, o1) = v.multipliedReportingOverflow(by: 10)
@@ -339,12 +351,27 @@ struct ManifestReader {
 extension SnapshotManifest {
   /// Decodes the manifest's fields from its JSON bytes (`ManifestReader`); the checks of
   /// `validate` come after. Every field is required; unknown keys are skipped.
-  static func read(_ bytes: UnsafeBufferPointer<UInt8>) throws(ManifestReader.Failure) -> SnapshotManifest {
+  static func read(_ bytes: UnsafeBufferPointer<UInt8>) throws(ManifestReader.Failure)
+    -> SnapshotManifest
+  {
     var r = ManifestReader(bytes)
-    var format: String?, vmName: String?, ram: String?, hints: String?, deviceState: String?
-    var ramSize: UInt64?, hintSize: UInt64?, cpus: Int?, layout: [GuestRAMRegion]?
-    var kernel: Kernel?, image: Image?, argv: [String]?, pausedAt: String?, completedAt: String?
-    var stateSeconds: Double?, copySeconds: Double?, copied: UInt64?
+    var format: String?
+    var vmName: String?
+    var ram: String?
+    var hints: String?
+    var deviceState: String?
+    var ramSize: UInt64?
+    var hintSize: UInt64?
+    var cpus: Int?
+    var layout: [GuestRAMRegion]?
+    var kernel: Kernel?
+    var image: Image?
+    var argv: [String]?
+    var pausedAt: String?
+    var completedAt: String?
+    var stateSeconds: Double?
+    var copySeconds: Double?
+    var copied: UInt64?
     try r.object("") { (r, key) throws(ManifestReader.Failure) in
       switch key {
       case "format": format = try r.string(key)
@@ -394,20 +421,26 @@ extension SnapshotManifest {
       return v
     }
     return SnapshotManifest(
-      format: try need(format, "format"), vmName: try need(vmName, "vm_name"), ram: try need(ram, "ram"),
+      format: try need(format, "format"), vmName: try need(vmName, "vm_name"),
+      ram: try need(ram, "ram"),
       hints: try need(hints, "hints"), deviceState: try need(deviceState, "device_state"),
       ramSize: try need(ramSize, "ram_size"), hintSize: try need(hintSize, "hint_size"),
       cpus: try need(cpus, "cpus"), memoryLayout: try need(layout, "memory_layout"),
       kernel: try need(kernel, "kernel"), image: try need(image, "image"),
-      qemuCommandLine: try need(argv, "qemu_command_line"), pausedAt: try need(pausedAt, "paused_at"),
+      qemuCommandLine: try need(argv, "qemu_command_line"),
+      pausedAt: try need(pausedAt, "paused_at"),
       completedAt: try need(completedAt, "completed_at"),
       deviceStateSeconds: try need(stateSeconds, "device_state_seconds"),
       ramCopySeconds: try need(copySeconds, "ram_copy_seconds"),
       ramBytesCopied: try need(copied, "ram_bytes_copied"))
   }
 
-  static func readRegion(_ r: inout ManifestReader, _ path: String) throws(ManifestReader.Failure) -> GuestRAMRegion {
-    var start: UInt64?, size: UInt64?, offset: UInt64?
+  static func readRegion(_ r: inout ManifestReader, _ path: String) throws(ManifestReader.Failure)
+    -> GuestRAMRegion
+  {
+    var start: UInt64?
+    var size: UInt64?
+    var offset: UInt64?
     try r.object(path) { (r, key) throws(ManifestReader.Failure) in
       switch key {
       case "guest_physical_start": start = try r.uint64("\(path).\(key)")
@@ -423,7 +456,11 @@ extension SnapshotManifest {
   }
 
   static func readKernel(_ r: inout ManifestReader) throws(ManifestReader.Failure) -> Kernel {
-    var series: String?, release: String?, version: String?, buildID: String?, directory: String?
+    var series: String?
+    var release: String?
+    var version: String?
+    var buildID: String?
+    var directory: String?
     try r.object("kernel") { (r, key) throws(ManifestReader.Failure) in
       switch key {
       case "series": series = try r.string("kernel.series")
@@ -437,11 +474,17 @@ extension SnapshotManifest {
     guard let series, let release, let version, let buildID, let directory else {
       throw ManifestReader.Failure(what: "missing a field of kernel")
     }
-    return Kernel(series: series, release: release, version: version, buildID: buildID, directory: directory)
+    return Kernel(
+      series: series, release: release, version: version, buildID: buildID, directory: directory)
   }
 
   static func readImage(_ r: inout ManifestReader) throws(ManifestReader.Failure) -> Image {
-    var key: String?, workload: String?, initramfs: String?, dataDisk: String?, olap: Int?, agent: Bool?
+    var key: String?
+    var workload: String?
+    var initramfs: String?
+    var dataDisk: String?
+    var olap: Int?
+    var agent: Bool?
     try r.object("image") { (r, k) throws(ManifestReader.Failure) in
       switch k {
       case "key": key = try r.string("image.key")
@@ -457,6 +500,7 @@ extension SnapshotManifest {
       throw ManifestReader.Failure(what: "missing a field of image")
     }
     return Image(
-      key: key, workload: workload, initramfs: initramfs, dataDisk: dataDisk, olapMiB: olap, hasAgent: agent)
+      key: key, workload: workload, initramfs: initramfs, dataDisk: dataDisk, olapMiB: olap,
+      hasAgent: agent)
   }
 }

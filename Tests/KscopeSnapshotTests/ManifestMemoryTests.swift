@@ -16,7 +16,9 @@ import Testing
 @Suite struct ManifestMemoryTests {
   /// A field of /proc/self/status ("VmRSS", "VmHWM"), in bytes.
   static func status(_ field: String) -> UInt64 {
-    guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+    guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else {
+      return 0
+    }
     for line in text.split(separator: "\n") where line.hasPrefix(field + ":") {
       return UInt64(line.split(separator: " ").dropFirst().first ?? "0").map { $0 * 1024 } ?? 0
     }
@@ -39,15 +41,19 @@ import Testing
       let snapshot = try Snapshot.open(dir)
       let peak = Self.status("VmHWM")
       // The figures go to the parent, which checks them (a failing exit test reports no output).
-      print("\(size) \(peak > before ? peak - before : 0) \(snapshot.manifest.qemuCommandLine.count)")
+      print(
+        "\(size) \(peak > before ? peak - before : 0) \(snapshot.manifest.qemuCommandLine.count)")
       exit(0)
     }
-    let words = String(decoding: result?.standardOutputContent ?? [], as: UTF8.self).split(separator: " ")
+    let words = String(decoding: result?.standardOutputContent ?? [], as: UTF8.self).split(
+      separator: " ")
     let size = words.count == 3 ? UInt64(words[0]) ?? 0 : 0
     let above = words.count == 3 ? UInt64(words[1]) ?? .max : .max
     print(
       "Snapshot.open with a \(size)-byte manifest: peak RSS \(above >> 10) KiB above its start (\(String(format: "%.2f", Double(above) / Double(size)))x)"
     )
-    #expect(size > 1000 << 10 && above <= 2 * size, "\(above) bytes above the start for a \(size)-byte manifest")
+    #expect(
+      size > 1000 << 10 && above <= 2 * size,
+      "\(above) bytes above the start for a \(size)-byte manifest")
   }
 }

@@ -49,7 +49,9 @@ import Testing
     let m = try SnapshotManifest.decode(
       try Self.with("x_future", #"{"a": [1, -2.5e3, true, false, null, "s", {"b": []}], "c": {}}"#))
     #expect(m == Self.good())
-    refused(try Self.with("x", String(repeating: "[", count: 40) + String(repeating: "]", count: 40)), "nested deeper")
+    refused(
+      try Self.with("x", String(repeating: "[", count: 40) + String(repeating: "]", count: 40)),
+      "nested deeper")
   }
 
   @Test func malformedJSONIsRefused() throws {
@@ -90,8 +92,12 @@ import Testing
     refused(try Self.with("memory_layout", #"[{"size": 1}]"#), "missing a field of memory_layout.0")
     refused(try Self.with("image", "null"), "wrong type at image")
     let text = String(decoding: try Self.good().encoded(), as: UTF8.self)
-    refused(Data(text.replacingOccurrences(of: "\"ram_size\"", with: "\"ram_sizes\"").utf8), "missing \"ram_size\"")
-    refused(Data(text.replacingOccurrences(of: "{\n", with: "{\n  \"cpus\": 1,\n").utf8), "\"cpus\" appears twice")
+    refused(
+      Data(text.replacingOccurrences(of: "\"ram_size\"", with: "\"ram_sizes\"").utf8),
+      "missing \"ram_size\"")
+    refused(
+      Data(text.replacingOccurrences(of: "{\n", with: "{\n  \"cpus\": 1,\n").utf8),
+      "\"cpus\" appears twice")
   }
 
   /// What the reader allocates is bounded before it allocates it.
@@ -110,7 +116,9 @@ import Testing
     m.qemuCommandLine = Array(repeating: String(repeating: "a", count: 4000), count: 17)
     refused(try m.encoded(), "more than 65536 bytes")
     let keys = (0..<70).map { "\"k\($0)\": 0" }.joined(separator: ", ")
-    refused(try Self.with("x", "{\(keys)}").replacingOccurrences(of: "{", with: "{\(keys), ", limit: 1), "more than 64 keys")
+    refused(
+      try Self.with("x", "{\(keys)}").replacingOccurrences(of: "{", with: "{\(keys), ", limit: 1),
+      "more than 64 keys")
     refused(try Self.with("x", "1" + String(repeating: "0", count: 70)), "a number of 71 digits")
     refused(try Self.with(String(repeating: "k", count: 65), "1"), "a key")
   }
