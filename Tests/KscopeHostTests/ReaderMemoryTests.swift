@@ -382,3 +382,52 @@ import Testing
     #expect(above <= bound, "\(above) bytes above the baseline")
   }
 }
+
+extension ReaderMemoryTests {
+  /// A region of nothing but a frame table in runs of three frames of alternating colors (4
+  /// bytes each on disk; runs of one frame would be stored raw, 2 bytes a frame).
+  static func frameRunsRegion(regionSize: Int) throws -> [UInt8] {
+    let runs = (regionSize - 4096) / 4
+    var table = FrameClassTable(totalFrames: UInt64(runs) * 3)
+    for i in 0..<runs { table.append(FrameEntry(i % 2 == 0 ? .free : .kernelData).rawValue, count: 3) }
+    var k = KernelSymbolHints()
+    k.pagingLevels = 4
+    let content = HintContent(
+      kernelRelease: "6.1.0-56-cloud-amd64", buildID: Array(0..<20), published: 1_790_000_000, kernel: k,
+      frames: table, files: [])
+    let encoded = try HintFormat.encode(content, regionSize: regionSize, generation: 2)
+    return encoded.bytes + [UInt8](repeating: 0, count: regionSize - encoded.bytes.count)
+  }
+
+  /// The frame table's most expensive shape: a region of nothing but runs (4 bytes each on
+  /// disk, 6 decoded), so the reader reads the section a chunk at a time into the table.
+  @Test func aRegionOfOnlyFrameRunsStaysWithinTwiceItsSizeAboveTheBaseline() throws {
+    let dir = try makeTempDir()
+    let usual = try SampleSnapshot.makeDirectory()
+    defer {
+      cleanup(dir)
+      cleanup(usual)
+    }
+    let small = dir + "/small", large = dir + "/large"
+    try Data(try Self.frameRunsRegion(regionSize: 1 << 16)).write(to: URL(fileURLWithPath: small))
+    let bytes = try Self.frameRunsRegion(regionSize: 32 << 20)
+    try Data(bytes).write(to: URL(fileURLWithPath: large))
+    let size = UInt64(bytes.count)
+    let runs = try HintFormat.decode(bytes).frames?.runCount ?? 0
+    #expect(runs * 4 > (32 << 20) - 8192, "\(runs) runs")
+    print("frame-runs region: \(runs) runs in \(size) bytes")
+    let text = try Self.peakAbove(["hints", "read", "REGION"], small: small, large: large, what: "hints read (frame runs)")
+    #expect(text <= 2 * size, "\(text) bytes above the baseline for a \(size)-byte region")
+    let json = try Self.peakAbove(
+      ["hints", "read", "REGION", "--json"], small: small, large: large, output: dir + "/out.json",
+      what: "hints read --json (frame runs)")
+    #expect(json <= 2 * size, "\(json) bytes above the baseline for a \(size)-byte region")
+    let listed = try runProgram("/usr/bin/jq", [".frames.runs", dir + "/out.json"])
+    #expect(listed.status == 0 && listed.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == String(runs))
+    let layout = Self.recorded.replacingOccurrences(of: "6.12.117+deb12-cloud-amd64", with: "6.1.0-56-cloud-amd64")
+    let color = try Self.peakAbove(
+      ["color", usual, "--layout", layout, "--hints", "REGION", "-o", usual + "/map.kcm"], small: small, large: large,
+      what: "color --hints (frame runs)")
+    #expect(color <= 2 * size, "\(color) bytes above the baseline for a \(size)-byte region")
+  }
+}

@@ -178,7 +178,11 @@ extension HintFormat {
     }
     guard let kernelSection = found[.kernel] else { throw .malformed("missing kernel section") }
     let kernel = try decodeKernel(try load(kernelSection), kernelSection)
-    let frames = try found[.frames].map { (s) throws(HintError) in try decodeFrames(try load(s), s) }
+    // The frame table is read a chunk at a time into what it decodes to (a table of runs is
+    // 6 bytes per 4-byte run: the section beside it would make 2.5x).
+    let frames = try found[.frames].map { (s) throws(HintError) in
+      try decodeFrames(s) { at, n throws(HintError) in HintFields(try fetch(at, n), base: at) }
+    }
     // The files section, the largest, is read whole and kept as read: its records are checked
     // here and decoded one at a time when asked for (`CachedFiles`).
     let files = try found[.files].map { (s) throws(HintError) in
@@ -265,8 +269,13 @@ extension HintFormat {
     return k
   }
 
-  static func decodeFrames(_ f: HintFields, _ s: Section) throws(HintError) -> FrameClassTable {
+  /// The frame table; `read(at, n)` gives fields holding the `n` bytes at `at` (inside the
+  /// section: checked before each call). Entries are read at most `readChunk` bytes at a time.
+  static func decodeFrames(
+    _ s: Section, read: (_ at: Int, _ n: Int) throws(HintError) -> HintFields
+  ) throws(HintError) -> FrameClassTable {
     guard s.length >= framesHeaderSize else { throw .malformed("frames section is \(s.length) bytes") }
+    let f = try read(s.offset, framesHeaderSize)
     let total = try f.u64(s.offset, "total frames")
     let count = try f.u64(s.offset + 8, "frame count")
     let encodingRaw = try f.u32(s.offset + 16, "frame table encoding")
@@ -289,6 +298,18 @@ extension HintFormat {
         throw .malformed("frame \(frame) has unknown color code \(e & 0x1F)")
       }
     }
+    /// `count` items of `size` bytes from `data`, a chunk at a time: body(fields, first item, items).
+    func chunks(
+      _ size: Int, _ count: Int, _ body: (HintFields, Int, Int) throws(HintError) -> Void
+    ) throws(HintError) {
+      let per = readChunk / size
+      var first = 0
+      while first < count {
+        let n = Swift.min(per, count - first)
+        try body(try read(data + size * first, size * n), first, n)
+        first += n
+      }
+    }
     switch encoding {
     case .raw:
       guard s.items == count, UInt64(dataLength) == (2 * count + 7) & ~7 else {
@@ -297,34 +318,41 @@ extension HintFormat {
       let n = Int(count)
       var entries: [UInt16] = []
       entries.reserveCapacity(n)
-      for i in 0..<n {
-        let e = try f.u16(data + 2 * i, "frame entry")
-        try check(e, UInt64(i))
-        entries.append(e)
+      try chunks(2, n) { (f, first, k) throws(HintError) in
+        for i in first..<(first + k) {
+          let e = try f.u16(data + 2 * i, "frame entry")
+          try check(e, UInt64(i))
+          entries.append(e)
+        }
       }
       table = FrameClassTable(rawEntries: entries, totalFrames: total)
-      guard bytes(f, data + 2 * n, dataLength - 2 * n) else {
+      guard bytes(try read(data + 2 * n, dataLength - 2 * n), data + 2 * n, dataLength - 2 * n) else {
         throw .malformed("frame table padding is not zero")
       }
     case .runs:
       guard s.items <= UInt64(dataLength / 4), UInt64(dataLength) == (4 * s.items + 7) & ~7 else {
         throw .malformed("frame runs: \(s.items) runs in \(dataLength) bytes")
       }
+      let runs = Int(s.items)
+      // Exactly as many runs as the section holds (at most): no array grows past them.
+      table.reserveRuns(runs)
       var covered: UInt64 = 0
-      for i in 0..<Int(s.items) {
-        let e = try f.u16(data + 4 * i, "run entry")
-        let n = UInt64(try f.u16(data + 4 * i + 2, "run length")) + 1
-        try check(e, covered)
-        guard n <= count - covered else {
-          throw .inconsistent("frame runs cover more than the \(count) frames of the table")
+      try chunks(4, runs) { (f, first, k) throws(HintError) in
+        for i in first..<(first + k) {
+          let e = try f.u16(data + 4 * i, "run entry")
+          let n = UInt64(try f.u16(data + 4 * i + 2, "run length")) + 1
+          try check(e, covered)
+          guard n <= count - covered else {
+            throw .inconsistent("frame runs cover more than the \(count) frames of the table")
+          }
+          table.append(e, count: UInt32(n))
+          covered += n
         }
-        table.append(e, count: UInt32(n))
-        covered += n
       }
       guard covered == count else {
         throw .inconsistent("frame runs cover \(covered) frames, the table says \(count)")
       }
-      guard bytes(f, data + 4 * Int(s.items), dataLength - 4 * Int(s.items)) else {
+      guard bytes(try read(data + 4 * runs, dataLength - 4 * runs), data + 4 * runs, dataLength - 4 * runs) else {
         throw .malformed("frame table padding is not zero")
       }
     }

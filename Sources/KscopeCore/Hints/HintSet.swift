@@ -87,6 +87,12 @@ public struct FrameClassTable: Sendable, Equatable {
     }
   }
 
+  /// Room for `n` runs (the reader knows how many a section holds).
+  mutating func reserveRuns(_ n: Int) {
+    runEntries.reserveCapacity(n)
+    runEnds.reserveCapacity(n)
+  }
+
   private mutating func makeRuns() {
     guard let r = raw else { return }
     raw = nil
