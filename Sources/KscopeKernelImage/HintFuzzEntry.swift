@@ -24,7 +24,7 @@
       guard let h = try? HintFormat.decode(input) else { continue }
       let content = HintContent(
         kernelRelease: h.kernelRelease, buildID: h.buildID, published: h.published,
-        pageSize: h.pageSize, kernel: h.kernel, frames: h.frames, files: h.files,
+        pageSize: h.pageSize, kernel: h.kernel, frames: h.frames, files: Array(h.files),
         metadata: h.metadata, incomplete: h.partial)
       _ = try? HintFormat.encode(content, regionSize: input.count, generation: h.generation)
       if let published = h.btf, let btf = try? PublishedBTFBlob.parse(published) {

@@ -41,14 +41,21 @@ public final class Snapshot: @unchecked Sendable {
       }
       throw SnapshotError.badSnapshot(error.description)
     }
-    // The bytes become Data at once: the read buffer is not kept beside the copy and the JSON.
-    let data: Data
-    do throws(FileError) {
-      data = Data(try manifestFile.readAll(limit: SnapshotManifest.maxManifestBytes))
-    } catch {
+    // Read in one buffer of the file's size (no read chunk beside it) and decoded from it
+    // (ManifestReader): no copy, no JSON tree beside the fields.
+    let size = manifestFile.size
+    guard size <= UInt64(SnapshotManifest.maxManifestBytes) else {
+      throw SnapshotError.badSnapshot(
+        "\(manifestFile.path) has \(size) bytes (at most \(SnapshotManifest.maxManifestBytes))")
+    }
+    let data: [UInt8]
+    do throws(FileError) { data = try manifestFile.read(at: 0, count: Int(size)) } catch {
       throw SnapshotError.badSnapshot(error.description)
     }
-    let m = try SnapshotManifest.decode(data)
+    guard data.count == Int(size) else {
+      throw SnapshotError.badSnapshot("\(manifestFile.path) changed size while it was read")
+    }
+    let m = try SnapshotManifest.decode(bytes: data)
     func file(_ name: String, size: UInt64?, max: UInt64) throws -> OpenFile {
       let f: OpenFile
       do throws(FileError) { f = try dir.openFile(name) } catch {

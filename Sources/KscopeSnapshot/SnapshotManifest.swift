@@ -4,10 +4,10 @@ import KscopeOS
 
 /// `DIR/manifest.json` of a snapshot: what the analyzer and the clone engine read. File names are
 /// relative to DIR, so a snapshot directory can be moved or copied as a whole.
-public struct SnapshotManifest: Codable, Equatable, Sendable {
+public struct SnapshotManifest: Encodable, Equatable, Sendable {
   public static let currentFormat = "kscope-snapshot/1"
 
-  public struct Kernel: Codable, Equatable, Sendable {
+  public struct Kernel: Encodable, Equatable, Sendable {
     public var series: String
     public var release: String
     public var version: String
@@ -27,7 +27,7 @@ public struct SnapshotManifest: Codable, Equatable, Sendable {
     }
   }
 
-  public struct Image: Codable, Equatable, Sendable {
+  public struct Image: Encodable, Equatable, Sendable {
     public var key: String
     public var workload: String
     public var initramfs: String
@@ -150,12 +150,21 @@ public struct SnapshotManifest: Codable, Equatable, Sendable {
   /// guest-physical space and in the file) and cover exactly `ramSize` bytes of the RAM file.
   /// All arithmetic on its numbers is checked: a hostile manifest is refused, never a trap.
   public static func decode(_ data: Data) throws -> SnapshotManifest {
-    guard data.count <= maxManifestBytes else {
-      throw SnapshotError.badSnapshot("manifest.json has \(data.count) bytes (at most \(maxManifestBytes))")
+    try data.withUnsafeBytes { try decode(bytes: $0.bindMemory(to: UInt8.self)) }
+  }
+
+  /// The same from the file's bytes (what `Snapshot.open` read: no copy is made of them).
+  public static func decode(bytes: [UInt8]) throws -> SnapshotManifest {
+    try bytes.withUnsafeBufferPointer { try decode(bytes: $0) }
+  }
+
+  static func decode(bytes: UnsafeBufferPointer<UInt8>) throws -> SnapshotManifest {
+    guard bytes.count <= maxManifestBytes else {
+      throw SnapshotError.badSnapshot("manifest.json has \(bytes.count) bytes (at most \(maxManifestBytes))")
     }
     let m: SnapshotManifest
-    do { m = try JSONDecoder().decode(SnapshotManifest.self, from: data) } catch {
-      throw SnapshotError.badSnapshot("manifest.json does not parse (\(describe(error)))")
+    do throws(ManifestReader.Failure) { m = try read(bytes) } catch {
+      throw SnapshotError.badSnapshot(TerminalSafe.oneLine("manifest.json does not parse (\(error.what))", limit: 300))
     }
     try m.validate()
     return m
@@ -267,15 +276,5 @@ public struct SnapshotManifest: Codable, Equatable, Sendable {
   /// Reads DIR/manifest.json and checks that the files it names exist with the right sizes.
   public static func load(directory: String) throws -> SnapshotManifest {
     try Snapshot.open(directory).manifest
-  }
-
-  static func describe(_ error: Error) -> String {
-    switch error {
-    case DecodingError.keyNotFound(let key, _): return "missing \"\(key.stringValue)\""
-    case DecodingError.typeMismatch(_, let c), DecodingError.valueNotFound(_, let c):
-      return "wrong type at \(c.codingPath.map(\.stringValue).joined(separator: "."))"
-    case DecodingError.dataCorrupted: return "not valid JSON"
-    default: return "\(error)"
-    }
   }
 }

@@ -33,7 +33,8 @@ struct HintsReadCommand: ParsableCommand {
       throw CommandFailure("\(file.path): \(error)")
     }
     if output.json {
-      try printJSON(HintsReport.json(hints))
+      var out = JSONStream.standardOutput()
+      try HintsReport.writeJSON(hints, to: &out)
     } else {
       print(HintsReport.text(hints, path: file.path), terminator: "")
     }

@@ -145,7 +145,7 @@ import Testing
     {
       var c = HintContent(
         kernelRelease: saved.kernelRelease, buildID: saved.buildID, published: saved.published,
-        pageSize: saved.pageSize, kernel: saved.kernel, frames: saved.frames, files: saved.files,
+        pageSize: saved.pageSize, kernel: saved.kernel, frames: saved.frames, files: Array(saved.files),
         metadata: saved.metadata, incomplete: saved.partial, btf: saved.btf)
       change(&c)
       let e = try HintFormat.encode(

@@ -86,7 +86,7 @@ import Testing
         // Whatever was accepted re-encodes and decodes to the same thing.
         let c = HintContent(
           kernelRelease: h.kernelRelease, buildID: h.buildID, published: h.published,
-          pageSize: h.pageSize, kernel: h.kernel, frames: h.frames, files: h.files,
+          pageSize: h.pageSize, kernel: h.kernel, frames: h.frames, files: Array(h.files),
           metadata: h.metadata, incomplete: h.partial)
         // Every accepted set takes the round trip: an encoder failure is a test failure.
         let again = try HintFormat.encode(c, regionSize: m.count, generation: h.generation)

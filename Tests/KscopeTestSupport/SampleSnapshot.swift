@@ -37,4 +37,28 @@ public enum SampleSnapshot {
     try Data("QEVM".utf8).write(to: URL(fileURLWithPath: dir + "/device.state"))
     return dir
   }
+
+  /// The largest manifest a reader may have to decode: every string at its bound (4,096 bytes;
+  /// the stored QEMU argv at 256 arguments, 64 KiB), padded to just under the 1 MiB limit
+  /// with a key the schema does not have (an array of strings, which Foundation's decoder held
+  /// as a tree). It is valid. ReaderMemoryTests and ManifestMemoryTests measure what reading
+  /// it costs.
+  public static func largestManifest() throws -> Data {
+    var m = SampleSnapshot.manifest()
+    m.qemuCommandLine = (0..<256).map { String(format: "-arg%03d=", $0) + String(repeating: "x", count: 247) }
+    m.kernel.directory = "/" + String(repeating: "d", count: 4095)
+    m.kernel.version = String(repeating: "v", count: 256)
+    m.image.initramfs = "/" + String(repeating: "i", count: 4095)
+    m.image.dataDisk = "/" + String(repeating: "k", count: 4095)
+    m.pausedAt = String(repeating: "p", count: 4096)
+    m.completedAt = String(repeating: "c", count: 4096)
+    let fields = try m.encoded()
+    var padding = "{\n  \"padding\": ["
+    let entry = "\"" + String(repeating: "-object memory-backend-file,size=1G,mem-path=/dev/shm/x ", count: 16) + "\""
+    while fields.count + padding.utf8.count + entry.utf8.count + 8 < SnapshotManifest.maxManifestBytes {
+      padding += (padding.hasSuffix("[") ? "\n    " : ",\n    ") + entry
+    }
+    padding += "\n  ],"
+    return Data(padding.utf8) + fields.dropFirst()  // `fields` starts with "{"
+  }
 }

@@ -178,17 +178,16 @@ extension HintFormat {
     }
     guard let kernelSection = found[.kernel] else { throw .malformed("missing kernel section") }
     let kernel = try decodeKernel(try load(kernelSection), kernelSection)
-    let frames = try found[.frames].map { (s) throws(HintError) in try decodeFrames(try load(s), s) }
-    // The files section, the largest, is read a window at a time (records stay whole).
-    var window = HintFields([], base: 0)
-    func files(_ s: Section) throws(HintError) -> [CachedFile] {
-      try decodeFiles(s, pageSize: pageSize, totalFrames: frames?.totalFrames) { at, n throws(HintError) in
-        if at >= window.base, n <= window.r.bytes.count - (at - window.base) { return window }
-        window = HintFields(try fetch(at, max(n, min(readChunk, s.offset + s.length - at))), base: at)
-        return window
-      }
+    // The frame table is read a chunk at a time into what it decodes to (a table of runs is
+    // 6 bytes per 4-byte run: the section beside it would make 2.5x).
+    let frames = try found[.frames].map { (s) throws(HintError) in
+      try decodeFrames(s) { at, n throws(HintError) in HintFields(try fetch(at, n), base: at) }
     }
-    let files = try found[.files].map(files) ?? []
+    // The files section, the largest, is read whole and kept as read: its records are checked
+    // here and decoded one at a time when asked for (`CachedFiles`).
+    let files = try found[.files].map { (s) throws(HintError) in
+      try decodeFiles(s, pageSize: pageSize, totalFrames: frames?.totalFrames, bytes: try fetch(s.offset, s.length))
+    } ?? .empty
     let metadata = try found[.metadata].map { (s) throws(HintError) in try decodeMetadata(try load(s), s) } ?? []
 
     let btf = try found[.btf].map { (s) throws(HintError) in try decodeBTF(try load(s), s) }
@@ -198,13 +197,6 @@ extension HintFormat {
       partial: partial, pageSize: pageSize, kernelRelease: release, buildID: buildID,
       kernel: kernel, frames: frames, files: files, metadata: metadata)
     set.btf = btf
-    for (i, file) in files.enumerated() {
-      let key = HintSet.FileKey(device: file.device, inode: file.inode)
-      guard set.fileIndex[key] == nil else {
-        throw .inconsistent("file \(file.inode) on device \(file.device) is listed twice")
-      }
-      set.fileIndex[key] = i
-    }
     return set
   }
 
@@ -277,8 +269,13 @@ extension HintFormat {
     return k
   }
 
-  static func decodeFrames(_ f: HintFields, _ s: Section) throws(HintError) -> FrameClassTable {
+  /// The frame table; `read(at, n)` gives fields holding the `n` bytes at `at` (inside the
+  /// section: checked before each call). Entries are read at most `readChunk` bytes at a time.
+  static func decodeFrames(
+    _ s: Section, read: (_ at: Int, _ n: Int) throws(HintError) -> HintFields
+  ) throws(HintError) -> FrameClassTable {
     guard s.length >= framesHeaderSize else { throw .malformed("frames section is \(s.length) bytes") }
+    let f = try read(s.offset, framesHeaderSize)
     let total = try f.u64(s.offset, "total frames")
     let count = try f.u64(s.offset + 8, "frame count")
     let encodingRaw = try f.u32(s.offset + 16, "frame table encoding")
@@ -301,6 +298,18 @@ extension HintFormat {
         throw .malformed("frame \(frame) has unknown color code \(e & 0x1F)")
       }
     }
+    /// `count` items of `size` bytes from `data`, a chunk at a time: body(fields, first item, items).
+    func chunks(
+      _ size: Int, _ count: Int, _ body: (HintFields, Int, Int) throws(HintError) -> Void
+    ) throws(HintError) {
+      let per = readChunk / size
+      var first = 0
+      while first < count {
+        let n = Swift.min(per, count - first)
+        try body(try read(data + size * first, size * n), first, n)
+        first += n
+      }
+    }
     switch encoding {
     case .raw:
       guard s.items == count, UInt64(dataLength) == (2 * count + 7) & ~7 else {
@@ -309,34 +318,41 @@ extension HintFormat {
       let n = Int(count)
       var entries: [UInt16] = []
       entries.reserveCapacity(n)
-      for i in 0..<n {
-        let e = try f.u16(data + 2 * i, "frame entry")
-        try check(e, UInt64(i))
-        entries.append(e)
+      try chunks(2, n) { (f, first, k) throws(HintError) in
+        for i in first..<(first + k) {
+          let e = try f.u16(data + 2 * i, "frame entry")
+          try check(e, UInt64(i))
+          entries.append(e)
+        }
       }
       table = FrameClassTable(rawEntries: entries, totalFrames: total)
-      guard bytes(f, data + 2 * n, dataLength - 2 * n) else {
+      guard bytes(try read(data + 2 * n, dataLength - 2 * n), data + 2 * n, dataLength - 2 * n) else {
         throw .malformed("frame table padding is not zero")
       }
     case .runs:
       guard s.items <= UInt64(dataLength / 4), UInt64(dataLength) == (4 * s.items + 7) & ~7 else {
         throw .malformed("frame runs: \(s.items) runs in \(dataLength) bytes")
       }
+      let runs = Int(s.items)
+      // Exactly as many runs as the section holds (at most): no array grows past them.
+      table.reserveRuns(runs)
       var covered: UInt64 = 0
-      for i in 0..<Int(s.items) {
-        let e = try f.u16(data + 4 * i, "run entry")
-        let n = UInt64(try f.u16(data + 4 * i + 2, "run length")) + 1
-        try check(e, covered)
-        guard n <= count - covered else {
-          throw .inconsistent("frame runs cover more than the \(count) frames of the table")
+      try chunks(4, runs) { (f, first, k) throws(HintError) in
+        for i in first..<(first + k) {
+          let e = try f.u16(data + 4 * i, "run entry")
+          let n = UInt64(try f.u16(data + 4 * i + 2, "run length")) + 1
+          try check(e, covered)
+          guard n <= count - covered else {
+            throw .inconsistent("frame runs cover more than the \(count) frames of the table")
+          }
+          table.append(e, count: UInt32(n))
+          covered += n
         }
-        table.append(e, count: UInt32(n))
-        covered += n
       }
       guard covered == count else {
         throw .inconsistent("frame runs cover \(covered) frames, the table says \(count)")
       }
-      guard bytes(f, data + 4 * Int(s.items), dataLength - 4 * Int(s.items)) else {
+      guard bytes(try read(data + 4 * runs, dataLength - 4 * runs), data + 4 * runs, dataLength - 4 * runs) else {
         throw .malformed("frame table padding is not zero")
       }
     }
@@ -349,30 +365,33 @@ extension HintFormat {
     return s.allSatisfy { $0 == 0 }
   }
 
-  /// The files section's records; `window(at, n)` gives fields holding the `n` bytes at `at`
-  /// (both inside the section: checked before each call).
+  /// Checks the files section's records (`bytes`, the section as read) and returns them, to be
+  /// decoded one file at a time (`CachedFiles`): where each record starts, and the records in
+  /// (device, inode) order, each key listed once. No frame may hold two file pages.
   static func decodeFiles(
-    _ s: Section, pageSize: UInt32, totalFrames: UInt64?,
-    window: (_ at: Int, _ n: Int) throws(HintError) -> HintFields
-  ) throws(HintError) -> [CachedFile] {
+    _ s: Section, pageSize: UInt32, totalFrames: UInt64?, bytes: [UInt8]
+  ) throws(HintError) -> CachedFiles {
     let minRecord = fileRecordHeaderSize + 8 + extentSize
     guard s.items <= UInt64(s.length / minRecord) else {
       throw .oversized(what: "files", count: s.items, limit: UInt64(s.length / minRecord))
     }
+    guard bytes.count == s.length, s.length <= Int(UInt32.max) else {
+      throw .malformed("files section of \(s.length) bytes read as \(bytes.count)")
+    }
+    // Fields at region offsets (errors name where in the region), over the section's bytes.
+    let f = HintFields(bytes, base: s.offset)
     let end = s.offset + s.length
     var at = s.offset
-    var files: [CachedFile] = []
-    files.reserveCapacity(Int(s.items))
+    var starts: [UInt32] = []
+    starts.reserveCapacity(Int(s.items))
     var anyCut = false
     let frameLimit = totalFrames ?? (1 << 52)
-    var claims: [(start: UInt64, end: UInt64)] = []
+    // Framed extents, by their offset in `bytes`: sorted by frame below to find overlaps.
+    var claims: [UInt32] = []
     for _ in 0..<Int(s.items) {
       guard end - at >= fileRecordHeaderSize else { throw .malformed("file record at \(at) runs past its section") }
-      var f = try window(at, fileRecordHeaderSize)
-      let inode = try f.u64(at, "inode")
       let size = try f.u64(at + 8, "file size")
       let resident = try f.u64(at + 16, "resident pages")
-      let device = try f.u32(at + 24, "device")
       let flags = try f.u16(at + 28, "file flags")
       let pathLength = Int(try f.u16(at + 30, "path length"))
       let extentCount = Int(try f.u32(at + 32, "extent count"))
@@ -387,18 +406,18 @@ extension HintFormat {
       guard extentCount >= 1, extentsAt <= end, extentCount <= (end - extentsAt) / extentSize else {
         throw .malformed("file record at \(at): \(extentCount) extents run past the section")
       }
-      f = try window(at, extentsAt + extentCount * extentSize - at)
-      guard let path = decodeUTF8(try f.slice(pathAt, pathLength, "path")), path.hasPrefix("/"),
-        !path.unicodeScalars.contains(where: { $0.value == 0 })
-      else { throw .malformed("file record at \(at): path is not an absolute UTF-8 path") }
-      guard bytes(f, pathAt + pathLength, extentsAt - pathAt - pathLength) else {
+      // Checked byte by byte without making a String (the path is decoded when asked for).
+      guard isAbsoluteUTF8Path(try f.slice(pathAt, pathLength, "path")) else {
+        throw .malformed("file record at \(at): path is not an absolute UTF-8 path")
+      }
+      guard Self.bytes(f, pathAt + pathLength, extentsAt - pathAt - pathLength) else {
         throw .malformed("file record at \(at): path padding is not zero")
       }
+      // Named in messages below: decoded only for an error.
+      func path() -> String { decodeUTF8((try? f.slice(pathAt, pathLength, "path")) ?? []) ?? "?" }
       let framesKnown = flags & 1 != 0
       let cut = flags & 2 != 0
       let filePages = size / UInt64(pageSize) + (size % UInt64(pageSize) == 0 ? 0 : 1)
-      var extents: [FileExtent] = []
-      extents.reserveCapacity(extentCount)
       var nextPage: UInt64 = 0
       var covered: UInt64 = 0
       for i in 0..<extentCount {
@@ -408,37 +427,67 @@ extension HintFormat {
         guard try f.u32(e + 12, "reserved") == 0 else { throw .malformed("extent at \(e): reserved bytes") }
         let frame = try f.u64(e + 16, "extent frame")
         guard pages > 0, page >= nextPage, page <= filePages, UInt64(pages) <= filePages - page else {
-          throw .inconsistent("\(path): extent \(i) (page \(page), \(pages) pages) is out of order or past the file's \(filePages) pages")
+          throw .inconsistent("\(path()): extent \(i) (page \(page), \(pages) pages) is out of order or past the file's \(filePages) pages")
         }
         nextPage = page + UInt64(pages)
         covered += UInt64(pages)
-        var fr: PageFrameNumber? = nil
         if frame != noFrame {
           guard framesKnown, frame < frameLimit, UInt64(pages) <= frameLimit - frame else {
-            throw .inconsistent("\(path): extent \(i) claims frames \(frame)+\(pages) outside the guest")
+            throw .inconsistent("\(path()): extent \(i) claims frames \(frame)+\(pages) outside the guest")
           }
-          fr = PageFrameNumber(frame)
-          claims.append((frame, frame + UInt64(pages)))
+          claims.append(UInt32(e - s.offset))
         }
-        extents.append(FileExtent(filePage: page, pages: pages, frame: fr))
       }
       guard cut ? covered < resident : covered == resident else {
-        throw .inconsistent("\(path): extents cover \(covered) pages, the record says \(resident) resident")
+        throw .inconsistent("\(path()): extents cover \(covered) pages, the record says \(resident) resident")
       }
       anyCut = anyCut || cut
-      files.append(
-        CachedFile(
-          path: path, device: device, inode: inode, size: size, residentPages: resident,
-          extents: extents, framesKnown: framesKnown, extentsTruncated: cut))
+      starts.append(UInt32(at - s.offset))
       at = extentsAt + extentCount * extentSize
     }
     guard at == end else { throw .malformed("files section has \(end - at) bytes after its last record") }
     if anyCut && !s.truncated { throw .inconsistent("a file's extents are cut but the files section is not marked truncated") }
-    claims.sort { $0.start < $1.start }
-    for (a, b) in zip(claims, claims.dropFirst()) where b.start < a.end {
-      throw .inconsistent("frame \(b.start) holds two file pages")
+    // Unchecked loads from here on: every offset below is a record or extent checked above.
+    let overlap: UInt64? = bytes.withUnsafeBytes { raw in
+      func u64(_ o: UInt32) -> UInt64 { raw.loadUnaligned(fromByteOffset: Int(o), as: UInt64.self).littleEndian }
+      func u32(_ o: UInt32) -> UInt32 { raw.loadUnaligned(fromByteOffset: Int(o), as: UInt32.self).littleEndian }
+      claims.sort { u64($0 + 16) < u64($1 + 16) }
+      for (a, b) in zip(claims, claims.dropFirst()) where u64(b + 16) < u64(a + 16) + UInt64(u32(a + 8)) {
+        return u64(b + 16)
+      }
+      return nil
     }
-    return files
+    if let overlap { throw .inconsistent("frame \(overlap) holds two file pages") }
+    claims = []
+    var byKey = [UInt32](0..<UInt32(starts.count))
+    let twice: (UInt32, UInt64)? = bytes.withUnsafeBytes { raw in
+      func key(_ i: UInt32) -> (UInt32, UInt64) {
+        let o = Int(starts[Int(i)])
+        return (
+          raw.loadUnaligned(fromByteOffset: o + 24, as: UInt32.self).littleEndian,
+          raw.loadUnaligned(fromByteOffset: o, as: UInt64.self).littleEndian
+        )
+      }
+      byKey.sort { key($0) < key($1) }
+      for (a, b) in zip(byKey, byKey.dropFirst()) where key(a) == key(b) { return key(a) }
+      return nil
+    }
+    if let twice { throw .inconsistent("file \(twice.1) on device \(twice.0) is listed twice") }
+    return CachedFiles(bytes: bytes, starts: starts, byKey: byKey)
+  }
+
+  /// An absolute path in valid UTF-8 without NUL (what `decodeUTF8` accepts, without a String).
+  static func isAbsoluteUTF8Path(_ b: ArraySlice<UInt8>) -> Bool {
+    guard b.first == 0x2F, !b.contains(0) else { return false }
+    var it = b.makeIterator()
+    var decoder = UTF8()
+    while true {
+      switch decoder.decode(&it) {
+      case .scalarValue: continue
+      case .emptyInput: return true
+      case .error: return false
+      }
+    }
   }
 
   /// The BTF section: its structure only. The host decompresses the blob with the size given

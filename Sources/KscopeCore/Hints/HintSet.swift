@@ -87,6 +87,12 @@ public struct FrameClassTable: Sendable, Equatable {
     }
   }
 
+  /// Room for `n` runs (the reader knows how many a section holds).
+  mutating func reserveRuns(_ n: Int) {
+    runEntries.reserveCapacity(n)
+    runEnds.reserveCapacity(n)
+  }
+
   private mutating func makeRuns() {
     guard let r = raw else { return }
     raw = nil
@@ -268,13 +274,13 @@ public struct HintSet: Sendable {
   public var buildID: [UInt8]
   public var kernel: KernelSymbolHints
   public var frames: FrameClassTable?
-  public var files: [CachedFile]
+  /// The cached files, decoded one at a time when asked for (`CachedFiles`).
+  public internal(set) var files: CachedFiles
   public var metadata: [(key: String, value: String)]
   /// The kernel's BTF, compressed, when the agent published it.
   public var btf: PublishedBTF? = nil
-  /// Index into `files` by (device, inode).
-  var fileIndex: [FileKey: Int] = [:]
 
+  /// A file's key (the writer keeps one record per key; the reader refuses a second).
   struct FileKey: Hashable {
     var device: UInt32
     var inode: UInt64
@@ -289,12 +295,86 @@ public struct HintSet: Sendable {
 
   /// The cached file with this inode on this device (dev_t as major << 20 | minor).
   public func file(device: UInt32, inode: UInt64) -> CachedFile? {
-    fileIndex[FileKey(device: device, inode: inode)].map { files[$0] }
+    files.index(device: device, inode: inode).map { files[$0] }
   }
 
   /// Every cached file with this inode, on any device (when the host knows only the inode).
-  public func files(inode: UInt64) -> [CachedFile] { files.filter { $0.inode == inode } }
+  public func files(inode: UInt64) -> [CachedFile] {
+    files.indices.filter { files.inode($0) == inode }.map { files[$0] }
+  }
 
   /// The value of a metadata key.
   public func metadata(_ key: String) -> String? { metadata.first { $0.key == key }?.value }
+}
+
+/// The cached files of a validated region, held as the region holds them: the files section's
+/// bytes, every record checked when the region was read, and a `CachedFile` decoded from its
+/// record each time one is asked for. Decoded all at once, a region of tiny files (72-byte
+/// records: a short path, one extent) cost about 2.6 times its bytes (a `CachedFile`, an extent
+/// array and a dictionary entry each); held this way it costs its bytes and 8 more per file.
+public struct CachedFiles: RandomAccessCollection, Sendable {
+  /// The files section (checked by `HintFormat.decodeFiles`).
+  let bytes: [UInt8]
+  /// Where each record starts in `bytes`, in the region's order.
+  let starts: [UInt32]
+  /// Record numbers sorted by (device, inode), which are unique.
+  let byKey: [UInt32]
+
+  init(bytes: [UInt8], starts: [UInt32], byKey: [UInt32]) {
+    self.bytes = bytes
+    self.starts = starts
+    self.byKey = byKey
+  }
+
+  public static let empty = CachedFiles(bytes: [], starts: [], byKey: [])
+
+  public var startIndex: Int { 0 }
+  public var endIndex: Int { starts.count }
+
+  // Record fields (see hint-channel-format.md). The records were checked when the region was
+  // read, so these reads are in bounds; a read that were not would give 0, never trap.
+  private func u64(_ at: Int) -> UInt64 { (try? ByteReader(bytes).u64(at: at)) ?? 0 }
+  private func u32(_ at: Int) -> UInt32 { (try? ByteReader(bytes).u32(at: at)) ?? 0 }
+  private func u16(_ at: Int) -> UInt16 { (try? ByteReader(bytes).u16(at: at)) ?? 0 }
+
+  func inode(_ i: Int) -> UInt64 { u64(Int(starts[i])) }
+  func device(_ i: Int) -> UInt32 { u32(Int(starts[i]) + 24) }
+
+  public subscript(i: Int) -> CachedFile {
+    let at = Int(starts[i])
+    let flags = u16(at + 28)
+    let pathLength = Int(u16(at + 30))
+    let extentCount = Int(u32(at + 32))
+    let pathAt = Swift.min(at + HintFormat.fileRecordHeaderSize, bytes.count)
+    let path = String(decoding: bytes[pathAt..<Swift.min(pathAt + pathLength, bytes.count)], as: UTF8.self)
+    let extentsAt = pathAt + align8(pathLength)
+    let n = Swift.min(extentCount, Swift.max(0, bytes.count - extentsAt) / HintFormat.extentSize)
+    var extents: [FileExtent] = []
+    extents.reserveCapacity(n)
+    for k in 0..<n {
+      let e = extentsAt + k * HintFormat.extentSize
+      let frame = u64(e + 16)
+      extents.append(
+        FileExtent(
+          filePage: u64(e), pages: u32(e + 8), frame: frame == HintFormat.noFrame ? nil : PageFrameNumber(frame)))
+    }
+    return CachedFile(
+      path: path, device: u32(at + 24), inode: u64(at), size: u64(at + 8), residentPages: u64(at + 16),
+      extents: extents, framesKnown: flags & 1 != 0, extentsTruncated: flags & 2 != 0)
+  }
+
+  /// The record number of the file with this key (binary search in `byKey`).
+  func index(device: UInt32, inode: UInt64) -> Int? {
+    var lo = 0
+    var hi = byKey.count
+    while lo < hi {
+      let mid = (lo + hi) / 2
+      let i = Int(byKey[mid])
+      let d = self.device(i)
+      let n = self.inode(i)
+      if d == device && n == inode { return i }
+      if (d, n) < (device, inode) { lo = mid + 1 } else { hi = mid }
+    }
+    return nil
+  }
 }
