@@ -372,6 +372,7 @@ extension SnapshotManifest {
     var stateSeconds: Double?
     var copySeconds: Double?
     var copied: UInt64?
+    var freePageReporting: Bool?
     try r.object("") { (r, key) throws(ManifestReader.Failure) in
       switch key {
       case "format": format = try r.string(key)
@@ -412,6 +413,8 @@ extension SnapshotManifest {
       case "device_state_seconds": stateSeconds = try r.double(key)
       case "ram_copy_seconds": copySeconds = try r.double(key)
       case "ram_bytes_copied": copied = try r.uint64(key)
+      // Optional: written only for parents with a free-page-reporting balloon.
+      case "free_page_reporting": freePageReporting = try r.bool(key)
       default: try r.skipValue()
       }
     }
@@ -420,7 +423,7 @@ extension SnapshotManifest {
       guard let v else { throw ManifestReader.Failure(what: "missing \"\(key)\"") }
       return v
     }
-    return SnapshotManifest(
+    var manifest = SnapshotManifest(
       format: try need(format, "format"), vmName: try need(vmName, "vm_name"),
       ram: try need(ram, "ram"),
       hints: try need(hints, "hints"), deviceState: try need(deviceState, "device_state"),
@@ -433,6 +436,8 @@ extension SnapshotManifest {
       deviceStateSeconds: try need(stateSeconds, "device_state_seconds"),
       ramCopySeconds: try need(copySeconds, "ram_copy_seconds"),
       ramBytesCopied: try need(copied, "ram_bytes_copied"))
+    manifest.freePageReporting = freePageReporting
+    return manifest
   }
 
   static func readRegion(_ r: inout ManifestReader, _ path: String) throws(ManifestReader.Failure)
