@@ -34,7 +34,7 @@ enum BTFBench {
     if args.first == "--child" {
       guard args.count == 3 else { throw BenchError("usage: btf --child BTF OUT") }
       let layout = try KernelImageFile.layout(path: args[1], typesOnly: true)
-      try Files.writeAtomically(Array(layout.isfText().utf8), to: args[2])
+      try Files.writeAtomically(layout.isfBytes(), to: args[2])
       return
     }
     var vmlinuz = "\(LayoutBench.cacheRoot())/kernels/6.12/vmlinuz"
