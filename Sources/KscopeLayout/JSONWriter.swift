@@ -55,7 +55,8 @@ extension JSONValue {
       let flat = members.count <= 4 && members.values.allSatisfy { $0.isScalarValue }
       let expand = depth < expandDepth && !(flat && depth >= 2)
       out.append(UInt8(ascii: "{"))
-      for (i, key) in members.keys.sorted().enumerated() {
+      // Sorted once as (key, value) pairs: no second hash lookup per member.
+      for (i, (key, value)) in members.sorted(by: { $0.key < $1.key }).enumerated() {
         if i > 0 {
           out.append(UInt8(ascii: ","))
           if !expand { out.append(UInt8(ascii: " ")) }
@@ -64,7 +65,7 @@ extension JSONValue {
         Self.writeString(key, to: &out)
         out.append(UInt8(ascii: ":"))
         out.append(UInt8(ascii: " "))
-        members[key]!.write(to: &out, depth: depth + 1, expandDepth: expandDepth)
+        value.write(to: &out, depth: depth + 1, expandDepth: expandDepth)
       }
       if expand { Self.newline(depth, to: &out) }
       out.append(UInt8(ascii: "}"))
@@ -94,6 +95,12 @@ extension JSONValue {
   /// included) as it is.
   private static func writeString(_ s: String, to out: inout [UInt8]) {
     out.append(UInt8(ascii: "\""))
+    // Names and kinds need no escape: copied whole.
+    if !s.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+      out += s.utf8
+      out.append(UInt8(ascii: "\""))
+      return
+    }
     for byte in s.utf8 {
       switch byte {
       case UInt8(ascii: "\""): out += "\\\"".utf8
