@@ -96,7 +96,8 @@ extension JSONValue {
   private static func writeString(_ s: String, to out: inout [UInt8]) {
     out.append(UInt8(ascii: "\""))
     // Names and kinds need no escape: copied whole.
-    if !s.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+    let escaped = s.utf8.contains { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }
+    if !escaped {
       out += s.utf8
       out.append(UInt8(ascii: "\""))
       return

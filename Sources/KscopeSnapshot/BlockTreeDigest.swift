@@ -80,7 +80,9 @@ public final class BlockTreeDigest: @unchecked Sendable {
     work()
     background.wait()
     if let message = failure.withLock({ $0 }) { throw SnapshotError.badImage(message) }
-    guard let state = XXH3_createState() else { throw SnapshotError.badImage("\(file.path): out of memory") }
+    guard let state = XXH3_createState() else {
+      throw SnapshotError.badImage("\(file.path): out of memory")
+    }
     defer { XXH3_freeState(state) }
     XXH3_128bits_reset(state)
     // Records are staged in a small buffer and hashed in batches.
@@ -90,9 +92,11 @@ public final class BlockTreeDigest: @unchecked Sendable {
       for (i, block) in blocks.enumerated() where nonZero[firstSlot[u] + i] {
         let slot = firstSlot[u] + i
         record.withUnsafeMutableBytes { r in
-          r.storeBytes(of: UInt64(block * Self.blockSize).littleEndian, toByteOffset: used, as: UInt64.self)
+          r.storeBytes(
+            of: UInt64(block * Self.blockSize).littleEndian, toByteOffset: used, as: UInt64.self)
           r.storeBytes(of: hashes[2 * slot].littleEndian, toByteOffset: used + 8, as: UInt64.self)
-          r.storeBytes(of: hashes[2 * slot + 1].littleEndian, toByteOffset: used + 16, as: UInt64.self)
+          r.storeBytes(
+            of: hashes[2 * slot + 1].littleEndian, toByteOffset: used + 16, as: UInt64.self)
         }
         used += 24
         if used == record.count {
@@ -119,7 +123,9 @@ public final class BlockTreeDigest: @unchecked Sendable {
       let got = file.read(into: &buffer, count: count, at: start)
       guard got == count else {
         let why = got == nil ? Files.lastErrorText() : "the file ended early"
-        failure.withLock { $0 = $0 ?? "\(file.path): cannot read \(count) bytes at \(start) for its digest: \(why)" }
+        failure.withLock {
+          $0 = $0 ?? "\(file.path): cannot read \(count) bytes at \(start) for its digest: \(why)"
+        }
         // No one else need go on: the digest has failed.
         next.store(units.count, ordering: .relaxed)
         return
