@@ -78,7 +78,9 @@ let package = Package(
     // guest-RAM region type, the snapshot directory opened without leaving it, the mapped RAM
     // and its content digest, the hint region file. A target of its own (not inside KscopeOS or
     // KscopeCore) because it is kscope's format, not the OS, and it needs Foundation's JSON.
-    .target(name: "KscopeSnapshot", dependencies: ["KscopeCore", "KscopeOS"], swiftSettings: strict),
+    // libxxhash's XXH3 for the RAM content digest (per-block hashes, on both cores).
+    .systemLibrary(name: "CXXHash", pkgConfig: "libxxhash", providers: [.apt(["libxxhash-dev"])]),
+    .target(name: "KscopeSnapshot", dependencies: ["KscopeCore", "KscopeOS", "CXXHash"], swiftSettings: strict),
     // Host analyzer, in phases (kernel location, section walk, struct page rules, page-cache
     // identity, process walk, zero scan, header, hint merge) over guest physical memory.
     .target(

@@ -61,8 +61,18 @@ public enum Coloring {
     _ input: ColoringInput, layoutProvider: some LayoutProvider, options: ColoringOptions = ColoringOptions(),
     logger: Logger = Logger(label: "kscope.color")
   ) throws -> ColoringResult {
-    let (layout, origin) = try layoutProvider.layout(for: input)
-    return try color(input, layout: try ValidatedLayout(layout, origin: origin), options: options, logger: logger)
+    // The digest starts before the layout is resolved (BTF parsing, kallsyms) and goes on
+    // through the analysis.
+    let digest = DigestJob(memory: input.memory, enabled: options.digest)
+    let validated: ValidatedLayout
+    do {
+      let (layout, origin) = try layoutProvider.layout(for: input)
+      validated = try ValidatedLayout(layout, origin: origin)
+    } catch {
+      _ = try? digest.wait()
+      throw error
+    }
+    return try color(input, layout: validated, digest: digest, options: options, logger: logger)
   }
 
   /// The same with a layout validated beforehand (the benchmarks validate theirs once, outside
@@ -71,11 +81,18 @@ public enum Coloring {
     _ input: ColoringInput, layout validated: ValidatedLayout, options: ColoringOptions = ColoringOptions(),
     logger: Logger = Logger(label: "kscope.color")
   ) throws -> ColoringResult {
+    try color(
+      input, layout: validated, digest: DigestJob(memory: input.memory, enabled: options.digest), options: options,
+      logger: logger)
+  }
+
+  static func color(
+    _ input: ColoringInput, layout validated: ValidatedLayout, digest: DigestJob, options: ColoringOptions,
+    logger: Logger
+  ) throws -> ColoringResult {
     let layout = validated.layout
     let origin = validated.origin
     let (hints, hintNote) = readHints(input, options.hints)
-    // The image digest reads the whole RAM file: on the other core, while the analysis runs.
-    let digest = DigestJob(memory: input.memory, enabled: options.digest)
     let analysis: Analysis
     do {
       analysis = try Analyzer.analyze(
@@ -149,22 +166,17 @@ public struct ValidatedLayout: Sendable {
   }
 }
 
-/// The content digest of a RAM image, computed on a background thread.
-final class DigestJob: @unchecked Sendable {
-  private let group = DispatchGroup()
-  private var result: Result<ImageDigest, Error> = .success(.none)
+/// The content digest of a RAM image: the RAM file is read on the other core while the layout
+/// is resolved and the analysis runs; whatever is left when they are done, both cores finish.
+final class DigestJob: Sendable {
+  private let job: BlockTreeDigest?
 
   init(memory: RAMImage, enabled: Bool) {
-    guard enabled else { return }
-    group.enter()
-    DispatchQueue.global().async {
-      self.result = Result { try memory.contentDigest() }
-      self.group.leave()
-    }
+    job = enabled ? memory.digestJob() : nil
+    job?.start()
   }
 
   func wait() throws -> ImageDigest {
-    group.wait()
-    return try result.get()
+    try job?.finish() ?? .none
   }
 }

@@ -82,7 +82,7 @@ public struct KernelLayouts: LayoutProvider {
       // Only a layout that passes the validator is cached.
       if (try? layout.validate(request: .default)) != nil {
         try? FileManager.default.createDirectory(atPath: "\(cache)/layouts", withIntermediateDirectories: true)
-        try? Files.writeAtomically(Array(layout.isfText().utf8), to: cached)
+        try? Files.writeAtomically(layout.isfBytes(), to: cached)
       }
       return (layout, vmlinux)
     }

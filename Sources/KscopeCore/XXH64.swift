@@ -3,9 +3,11 @@
 ///
 /// Written from the published algorithm description. Unaligned loads are confined to this file.
 /// Kept rather than Debian's libxxhash (measured, host/bench/libs/run.sh, one run, 256 MiB):
-/// this 4.2-8.9 GB/s, libxxhash XXH64 3.9-6.3 and XXH3 4.0-5.9 (Debian builds XXH3 for SSE2,
-/// and RAM-sized inputs are memory-bound), so the map's RAM digest stays XXH64; the static
-/// agent, which hashes its hint region with this, needs no C library.
+/// this 4.2-8.9 GB/s, libxxhash XXH64 3.9-6.3 and XXH3 4.0-5.9 (RAM-sized inputs are
+/// memory-bound); the static agent, which hashes its hint region with this, needs no C library.
+/// The RAM digest of new maps (algorithm 3, KscopeSnapshot's BlockTreeDigest) is XXH3-128 per
+/// block through libxxhash, so that blocks hash independently on both cores; maps with the XXH64
+/// block digest (algorithm 2) are still checked with this.
 public struct XXH64: Sendable {
   static let p1: UInt64 = 0x9E37_79B1_85EB_CA87
   static let p2: UInt64 = 0xC2B2_AE3D_27D4_EB4F

@@ -140,7 +140,13 @@ public enum KernelImageFile {
       guard typesOnly else {
         throw BTFError("\(path) is raw BTF: it has types but no symbols; give --types-only for a types-only layout, or the kernel's vmlinuz")
       }
-      let btf = try BTF(Array(all))
+      // Read, not copied out of the mapping: touching the mapped pages would count the file
+      // twice in the peak RSS (its page-cache pages and the copy), 4.7 MB for 6.12's BTF.
+      var bytes = [UInt8](repeating: 0, count: file.size)
+      guard file.read(into: &bytes, count: file.size, at: 0) == file.size else {
+        throw BTFError("\(path): cannot read \(file.size) bytes: \(Files.lastErrorText())")
+      }
+      let btf = try BTF(bytes)
       // Raw BTF names no release, so only a kernel with `enum pagetype` (6.12) tells its
       // page_type encoding; older ones need the rule kscope keeps per release.
       guard !btf.ids(named: [PageTypeEncoding.dwarfEnumName], kinds: [.enumeration, .enum64]).isEmpty else {

@@ -60,7 +60,10 @@ extension KernelLayout {
   }
 
   /// The ISF text we commit and write: sorted keys, one member, constant or symbol per line.
-  public func isfText() -> String { isfJSON().serialized(expandDepth: 4) }
+  public func isfText() -> String { String(decoding: isfBytes(), as: UTF8.self) }
+
+  /// The same as UTF-8 bytes, what the layout writers write (no String in between).
+  public func isfBytes() -> [UInt8] { isfJSON().serializedUTF8(expandDepth: 4) }
 
   /// ISF `constant_data` (RFC 4648 base64 with padding; Volatility stores `linux_banner`'s
   /// bytes there), through swift-extras-base64.

@@ -106,6 +106,15 @@ public final class MappedFile: @unchecked Sendable {
     }
     return UnsafeRawBufferPointer(start: base + offset, count: count)
   }
+
+  /// Reads up to `count` bytes at `offset` into `buffer` with pread, not through the mapping:
+  /// a one-pass scan of a large file (the RAM content digest) then costs no page faults and
+  /// leaves no page tables to tear down. Returns the bytes read (short only at end of file),
+  /// or nil on error (errno as `Files.lastErrno`).
+  public func read(into buffer: inout [UInt8], count: Int, at offset: Int) -> Int? {
+    guard offset >= 0 else { return nil }
+    return Files.read(fd, into: &buffer, count: count, at: UInt64(offset))
+  }
 }
 
 extension MappedFile {

@@ -62,7 +62,9 @@ public final class RAMImage: PhysicalMemory, @unchecked Sendable {
     // Only the file's data is searched: a snapshot that claims many GiB in a sparse file costs
     // what it holds, not what it claims (reading its holes through the mapping would allocate
     // them). A match may end up to needle.count - 1 bytes into a hole (zeros).
-    guard let extents = try? file.dataExtents() else { return nil }
+    // The extents found when the file was mapped (walking them again costs 3-8 ms on tmpfs for
+    // a 512 MiB file, and a note search calls this up to thousands of times).
+    guard let extents = dataExtents ?? (try? file.dataExtents()) else { return nil }
     for r in regions.sorted(by: { $0.guestPhysicalStart < $1.guestPhysicalStart }) where r.end > from {
       let lo = Int(r.fileOffset + (max(from, r.guestPhysicalStart) - r.guestPhysicalStart))
       let hi = Int(r.fileOffset + r.size)
@@ -78,15 +80,50 @@ public final class RAMImage: PhysicalMemory, @unchecked Sendable {
     return nil
   }
 
-  /// A content digest of the whole RAM file (`ImageDigest.Algorithm.xxh64NonZeroBlocks`).
-  public func contentDigest() throws -> ImageDigest {
-    var h = XXH64()
-    var offsetBytes = [UInt8](repeating: 0, count: 8)
-    try file.forEachNonZeroBlock { offset, block in
-      for i in 0..<8 { offsetBytes[i] = UInt8(truncatingIfNeeded: UInt64(offset) >> (8 * UInt64(i))) }
-      h.update(offsetBytes)
-      h.update(block)
+  /// A content digest of the whole RAM file with `algorithm` (the newest by default; a map's
+  /// own algorithm to check the map against this image), hashed on two threads.
+  public func contentDigest(algorithm: ImageDigest.Algorithm = .xxh3BlockTree) throws -> ImageDigest {
+    switch algorithm {
+    case .none: return .none
+    case .xxh3BlockTree:
+      let d = digestJob()
+      d.start()
+      return try d.finish()
+    case .xxh64NonZeroBlocks:
+      var h = XXH64()
+      try file.forEachNonZeroBlock { offset, block in
+        withUnsafeBytes(of: UInt64(offset).littleEndian) { h.update($0) }
+        h.update(block)
+      }
+      return .xxh64(h.finish(), size: UInt64(file.size), algorithm: .xxh64NonZeroBlocks)
+    case .xxh64:
+      // Every byte: holes are hashed as the zeros they read as, without reading them.
+      var h = XXH64()
+      let zeros = [UInt8](repeating: 0, count: 1 << 16)
+      var at = 0
+      func zeroFill(to end: Int) {
+        while at < end {
+          let n = min(zeros.count, end - at)
+          zeros.withUnsafeBytes { h.update(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+          at += n
+        }
+      }
+      for e in dataExtents ?? [0..<file.size] {
+        zeroFill(to: e.lowerBound)
+        let lo = max(e.lowerBound, at)
+        let hi = min(e.upperBound, file.size)
+        if lo < hi, let b = file.bytes(at: lo, count: hi - lo) { h.update(b) }
+        at = max(at, hi)
+      }
+      zeroFill(to: file.size)
+      return .xxh64(h.finish(), size: UInt64(file.size), algorithm: .xxh64)
     }
-    return .xxh64(h.finish(), size: UInt64(file.size), algorithm: .xxh64NonZeroBlocks)
+  }
+
+  /// The newest digest (`ImageDigest.Algorithm.xxh3BlockTree`) as work to share out: `start()`
+  /// it early on a background thread, `finish()` it (the caller's thread joins in) when the
+  /// other work is done.
+  public func digestJob() -> BlockTreeDigest {
+    BlockTreeDigest(file: file, extents: dataExtents)
   }
 }

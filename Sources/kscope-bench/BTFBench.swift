@@ -34,7 +34,7 @@ enum BTFBench {
     if args.first == "--child" {
       guard args.count == 3 else { throw BenchError("usage: btf --child BTF OUT") }
       let layout = try KernelImageFile.layout(path: args[1], typesOnly: true)
-      try Files.writeAtomically(Array(layout.isfText().utf8), to: args[2])
+      try Files.writeAtomically(layout.isfBytes(), to: args[2])
       return
     }
     var vmlinuz = "\(LayoutBench.cacheRoot())/kernels/6.12/vmlinuz"
@@ -83,6 +83,8 @@ enum BTFBench {
     var t = monotonic()
     var parse: [Double] = []
     var collect: [Double] = []
+    var writeText: [Double] = []
+    var writeBytes: [Double] = []
     var request = LayoutRequest.default
     request.symbols = []
     request.optionalSymbols = []
@@ -90,16 +92,26 @@ enum BTFBench {
       t = monotonic()
       let btf = try BTF(blob)
       let t1 = monotonic()
-      _ = try KernelLayout.fromBTF(btf, symbols: [:], request: request, sourceName: "bench")
+      let layout = try KernelLayout.fromBTF(btf, symbols: [:], request: request, sourceName: "bench")
       parse.append(t1 - t)
       collect.append(monotonic() - t1)
+      // The ISF writer: the text through String (what was written before), and the bytes.
+      let t2 = monotonic()
+      let text = layout.isfJSON().serialized(expandDepth: 4)
+      let t3 = monotonic()
+      let bytes = layout.isfBytes()
+      let t4 = monotonic()
+      guard bytes.count == text.utf8.count else { throw BenchError("the two ISF writers disagree") }
+      writeText.append(t3 - t2)
+      writeBytes.append(t4 - t3)
     }
     let btf = try BTF(blob)
 
     print("btf benchmark: \(vmlinuz)")
     print("  raw BTF \(blob.count) bytes, \(btf.typeCount) types; kallsyms \(kallsymsCount) symbols")
     print("  in process: vmlinuz decompression \(LayoutBench.format(decompress)) s, kallsyms \(LayoutBench.format(kallsymsSeconds)) s,"
-      + " BTF parse median \(LayoutBench.format(parse.median, digits: 4)) s, types median \(LayoutBench.format(collect.median, digits: 4)) s")
+      + " BTF parse median \(LayoutBench.format(parse.median, digits: 4)) s, types median \(LayoutBench.format(collect.median, digits: 4)) s,"
+      + " ISF JSON as a String median \(LayoutBench.format(writeText.median, digits: 4)) s, as bytes median \(LayoutBench.format(writeBytes.median, digits: 4)) s")
     LayoutBench.report("kscope layout extract BTF --types-only", ours, command: extract)
     if !theirs.isEmpty { LayoutBench.report("pahole -F btf -C (same structs)", theirs, command: pahole) }
     let met = ours.map(\.seconds).median <= 0.02 && (ours.map(\.maxRSSKiB).max() ?? 0) <= 32 * 1024

@@ -5,8 +5,13 @@ import KscopeColoring
 import KscopeCore
 import KscopeDebugInfo
 import KscopeLayout
+import KscopeSnapshot
 
 /// `kscope-bench color SNAPSHOT_DIR [--runs N] [--drgn]`
+/// `kscope-bench color --digest RAM_FILE [--runs N]`
+///
+/// With --digest, only the RAM content digest: each algorithm on a fresh mapping of the file
+/// (as a fresh `kscope color` process maps it), median of N runs.
 ///
 /// Colors a real guest snapshot (from `kscope vm snapshot`) in this process (release build):
 /// the layout is extracted once (timed, "setup"), one untimed analysis warms the RAM file's
@@ -18,6 +23,10 @@ import KscopeLayout
 /// setup once, one untimed walk, N timed walks, median.
 enum ColorBench {
   static func run(_ args: [String]) throws {
+    if args.first == "--digest" {
+      try digest(Array(args.dropFirst()))
+      return
+    }
     guard let snapshot = args.first, !snapshot.hasPrefix("-") else {
       throw BenchError("usage: kscope-bench color SNAPSHOT_DIR [--runs N] [--drgn]")
     }
@@ -120,6 +129,31 @@ enum ColorBench {
         }
         print("  counts equal to kscope's (page-cache with user-code; reserved not compared): \(differ.isEmpty ? "yes" : "NO: " + differ.map { "\($0.name) \(ours($0)) vs \(colors[$0.name] ?? 0)" }.joined(separator: ", "))")
       }
+    }
+  }
+
+  static func digest(_ args: [String]) throws {
+    guard let path = args.first else { throw BenchError("usage: kscope-bench color --digest RAM_FILE [--runs N]") }
+    let runs = args.count >= 3 && args[1] == "--runs" ? max(1, Int(args[2]) ?? 5) : 5
+    let probe = try RAMImage(path: path)
+    let data = try probe.file.dataExtents().reduce(0) { $0 + $1.count }
+    print("digest of \(path): \(probe.file.size >> 20) MiB, \(data >> 20) MiB of data extents; median of \(runs) runs, each on a fresh mapping")
+    let cases: [(String, (RAMImage) throws -> ImageDigest)] = [
+      ("xxh64-blocks (algorithm 2, through the mapping, 1 thread)", { try $0.contentDigest(algorithm: .xxh64NonZeroBlocks) }),
+      ("xxh3-tree (algorithm 3, pread, 1 thread)", { try $0.digestJob().finish() }),
+      ("xxh3-tree (algorithm 3, pread, 2 threads)", { try $0.contentDigest(algorithm: .xxh3BlockTree) }),
+    ]
+    for (name, body) in cases {
+      var times: [Double] = []
+      var value = ImageDigest.none
+      for _ in 0..<runs {
+        let ram = try RAMImage(path: path)
+        let t0 = MonotonicClock.seconds()
+        value = try body(ram)
+        times.append(MonotonicClock.seconds() - t0)
+      }
+      let m = ColorMapBench.median(times)
+      print("  \(name): \(String(format: "%.4f", m)) s (\(String(format: "%.4f", times.min() ?? 0))-\(String(format: "%.4f", times.max() ?? 0))), \(String(format: "%.2f", Double(data) / m / 1e9)) GB/s of data; \(value.text)")
     }
   }
 }

@@ -30,7 +30,7 @@ struct ReplayInputs {
         throw CommandFailure("\(mapPath) was made for kernel build \(id), the snapshot runs \(manifest.kernel.buildID)")
       }
       if checkDigest, m.header.image.algorithm != .none {
-        let digest = try RAMImage(file: MappedFile(descriptor: snapshot.ram.fd, path: snapshot.ram.path), regions: nil).contentDigest()
+        let digest = try RAMImage(file: MappedFile(descriptor: snapshot.ram.fd, path: snapshot.ram.path), regions: nil).contentDigest(algorithm: m.header.image.algorithm)
         guard digest == m.header.image else {
           throw CommandFailure("\(mapPath)'s image digest \(m.header.image.text) is not the snapshot's RAM (\(digest.text)): it belongs to another image")
         }

@@ -1,6 +1,7 @@
 import Foundation
 import KscopeDebugInfo
 import KscopeLayout
+import KscopeOS
 
 // Shared by the layout subcommands: errors to one line, output to a file or the terminal.
 
@@ -32,18 +33,20 @@ func emitLayout(_ layout: KernelLayout, output: String?, json: Bool, typesOnly: 
   do { try layout.validate(request: request) } catch {
     throw CommandFailure("refusing to write an unusable layout: \(error)")
   }
-  let text = layout.isfText()
+  let text = layout.isfBytes()
   guard let output else {
-    FileHandle.standardOutput.write(Data(text.utf8))
+    FileHandle.standardOutput.write(Data(text))
     return
   }
-  try layoutCall { () throws(DebugInfoError) in try LayoutFile.write(text, to: output) }
+  do { try Files.writeAtomically(text, to: output) } catch {
+    throw CommandFailure("\(output): cannot write: \(error.reason)")
+  }
   if json {
     try printJSON(
-      LayoutReport.summaryJSON(layout, file: output, bytes: text.utf8.count).foundationValue)
+      LayoutReport.summaryJSON(layout, file: output, bytes: text.count).foundationValue)
   } else {
     print(
-      "wrote \(output) (\(text.utf8.count) bytes): Linux \(layout.release ?? "?"), build id \(layout.buildID ?? "none"), \(layout.userTypes.count) structs, \(layout.enums.count) enums, \(layout.symbols.count) symbols"
+      "wrote \(output) (\(text.count) bytes): Linux \(layout.release ?? "?"), build id \(layout.buildID ?? "none"), \(layout.userTypes.count) structs, \(layout.enums.count) enums, \(layout.symbols.count) symbols"
     )
   }
 }

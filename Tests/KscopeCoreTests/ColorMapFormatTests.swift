@@ -323,3 +323,18 @@ func roundTripSmallMaps(frames: Int) throws {
   }
   #expect(Set(errors.map(\.description)).count == errors.count)
 }
+
+/// A 16-byte image digest (XXH3-128 block tree) survives the file format, its text is the
+/// value as xxhsum prints it (high half first), and a byte past the algorithm's length is
+/// refused.
+@Test func blockTreeDigestRoundTrips() throws {
+  var map = sampleMap(frames: 300)
+  map.header.image = .xxh128(low: 0x0011_2233_4455_6677, high: 0x8899_AABB_CCDD_EEFF, size: 1 << 29)
+  #expect(map.header.image.bytes.count == 16)
+  #expect(map.header.image.text == "xxh3-tree:8899aabbccddeeff0011223344556677")
+  var bytes = ColorMapFormat.encode(map)
+  #expect(try ColorMapFormat.decode(bytes).header.image == map.header.image)
+  bytes[64 + 16] = 1
+  reseal(&bytes)
+  #expect(throws: ColorMapError.self) { try ColorMapFormat.decode(bytes) }
+}

@@ -200,3 +200,22 @@ import Testing
     }
   }
 }
+
+/// The byte writer writes exactly what the String writer writes: recorded layouts, and values
+/// with escapes, non-ASCII text, negative and extreme integers, empty and one-line containers.
+@Test func byteWriterMatchesTheTextWriter() throws {
+  for release in [Recorded.release61, Recorded.release612] {
+    let layout = try Recorded.layout(release)
+    #expect(layout.isfBytes() == Array(layout.isfJSON().serialized(expandDepth: 4).utf8))
+  }
+  let odd: JSONValue = .object([
+    "s": .string("quote \" backslash \\ nl \n cr \r tab \t bell \u{7} nul \u{0} unit \u{1f} é 漢 🙂"),
+    "n": .array([.signed(Int64.min), .signed(-1), .unsigned(0), .unsigned(UInt64.max), .double(1.5), .null, .bool(true)]),
+    "e": .object([:]), "a": .array([]),
+    "nested": .object(["x": .object(["y": .object(["z": .object(["deep": .array([.unsigned(7)])])])])]),
+    "flat": .object(["a": .unsigned(1), "b": .string("x")]),
+  ])
+  for depth in 0...5 {
+    #expect(odd.serializedUTF8(expandDepth: depth) == Array(odd.serialized(expandDepth: depth).utf8))
+  }
+}

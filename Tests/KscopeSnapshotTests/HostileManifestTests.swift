@@ -242,7 +242,12 @@ import Testing
     #expect(ram.end == 512 << 20)
     #expect(ram.u64(at: GuestPhysicalAddress(0)) == 0)
     #expect(ram.u64(at: GuestPhysicalAddress((512 << 20) - 4)) == nil)
-    #expect(try ram.contentDigest() == .xxh64(XXH64().finish(), size: 512 << 20, algorithm: .xxh64NonZeroBlocks))
+    // All zeros: both block digests hash no block.
+    #expect(
+      try ram.contentDigest(algorithm: .xxh64NonZeroBlocks)
+        == .xxh64(XXH64().finish(), size: 512 << 20, algorithm: .xxh64NonZeroBlocks))
+    let tree = try ram.contentDigest()
+    #expect(tree.algorithm == .xxh3BlockTree && tree.size == 512 << 20)
   }
 
   @Test func specialFilesAndWrongSizesAreRefused() throws {

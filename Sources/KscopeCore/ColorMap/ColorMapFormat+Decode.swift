@@ -91,7 +91,7 @@ extension ColorMapFormat {
     guard head[52..<56].allSatisfy({ $0 == 0 }), head[96..<128].allSatisfy({ $0 == 0 }) else {
       throw .badHeader("reserved bytes are not zero")
     }
-    let digestLength = algorithm == .none ? 0 : 8
+    let digestLength = algorithm.byteCount
     guard head[(64 + digestLength)..<96].allSatisfy({ $0 == 0 }) else {
       throw .badHeader("image digest has bytes past its length")
     }

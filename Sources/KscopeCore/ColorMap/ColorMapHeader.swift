@@ -38,9 +38,25 @@ public struct ImageDigest: Sendable, Hashable {
     /// little-endian) then its bytes, in offset order: a content digest of a (sparse) RAM image
     /// whose cost follows the data it holds, the same for a live RAM file and its sparse copy.
     case xxh64NonZeroBlocks = 2
+    /// The same content (each 64 KiB block that is not all zeros, holes and zero blocks alike)
+    /// hashed as a tree: each such block's XXH3-128, then XXH3-128 over one record per block
+    /// (its file offset, 8 bytes little-endian, then its hash's low and high 64 bits, each
+    /// little-endian), in offset order. Blocks are hashed independently, so several cores share
+    /// the work, and XXH3 (vectorized) hashes several times faster than XXH64.
+    case xxh3BlockTree = 3
+
+    /// How many digest bytes the algorithm produces.
+    public var byteCount: Int {
+      switch self {
+      case .none: 0
+      case .xxh64, .xxh64NonZeroBlocks: 8
+      case .xxh3BlockTree: 16
+      }
+    }
   }
   public var algorithm: Algorithm
-  /// The digest bytes (8 for xxh64; at most 32).
+  /// The digest bytes (`algorithm.byteCount`: 8 for the XXH64 ones, 16 for XXH3-128; at most
+  /// 32), little-endian.
   public var bytes: [UInt8]
   /// Size in bytes of what was digested.
   public var size: UInt64
@@ -59,12 +75,24 @@ public struct ImageDigest: Sendable, Hashable {
       size: size)
   }
 
-  /// "xxh64:0123..." or "none".
+  /// A 128-bit XXH3 digest: its low 64 bits then its high 64 bits, each little-endian.
+  public static func xxh128(low: UInt64, high: UInt64, size: UInt64, algorithm: Algorithm = .xxh3BlockTree)
+    -> ImageDigest
+  {
+    ImageDigest(
+      algorithm: algorithm,
+      bytes: (0..<8).map { UInt8(truncatingIfNeeded: low >> (8 * $0)) }
+        + (0..<8).map { UInt8(truncatingIfNeeded: high >> (8 * $0)) },
+      size: size)
+  }
+
+  /// "xxh64:0123...", "xxh3-tree:0123..." (as xxhsum prints the value) or "none".
   public var text: String {
     switch algorithm {
     case .none: "none"
     case .xxh64: "xxh64:" + hexString(bytes.reversed())
     case .xxh64NonZeroBlocks: "xxh64-blocks:" + hexString(bytes.reversed())
+    case .xxh3BlockTree: "xxh3-tree:" + hexString(bytes.reversed())
     }
   }
 }
