@@ -19,6 +19,7 @@ packages=(
   gcc libc6-dev                                # builds the guest-side kpageflags recorder
   libzstd-dev liblz4-dev liblzma-dev           # vmlinuz payloads (zstd, lz4, xz) for layouts from BTF
   libssl-dev                                   # libcrypto's SHA-256 (image cache keys, workload digests)
+  libxxhash-dev                                # XXH3 for the RAM content digest
 )
 
 missing=()
