@@ -53,27 +53,17 @@ import Testing
       kernelJSON["directory"] = empty
       json["kernel"] = kernelJSON
       try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: bare + "/manifest.json"))
-      let p = Process()
-      p.executableURL = URL(fileURLWithPath: try kscopeBinary())
-      p.arguments = ["color", bare, "-o", state + "/bare.kcm", "--no-digest"]
-      p.environment = ProcessInfo.processInfo.environment.merging(["KSCOPE_CACHE": empty]) { $1 }
-      p.standardOutput = FileHandle.nullDevice
-      try p.run()
-      p.waitUntilExit()
-      #expect(p.terminationStatus == 0)
+      let bareRun = try runKscope(
+        ["color", bare, "-o", state + "/bare.kcm", "--no-digest"], environment: ["KSCOPE_CACHE": empty])
+      #expect(bareRun.status == 0, "\(bareRun.stderr)")
       let cli = try ColorMapFile.open(state + "/bare.kcm")
       #expect(cli.entries == b.map.entries)
       let origin = cli.header.metadata.first { $0.0 == "source.layout" }?.1 ?? ""
       #expect(origin.hasPrefix("btf+kallsyms:guest-memory"), "\(origin)")
       #expect((try? FileManager.default.contentsOfDirectory(atPath: empty)) == [])
       // --btf: BTF although the debug info is cached.
-      let q = Process()
-      q.executableURL = URL(fileURLWithPath: try kscopeBinary())
-      q.arguments = ["color", snapshot, "--btf", "-o", state + "/forced.kcm", "--no-digest"]
-      q.standardOutput = FileHandle.nullDevice
-      try q.run()
-      q.waitUntilExit()
-      #expect(q.terminationStatus == 0)
+      let forcedRun = try runKscope(["color", snapshot, "--btf", "-o", state + "/forced.kcm", "--no-digest"])
+      #expect(forcedRun.status == 0, "\(forcedRun.stderr)")
       let forced = try ColorMapFile.open(state + "/forced.kcm")
       #expect(forced.entries == b.map.entries)
       #expect(forced.header.metadata.first { $0.0 == "source.layout" }?.1.hasPrefix("btf+kallsyms:guest-memory") == true)

@@ -40,15 +40,20 @@ public func builtExecutable(_ name: String) throws -> String {
 public func kscopeBinary() throws -> String { try builtExecutable("kscope") }
 
 /// Runs kscope with arguments (see `runProgram`).
-public func runKscope(_ args: [String], timeout: Double? = nil) throws -> ProgramRun {
-  try runProgram(try kscopeBinary(), args, timeout: timeout)
+public func runKscope(
+  _ args: [String], timeout: Double? = nil, environment: [String: String] = [:]
+) throws -> ProgramRun {
+  try runProgram(try kscopeBinary(), args, timeout: timeout, environment: environment)
 }
 
 /// Runs a program to its exit (posix_spawn and waitpid), killed after `timeout` seconds if
 /// given (a hang is a failure, not a stuck suite). Standard input is /dev/null; output goes
 /// through temporary files, not pipes, and Foundation's Process is not used: `kscope vm start`
 /// leaves a daemonized QEMU behind that inherits descriptors, and either would wait for it.
-public func runProgram(_ path: String, _ args: [String], timeout: Double? = nil) throws -> ProgramRun {
+/// `environment` adds to (or overrides) this process's variables for the child.
+public func runProgram(
+  _ path: String, _ args: [String], timeout: Double? = nil, environment: [String: String] = [:]
+) throws -> ProgramRun {
   let dir = NSTemporaryDirectory() + "kscope-run-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
   try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
   defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -60,8 +65,11 @@ public func runProgram(_ path: String, _ args: [String], timeout: Double? = nil)
   posix_spawn_file_actions_addopen(&actions, 2, dir + "/err", O_WRONLY | O_CREAT | O_TRUNC, 0o600)
   let argv = ([path] + args).map { strdup($0) } + [nil]
   defer { for a in argv { free(a) } }
+  let merged = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+  let envp = merged.map { strdup("\($0.key)=\($0.value)") } + [nil]
+  defer { for e in envp { free(e) } }
   var pid: pid_t = 0
-  let rc = posix_spawn(&pid, path, &actions, nil, argv, environ)
+  let rc = posix_spawn(&pid, path, &actions, nil, argv, envp)
   guard rc == 0 else { throw TestFailure("cannot run \(path): \(String(cString: strerror(rc)))") }
   var status: Int32 = 0
   var timedOut = false
