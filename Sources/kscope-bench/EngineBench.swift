@@ -85,7 +85,7 @@ enum EngineBench {
     // Bulk prefetch shapes, each measured in every run: (connections, request bytes, window).
     let shapes: [(Int, Int, Int)] = [(2, 64 << 10, 16), (4, 64 << 10, 16), (2, 256 << 10, 8), (4, 256 << 10, 8), (2, 1 << 20, 4)]
     var bulks = [[Double]](repeating: [], count: shapes.count)
-    var unixBulk: [Double] = []
+    var unixBulk: [Double] = [], stripeBulk: [Double] = []
     for _ in 0..<runs {
       let c = try runProbe(probe, source: server.uri, cache: dir + "/probe-cache", pages: pages, placement: "same")
       probeN50.append(c.p50)
@@ -106,6 +106,9 @@ enum EngineBench {
             dir: dir, layout: layout, source: try NBDSource(uri: server.uri, requestBytes: shape.1, window: shape.2),
             pages: UInt64(pages), parallelism: shape.0))
       }
+      stripeBulk.append(
+        try bulkPrefetch(
+          dir: dir, layout: layout, source: StripeAtATime(try NBDSource(uri: server.uri)), pages: UInt64(pages), parallelism: 4))
       unixBulk.append(
         try bulkPrefetch(
           dir: dir, layout: layout, source: try NBDSource(uri: unixServer.uri, requestBytes: shapes[0].1, window: shapes[0].2),
@@ -126,6 +129,7 @@ enum EngineBench {
         "| bulk prefetch over NBD (loopback TCP, \(shape.0) connections, \(shape.1 >> 10) KiB requests, \(shape.2) in flight each) | \(String(format: "%.2f", median(bulks[k]))) GB/s | |"
       )
     }
+    print("| bulk prefetch over NBD (loopback TCP, 4 connections, a 2 MiB stripe read in 64 KiB requests, then written: before) | \(String(format: "%.2f", median(stripeBulk))) GB/s | |")
     print(
       "| bulk prefetch over NBD (unix socket, \(shapes[0].0) connections, \(shapes[0].1 >> 10) KiB requests, \(shapes[0].2) in flight each) | \(String(format: "%.2f", median(unixBulk))) GB/s | |"
     )
@@ -269,6 +273,17 @@ final class NBDServerProcess {
       process.waitUntilExit()
     }
   }
+}
+
+/// A source whose bulk copy goes through the caller's buffer: a whole stripe read, then written
+/// (the engine's bulk path before kscope_nbd_copy), for comparison.
+struct StripeAtATime: PageSource {
+  let base: NBDSource
+  init(_ base: NBDSource) { self.base = base }
+  func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws(EngineError) {
+    try base.read(into: buffer, at: offset)
+  }
+  var description: String { base.description }
 }
 
 /// Runs a child to its end and parses its standard output as one JSON object; nil if it failed.

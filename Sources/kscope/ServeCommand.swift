@@ -25,6 +25,8 @@ struct ServeCommand: ParsableCommand {
   var delay: Double?
   @Option(help: "Bandwidth limit in bits per second, e.g. 1G or 100M (nbdkit's rate filter).")
   var rate: String?
+  @Option(help: "nbdkit threads per connection (1: the thread that reads a request answers it, with no hand-off: the fastest miss; an engine opens several connections for bulk prefetch).")
+  var threads = 1
   @OptionGroup var out: OutputOptions
 
   func validate() throws {
@@ -33,6 +35,7 @@ struct ServeCommand: ParsableCommand {
       throw ValidationError("--listen takes an IP address literal")
     }
     if let delay, !(0...10_000).contains(delay) { throw ValidationError("--delay must be 0...10000 ms") }
+    guard (1...64).contains(threads) else { throw ValidationError("--threads must be 1...64") }
     if let rate, rate.isEmpty || !rate.allSatisfy({ $0.isNumber || "KMG".contains($0) }) {
       throw ValidationError("--rate takes bits per second, e.g. 1G or 500M")
     }
@@ -47,7 +50,9 @@ struct ServeCommand: ParsableCommand {
       throw CommandFailure("nbdkit is not installed (host/setup.sh installs it)")
     }
     // argv only, never a shell: the path is one argument.
-    var args = ["--foreground", "--readonly", "--exit-with-parent", "--ipaddr", listen, "--port", String(port)]
+    var args = [
+      "--foreground", "--readonly", "--exit-with-parent", "--threads", String(threads), "--ipaddr", listen, "--port", String(port),
+    ]
     if delay != nil { args.append("--filter=delay") }
     if rate != nil { args.append("--filter=rate") }
     args += ["file", "file=" + ram]
