@@ -147,6 +147,19 @@ public final class NBDSource: PageSource, @unchecked Sendable {
     return try Self.connect(uri, timeoutMilliseconds, spin: spinPolls)
   }
 
+  /// Opens connections until `count` are idle in the pool (ahead of a bulk prefetch, so its
+  /// workers do not each pay a TCP connect and an NBD handshake first).
+  public func openConnections(_ count: Int) throws(EngineError) {
+    lock.lock()
+    let missing = max(0, min(count, 64) - idle.count)
+    lock.unlock()
+    var opened: [OpaquePointer] = []
+    for _ in 0..<missing { opened.append(try Self.connect(uri, timeoutMilliseconds, spin: spinPolls)) }
+    lock.lock()
+    idle += opened
+    lock.unlock()
+  }
+
   private func giveBack(_ c: OpaquePointer) {
     lock.lock()
     idle.append(c)
