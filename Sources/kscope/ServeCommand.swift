@@ -42,6 +42,12 @@ struct ServeCommand: ParsableCommand {
   }
 
   func run() throws {
+    // Whoever started us may have blocked the stop signals (a spawned child inherits its
+    // parent thread's mask): unblock them, for us and for nbdkit, so a stop always stops both.
+    var stops = sigset_t()
+    sigemptyset(&stops)
+    for s in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&stops, s) }
+    pthread_sigmask(SIG_UNBLOCK, &stops, nil)
     let snap = try openSnapshot(snapshot)
     let manifest = snap.manifest
     // nbdkit opens the very file checked here, through our descriptor (it lives as long as we do).
@@ -76,6 +82,8 @@ struct ServeCommand: ParsableCommand {
     }
     if out.json {
       try printJSON(["uri": uri, "pid": Int(p.processIdentifier), "ram": snap.ram.path, "link": link])
+      // Flushed now: whoever started us reads the URI while we keep running.
+      fflush(nil)  // every output stream, stdout included
     } else {
       // Written unbuffered: whoever started us reads the URI while we keep running.
       FileHandle.standardOutput.write(Data("\(uri)  (\(manifest.ramSize >> 20) MiB, read-only; \(link); Ctrl-C stops it)\n".utf8))
