@@ -53,6 +53,9 @@ public final class Engine: @unchecked Sendable {
     /// Zero fills the kernel refused (EAGAIN) while an event of this clone was pending, and that
     /// were answered again once it was read.
     public var deferredFills: UInt64 = 0
+    /// Its address space went away while the engine held one of its faults (ESRCH): the clone
+    /// died, nothing waits any more, and the engine dropped it without an error.
+    public var ownerGone = false
     /// Still connected.
     public var connected = true
     public var connectedAtNanoseconds: UInt64 = 0
@@ -240,10 +243,18 @@ public final class Engine: @unchecked Sendable {
       HostProcess.kill(peer)
       return .stop
     }
+    func gone() -> Answer {
+      // The clone exited (its address space is gone): nothing waits any more, and nobody is to
+      // blame. Drop it quietly; the other clones' handlers are untouched.
+      lock.lock()
+      clients[id].ownerGone = true
+      lock.unlock()
+      return .stop
+    }
     func woken(_ outcome: Userfaultfd.Outcome, _ what: @autoclosure () -> String, address: UInt64) -> Answer {
       switch outcome {
       case .done, .exists, .notRegistered: return .served
-      case .ownerGone: return .stop  // the clone exited: nothing waits any more
+      case .ownerGone: return gone()
       case .again:
         if deferred.isEmpty { deferredSince = MonotonicClock.nanoseconds() }
         deferred.append(address)
@@ -294,7 +305,7 @@ public final class Engine: @unchecked Sendable {
           // Unmapped or replaced since the fault (its UNMAP event is still to be read): its
           // thread is woken by the unmap, or now.
           return woken(uffd.wake(start: address, length: page), "waking a fault on an unmapped page", address: address)
-        case .ownerGone: return .stop
+        case .ownerGone: return gone()
         case .failed(let e): return fail("zero-filling frame \(frame) of clone \(header.pid): \(OSError.text(errno: e))")
         }
       }

@@ -89,47 +89,87 @@ public final class HostCache: @unchecked Sendable {
     return added
   }
 
-  /// Bulk fetch (a resume set, a working set): `ranges` cut into 2 MiB stripes fetched by
-  /// `parallelism` workers at once, each with its own buffer (and, over NBD, its own connection),
-  /// so the source's latency overlaps the cache file's writes.
+  /// Bulk fetch (a resume set, a working set): the missing frames of `ranges`, cut into stripes
+  /// of at most `stripeFrames`, copied by `parallelism` workers at once, each on its own thread
+  /// (they mostly wait on the source, so more of them than CPUs still pays) with its own buffer
+  /// and, over NBD, its own connection kept busy with a window of requests. A worker marks its
+  /// frames present a batch of stripes at a time, as they land.
   @discardableResult
   public func ensureInParallel(_ ranges: [FrameRange], parallelism: Int = 4, stripeFrames: UInt64 = 512)
     throws(EngineError) -> UInt64
   {
     let stripe = max(1, min(stripeFrames, 1 << 16))
-    var stripes: [FrameRange] = []
+    // The missing stretches, each within one file run (contiguous in the RAM file).
+    var stripes: [(frame: UInt64, offset: UInt64, count: UInt64)] = []
+    lock.lock()
     for r in ranges {
-      var s = r.start
-      while s < r.end {
-        stripes.append(FrameRange(start: s, count: min(stripe, r.end - s)))
-        s += stripe
+      let clipped = FrameRange(start: r.start, count: r.start < frameCount ? min(r.count, frameCount - r.start) : 0)
+      for run in layout.fileRuns(clipped) {
+        var k: UInt64 = 0
+        while k < run.count {
+          while k < run.count && (present[run.frame + k] || holes[run.frame + k]) { k += 1 }
+          var n: UInt64 = 0
+          while k + n < run.count && n < stripe && !present[run.frame + k + n] && !holes[run.frame + k + n] { n += 1 }
+          if n > 0 { stripes.append((run.frame + k, run.fileOffset + k * pageSize, n)) }
+          k += n
+        }
       }
     }
-    guard stripes.count > 1 else {
-      let b = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(stripe * pageSize), alignment: Int(pageSize))
-      defer { b.deallocate() }
-      return try ensure(stripes, buffer: b)
-    }
+    lock.unlock()
+    if stripes.isEmpty { return 0 }
     let all = stripes
     let workers = max(1, min(parallelism, all.count))
     let results = Results(count: workers)
-    DispatchQueue.concurrentPerform(iterations: workers) { w in
-      let b = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(stripe * pageSize), alignment: Int(pageSize))
-      defer { b.deallocate() }
-      var k = w
-      while k < all.count {
-        do { results.add(w, try ensure([all[k]], buffer: b)) } catch let e as EngineError {
-          results.fail(e)
-          return
-        } catch {
-          results.fail(EngineError("\(error)"))
-          return
+    let group = DispatchGroup()
+    for w in 0..<workers {
+      group.enter()
+      let t = Thread {
+        defer { group.leave() }
+        let b = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(stripe * self.pageSize), alignment: Int(self.pageSize))
+        defer { b.deallocate() }
+        let mine = stride(from: w, to: all.count, by: workers).map { all[$0] }
+        // 16 MiB at a time between markings: frames become present soon after they land, and
+        // the source's pipeline drains only that often.
+        let perBatch = max(1, Int((4096 as UInt64) / stripe))
+        var i = 0
+        while i < mine.count {
+          let batch = mine[i..<min(i + perBatch, mine.count)]
+          do {
+            try self.source.copy(batch.map { FileRange(offset: $0.offset, length: $0.count * self.pageSize) }, into: self.file, buffer: b)
+          } catch let e as EngineError {
+            results.fail(e)
+            return
+          } catch {
+            results.fail(EngineError("\(error)"))
+            return
+          }
+          results.add(w, self.markPresent(batch.map { FrameRange(start: $0.frame, count: $0.count) }))
+          i += perBatch
         }
-        k += workers
+      }
+      t.stackSize = 1 << 20
+      t.start()
+    }
+    group.wait()
+    if let e = results.error { throw e }
+    lock.lock()
+    fetched += results.total
+    lock.unlock()
+    return results.total
+  }
+
+  /// Marks the frames of `ranges` present (they are in the cache file); returns how many were not.
+  private func markPresent(_ ranges: [FrameRange]) -> UInt64 {
+    lock.lock()
+    defer { lock.unlock() }
+    var added: UInt64 = 0
+    for r in ranges {
+      for f in r.start..<r.end where !present[f] {
+        present.insert(f)
+        added += 1
       }
     }
-    if let e = results.error { throw e }
-    return results.total
+    return added
   }
 
   /// Per-worker totals and the first error of a parallel fetch.

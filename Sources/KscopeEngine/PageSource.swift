@@ -6,7 +6,40 @@ import KscopeOS
 public protocol PageSource: Sendable {
   /// Fills `buffer` with the RAM file's bytes at `offset`; short only past the end (zeros there).
   func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws(EngineError)
+  /// Copies the bytes of each (offset, length) range into `file` at the same offsets (bulk
+  /// prefetch); `buffer` is the caller's, for sources that go through one.
+  func copy(_ ranges: [FileRange], into file: PositionalFile, buffer: UnsafeMutableRawBufferPointer) throws(EngineError)
   var description: String { get }
+}
+
+/// Bytes [offset, offset + length) of the RAM file.
+public struct FileRange: Equatable, Sendable {
+  public var offset: UInt64
+  public var length: UInt64
+  public init(offset: UInt64, length: UInt64) {
+    self.offset = offset
+    self.length = length
+  }
+}
+
+extension PageSource {
+  /// Through `buffer`: a read, then a write, a buffer at a time.
+  public func copy(_ ranges: [FileRange], into file: PositionalFile, buffer: UnsafeMutableRawBufferPointer) throws(EngineError) {
+    try copyThroughBuffer(ranges, into: file, buffer: buffer)
+  }
+
+  func copyThroughBuffer(_ ranges: [FileRange], into file: PositionalFile, buffer: UnsafeMutableRawBufferPointer) throws(EngineError) {
+    for r in ranges {
+      var done: UInt64 = 0
+      while done < r.length {
+        let n = Int(min(UInt64(buffer.count), r.length - done))
+        let b = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<n])
+        try read(into: b, at: r.offset + done)
+        do { try file.write(UnsafeRawBufferPointer(b), at: r.offset + done) } catch { throw EngineError(error.description) }
+        done += UInt64(n)
+      }
+    }
+  }
 }
 
 /// A snapshot's RAM file on this host.
@@ -62,18 +95,27 @@ public final class NBDSource: PageSource, @unchecked Sendable {
   let timeoutMilliseconds: Int32
   /// Bytes per NBD request: a read is split into requests of this size, all in flight at once.
   public let requestBytes: Int
+  /// Non-blocking polls a read makes before it sleeps (0: sleeps at once).
+  let spinPolls: Int32
+  /// Requests a bulk copy keeps in flight on each connection.
+  public let window: Int
   private let lock = NSLock()
   private var idle: [OpaquePointer] = []
 
   /// Connects once (to learn the export's size and fail early); `timeout` bounds every read.
-  public init(uri: String, timeoutSeconds: Double = 5, requestBytes: Int = 64 << 10) throws(EngineError) {
+  /// `nbd://` (TCP) or `nbd+unix://` (a unix socket on this host).
+  public init(
+    uri: String, timeoutSeconds: Double = 5, requestBytes: Int = 64 << 10, window: Int = 16, spinPolls: Int = 0
+  ) throws(EngineError) {
     self.requestBytes = max(4096, min(requestBytes, 32 << 20))
-    guard uri.hasPrefix("nbd://"), uri.count < 1024 else {
+    self.window = max(1, min(window, 1024))
+    self.spinPolls = Int32(max(0, min(spinPolls, 1 << 20)))
+    guard uri.hasPrefix("nbd://") || uri.hasPrefix("nbd+unix://"), uri.count < 1024 else {
       throw EngineError("'\(uri.prefix(64))' is not an nbd:// URI")
     }
     self.uri = uri
     timeoutMilliseconds = Int32(timeoutSeconds * 1000)
-    let c = try Self.connect(uri, timeoutMilliseconds)
+    let c = try Self.connect(uri, timeoutMilliseconds, spin: self.spinPolls)
     let s = kscope_nbd_size(c)
     guard s > 0 else {
       kscope_nbd_close(c)
@@ -85,22 +127,69 @@ public final class NBDSource: PageSource, @unchecked Sendable {
 
   deinit { for c in idle { kscope_nbd_close(c) } }
 
-  static func connect(_ uri: String, _ timeout: Int32) throws(EngineError) -> OpaquePointer {
+  static func connect(_ uri: String, _ timeout: Int32, spin: Int32) throws(EngineError) -> OpaquePointer {
     var error = [CChar](repeating: 0, count: 256)
     guard let c = kscope_nbd_open(uri, timeout, &error, error.count) else {
       throw EngineError("\(uri): \(cText(error))")
     }
+    kscope_nbd_set_spin(c, spin)
     return c
   }
 
   public var description: String { uri }
 
-  public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws(EngineError) {
+  /// A connection of the pool (a new one if none is idle).
+  private func take() throws(EngineError) -> OpaquePointer {
     lock.lock()
     let pooled = idle.popLast()
     lock.unlock()
-    let c: OpaquePointer
-    if let pooled { c = pooled } else { c = try Self.connect(uri, timeoutMilliseconds) }
+    if let pooled { return pooled }
+    return try Self.connect(uri, timeoutMilliseconds, spin: spinPolls)
+  }
+
+  /// Opens connections until `count` are idle in the pool (ahead of a bulk prefetch, so its
+  /// workers do not each pay a TCP connect and an NBD handshake first).
+  public func openConnections(_ count: Int) throws(EngineError) {
+    lock.lock()
+    let missing = max(0, min(count, 64) - idle.count)
+    lock.unlock()
+    var opened: [OpaquePointer] = []
+    for _ in 0..<missing { opened.append(try Self.connect(uri, timeoutMilliseconds, spin: spinPolls)) }
+    lock.lock()
+    idle += opened
+    lock.unlock()
+  }
+
+  private func giveBack(_ c: OpaquePointer) {
+    lock.lock()
+    idle.append(c)
+    lock.unlock()
+  }
+
+  /// Straight from the connection into `file`: `window` requests always in flight, each written
+  /// with one pwrite as it lands (no waiting for a whole stripe, no second copy).
+  public func copy(_ ranges: [FileRange], into file: PositionalFile, buffer: UnsafeMutableRawBufferPointer) throws(EngineError) {
+    // What lies past the export's end reads as zeros: through the read path.
+    let inside = ranges.filter { $0.offset < size && $0.length <= size - $0.offset }
+    let outside = ranges.filter { !($0.offset < size && $0.length <= size - $0.offset) }
+    if !inside.isEmpty {
+      let c = try take()
+      var error = [CChar](repeating: 0, count: 256)
+      let offsets = inside.map(\.offset)
+      let lengths = inside.map(\.length)
+      let r = kscope_nbd_copy(
+        c, file.fd, offsets, lengths, inside.count, requestBytes, Int32(window), timeoutMilliseconds, &error, error.count)
+      if r != 0 {
+        kscope_nbd_close(c)
+        throw EngineError("\(uri): \(cText(error))")
+      }
+      giveBack(c)
+    }
+    try copyThroughBuffer(outside, into: file, buffer: buffer)
+  }
+
+  public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws(EngineError) {
+    let c = try take()
     // Past the export's end reads as zeros (as a short file does).
     let inside = offset < size ? Int(min(UInt64(buffer.count), size - offset)) : 0
     if inside < buffer.count {
@@ -112,9 +201,7 @@ public final class NBDSource: PageSource, @unchecked Sendable {
       kscope_nbd_close(c)  // a connection that failed is not reused
       throw EngineError("\(uri): \(cText(error))")
     }
-    lock.lock()
-    idle.append(c)
-    lock.unlock()
+    giveBack(c)
   }
 }
 

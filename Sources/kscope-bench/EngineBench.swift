@@ -22,6 +22,8 @@ enum EngineBench {
     var sourcePath: String?
     var nbdOnly = false
     var nbdCPU: Int?
+    var nbdThreads = 1
+    var spin = 0
     var i = 0
     while i < args.count {
       let value = i + 1 < args.count ? args[i + 1] : ""
@@ -31,7 +33,11 @@ enum EngineBench {
       case "--source": sourcePath = value
       case "--nbd-only": nbdOnly = true; i -= 1
       case "--nbd-cpu": nbdCPU = Int(value)
-      default: throw BenchError("unknown option \(args[i]) (options: --pages N --runs N --source FILE)")
+      case "--nbd-threads": nbdThreads = max(1, Int(value) ?? 1)
+      case "--spin": spin = max(0, Int(value) ?? 0)
+      default:
+        throw BenchError(
+          "unknown option \(args[i]) (options: --pages N --runs N --source FILE --nbd-only --nbd-cpu N --nbd-threads N --spin POLLS)")
       }
       i += 2
     }
@@ -68,37 +74,70 @@ enum EngineBench {
       kP99.append(k.p99)
     }
     rows.append(("first touch of a page already in the cache (kernel path, no handler)", kP50, kP99))
-    // Over NBD on loopback (nbdkit, no link emulation).
-    let server = try NBDServerProcess(file: source, cpu: nbdCPU)
+    // Over NBD on loopback (nbdkit, no link emulation), TCP and a unix socket, against the C
+    // probe's libnbd loop on the same server.
+    let server = try NBDServerProcess(file: source, cpu: nbdCPU, threads: nbdThreads)
     defer { server.stop() }
-    var nP50: [Double] = [], nP99: [Double] = []
-    // Bulk prefetch shapes, each measured in every run: (connections, stripe frames, request bytes).
-    let shapes: [(Int, UInt64, Int)] = [(4, 512, 64 << 10), (8, 512, 64 << 10), (4, 2048, 256 << 10), (8, 2048, 256 << 10), (2, 2048, 1 << 20)]
+    let unixServer = try NBDServerProcess(file: source, cpu: nbdCPU, threads: nbdThreads, unixSocket: dir + "/nbd.sock")
+    defer { unixServer.stop() }
+    // Bulk prefetch wants the server on every CPU: its own servers, never pinned.
+    let bulkServer = nbdCPU == nil ? server : try NBDServerProcess(file: source, threads: nbdThreads, port: 1)
+    defer { bulkServer.stop() }
+    let bulkUnixServer = nbdCPU == nil ? unixServer : try NBDServerProcess(file: source, threads: nbdThreads, unixSocket: dir + "/bulk.sock")
+    defer { bulkUnixServer.stop() }
+    var probeN50: [Double] = [], probeN99: [Double] = []
+    var nP50: [Double] = [], nP99: [Double] = [], uP50: [Double] = [], uP99: [Double] = []
+    // Bulk prefetch shapes, each measured in every run: (connections, request bytes, window).
+    let shapes: [(Int, Int, Int)] = [(2, 64 << 10, 16), (4, 64 << 10, 16), (2, 256 << 10, 8), (4, 256 << 10, 8), (2, 1 << 20, 4)]
     var bulks = [[Double]](repeating: [], count: shapes.count)
+    var unixBulk: [Double] = [], stripeBulk: [Double] = []
     for _ in 0..<runs {
-      let n = try engineRun(dir: dir, layout: layout, source: try NBDSource(uri: server.uri), policy: OnDemandPolicy(), trace: trace, placement: "same")
+      let c = try runProbe(probe, source: server.uri, cache: dir + "/probe-cache", pages: pages, placement: "same")
+      probeN50.append(c.p50)
+      probeN99.append(c.p99)
+      let n = try engineRun(
+        dir: dir, layout: layout, source: try NBDSource(uri: server.uri, spinPolls: spin), policy: OnDemandPolicy(), trace: trace,
+        placement: "same", verifyAgainst: try LocalRAMSource(path: source))
       nP50.append(n.p50)
       nP99.append(n.p99)
+      let u = try engineRun(
+        dir: dir, layout: layout, source: try NBDSource(uri: unixServer.uri, spinPolls: spin), policy: OnDemandPolicy(), trace: trace,
+        placement: "same", verifyAgainst: try LocalRAMSource(path: source))
+      uP50.append(u.p50)
+      uP99.append(u.p99)
       for (k, shape) in shapes.enumerated() {
         bulks[k].append(
           try bulkPrefetch(
-            dir: dir, layout: layout, source: try NBDSource(uri: server.uri, requestBytes: shape.2), pages: UInt64(pages),
-            parallelism: shape.0, stripeFrames: shape.1))
+            dir: dir, layout: layout, source: try NBDSource(uri: bulkServer.uri, requestBytes: shape.1, window: shape.2),
+            pages: UInt64(pages), parallelism: shape.0))
       }
+      stripeBulk.append(
+        try bulkPrefetch(
+          dir: dir, layout: layout, source: StripeAtATime(try NBDSource(uri: bulkServer.uri)), pages: UInt64(pages), parallelism: 4))
+      unixBulk.append(
+        try bulkPrefetch(
+          dir: dir, layout: layout, source: try NBDSource(uri: bulkUnixServer.uri, requestBytes: shapes[0].1, window: shapes[0].2),
+          pages: UInt64(pages), parallelism: shapes[0].0))
     }
-    rows.append(("kscope engine over NBD (loopback), handler same CPU", nP50, nP99))
+    rows.append(("C probe over NBD (loopback TCP), handler same CPU", probeN50, probeN99))
+    rows.append(("kscope engine over NBD (loopback TCP), handler same CPU", nP50, nP99))
+    rows.append(("kscope engine over NBD (unix socket), handler same CPU", uP50, uP99))
     print("")
     print("| what | p50 µs | p99 µs |")
     print("|---|---|---|")
     for (name, p50, p99) in rows where !p50.isEmpty {
       print("| \(name) | \(String(format: "%.1f", median(p50))) | \(String(format: "%.1f", median(p99))) |")
     }
-    if let nbdCPU { print("(nbdkit pinned to CPU \(nbdCPU))") }
+    print("(nbdkit --threads \(nbdThreads)\(nbdCPU.map { ", pinned to CPU \($0) for the misses, unpinned for bulk" } ?? ", unpinned"); engine spin \(spin) polls)")
     for (k, shape) in shapes.enumerated() {
       print(
-        "| bulk prefetch over NBD (loopback, \(shape.0) connections, \(shape.1 * 4 / 1024) MiB stripes, \(shape.2 >> 10) KiB requests) | \(String(format: "%.2f", median(bulks[k]))) GB/s | |"
+        "| bulk prefetch over NBD (loopback TCP, \(shape.0) connections, \(shape.1 >> 10) KiB requests, \(shape.2) in flight each) | \(String(format: "%.2f", median(bulks[k]))) GB/s | |"
       )
     }
+    print("| bulk prefetch over NBD (loopback TCP, 4 connections, a 2 MiB stripe read in 64 KiB requests, then written: before) | \(String(format: "%.2f", median(stripeBulk))) GB/s | |")
+    print(
+      "| bulk prefetch over NBD (unix socket, \(shapes[0].0) connections, \(shapes[0].1 >> 10) KiB requests, \(shapes[0].2) in flight each) | \(String(format: "%.2f", median(unixBulk))) GB/s | |"
+    )
   }
 
   static func label(_ p: String) -> String {
@@ -148,7 +187,7 @@ enum EngineBench {
     let out = dir + "/uffd-probe"
     let p = Process()
     p.executableURL = URL(fileURLWithPath: "/usr/bin/gcc")
-    p.arguments = ["-O2", "-pthread", "-o", out, c]
+    p.arguments = ["-O2", "-pthread", "-o", out, c, "-lnbd"]
     try p.run()
     p.waitUntilExit()
     guard p.terminationStatus == 0 else { throw BenchError("building \(c) failed") }
@@ -166,7 +205,8 @@ enum EngineBench {
   /// One replay clone thread (pinned to CPU 0 unless `any`) served by an in-process engine
   /// (handler on CPU 0, CPU 1, or unpinned); latencies of the clone's first touches, µs.
   static func engineRun(
-    dir: String, layout: RAMLayout, source: any PageSource, policy: any ClonePolicy, trace: [Access], placement: String
+    dir: String, layout: RAMLayout, source: any PageSource, policy: any ClonePolicy, trace: [Access], placement: String,
+    verifyAgainst: (any PageSource)? = nil
   ) throws -> (p50: Double, p99: Double) {
     let cache = try HostCache(path: dir + "/cache", layout: layout, source: source, frameCount: layout.fileSize / 4096, holes: [])
     defer { cache.remove() }
@@ -177,7 +217,7 @@ enum EngineBench {
     _ = kscope_pin_cpu(placement == "any" ? -1 : 0)
     defer { _ = kscope_pin_cpu(-1) }
     let report = try ReplayWorker.run(
-      cachePath: cache.path, layout: layout, holes: [], trace: trace, snapshot: source, socketPath: dir + "/sock")
+      cachePath: cache.path, layout: layout, holes: [], trace: trace, snapshot: verifyAgainst ?? source, socketPath: dir + "/sock")
     _ = engine.stop()
     if let e = engine.errors.first { throw BenchError(e) }
     guard report.mismatches == 0 else { throw BenchError("\(report.mismatches) pages differ from the source") }
@@ -192,6 +232,9 @@ enum EngineBench {
   ) throws -> Double {
     let cache = try HostCache(path: dir + "/bulk", layout: layout, source: source, frameCount: pages, holes: [])
     defer { cache.remove() }
+    // Connections opened before the clock starts: the figure is the transfer's.
+    if let nbd = source as? NBDSource { try nbd.openConnections(parallelism) }
+    if let s = source as? StripeAtATime { try s.base.openConnections(parallelism) }
     let t0 = kscope_now_ns()
     try cache.ensureInParallel([FrameRange(start: 0, count: pages)], parallelism: parallelism, stripeFrames: stripeFrames)
     let seconds = Double(kscope_now_ns() - t0) / 1e9
@@ -199,14 +242,22 @@ enum EngineBench {
   }
 }
 
-/// nbdkit on a free loopback port, for the NBD rows.
+/// nbdkit on a free loopback port (or a unix socket), for the NBD rows.
 final class NBDServerProcess {
   let process = Process()
   let uri: String
-  /// `cpu`: run nbdkit on that CPU only (taskset), e.g. the engine handler's.
-  init(file: String, cpu: Int? = nil) throws {
-    let port = 30000 + Int(ProcessUsage.id % 20000)
-    uri = "nbd://127.0.0.1:\(port)/"
+  /// `cpu`: run nbdkit on that CPU only (taskset), e.g. the engine handler's. `threads`: nbdkit's
+  /// threads per connection (1: the thread that reads a request answers it, no hand-off).
+  init(file: String, cpu: Int? = nil, threads: Int = 1, unixSocket: String? = nil, port offset: Int = 0) throws {
+    let port = 30000 + Int(ProcessUsage.id % 10000) * 2 + offset
+    let listen: [String]
+    if let unixSocket {
+      uri = "nbd+unix:///?socket=\(unixSocket)"
+      listen = ["-U", unixSocket]
+    } else {
+      uri = "nbd://127.0.0.1:\(port)/"
+      listen = ["-i", "127.0.0.1", "-p", String(port)]
+    }
     process.executableURL = URL(fileURLWithPath: ["/usr/sbin/nbdkit", "/usr/bin/nbdkit"].first { FileManager.default.isExecutableFile(atPath: $0) } ?? "nbdkit")
     let nbdkit = process.executableURL!.path
     if let cpu {
@@ -215,14 +266,14 @@ final class NBDServerProcess {
     } else {
       process.arguments = []
     }
-    process.arguments! += ["--foreground", "--readonly", "--exit-with-parent", "-i", "127.0.0.1", "-p", String(port), "file", "file=" + file]
+    process.arguments! += ["--foreground", "--readonly", "--exit-with-parent", "--threads", String(threads)] + listen + ["file", "file=" + file]
     try process.run()
     for _ in 0..<100 {
       if (try? NBDSource(uri: uri, timeoutSeconds: 0.2)) != nil { return }
       Thread.sleep(forTimeInterval: 0.05)
     }
     stop()
-    throw BenchError("nbdkit did not come up on port \(port)")
+    throw BenchError("nbdkit did not come up on \(uri)")
   }
   func stop() {
     if process.isRunning {
@@ -230,6 +281,17 @@ final class NBDServerProcess {
       process.waitUntilExit()
     }
   }
+}
+
+/// A source whose bulk copy goes through the caller's buffer: a whole stripe read, then written
+/// (the engine's bulk path before kscope_nbd_copy), for comparison.
+struct StripeAtATime: PageSource {
+  let base: NBDSource
+  init(_ base: NBDSource) { self.base = base }
+  func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws(EngineError) {
+    try base.read(into: buffer, at: offset)
+  }
+  var description: String { base.description }
 }
 
 /// Runs a child to its end and parses its standard output as one JSON object; nil if it failed.

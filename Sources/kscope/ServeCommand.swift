@@ -25,6 +25,8 @@ struct ServeCommand: ParsableCommand {
   var delay: Double?
   @Option(help: "Bandwidth limit in bits per second, e.g. 1G or 100M (nbdkit's rate filter).")
   var rate: String?
+  @Option(help: "nbdkit threads per connection (1: the thread that reads a request answers it, with no hand-off: the fastest miss; an engine opens several connections for bulk prefetch).")
+  var threads = 1
   @OptionGroup var out: OutputOptions
 
   func validate() throws {
@@ -33,12 +35,19 @@ struct ServeCommand: ParsableCommand {
       throw ValidationError("--listen takes an IP address literal")
     }
     if let delay, !(0...10_000).contains(delay) { throw ValidationError("--delay must be 0...10000 ms") }
+    guard (1...64).contains(threads) else { throw ValidationError("--threads must be 1...64") }
     if let rate, rate.isEmpty || !rate.allSatisfy({ $0.isNumber || "KMG".contains($0) }) {
       throw ValidationError("--rate takes bits per second, e.g. 1G or 500M")
     }
   }
 
   func run() throws {
+    // Whoever started us may have blocked the stop signals (a spawned child inherits its
+    // parent thread's mask): unblock them, for us and for nbdkit, so a stop always stops both.
+    var stops = sigset_t()
+    sigemptyset(&stops)
+    for s in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&stops, s) }
+    pthread_sigmask(SIG_UNBLOCK, &stops, nil)
     let snap = try openSnapshot(snapshot)
     let manifest = snap.manifest
     // nbdkit opens the very file checked here, through our descriptor (it lives as long as we do).
@@ -47,7 +56,9 @@ struct ServeCommand: ParsableCommand {
       throw CommandFailure("nbdkit is not installed (host/setup.sh installs it)")
     }
     // argv only, never a shell: the path is one argument.
-    var args = ["--foreground", "--readonly", "--exit-with-parent", "--ipaddr", listen, "--port", String(port)]
+    var args = [
+      "--foreground", "--readonly", "--exit-with-parent", "--threads", String(threads), "--ipaddr", listen, "--port", String(port),
+    ]
     if delay != nil { args.append("--filter=delay") }
     if rate != nil { args.append("--filter=rate") }
     args += ["file", "file=" + ram]
@@ -71,6 +82,8 @@ struct ServeCommand: ParsableCommand {
     }
     if out.json {
       try printJSON(["uri": uri, "pid": Int(p.processIdentifier), "ram": snap.ram.path, "link": link])
+      // Flushed now: whoever started us reads the URI while we keep running.
+      fflush(nil)  // every output stream, stdout included
     } else {
       // Written unbuffered: whoever started us reads the URI while we keep running.
       FileHandle.standardOutput.write(Data("\(uri)  (\(manifest.ramSize >> 20) MiB, read-only; \(link); Ctrl-C stops it)\n".utf8))

@@ -212,6 +212,56 @@ final class NBDServer {
   }
 }
 
+@Suite(.serialized) struct NBDBulkTests {
+  @Test func aBulkPrefetchOverNBDCopiesExactlyTheMissingFrames() throws {
+    let f = try EngineTests.Fixture()
+    let server = try NBDServer(file: f.ram)
+    // Small requests and windows, so a stripe spans many requests and a worker many stripes.
+    let source = try NBDSource(uri: server.uri, requestBytes: 16 << 10, window: 3)
+    let holes = [FrameRange(start: 100, count: 50), FrameRange(start: 4000, count: 1)]
+    let cache = try HostCache(path: f.dir + "/cache", layout: f.layout, source: source, frameCount: EngineTests.frames, holes: holes)
+    defer { cache.remove() }
+    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 4096)
+    defer { buffer.deallocate() }
+    // Two frames already there: not fetched again.
+    try cache.ensure([FrameRange(start: 7, count: 2)], buffer: buffer)
+    let added = try cache.ensureInParallel([FrameRange(start: 0, count: 6000)], parallelism: 3, stripeFrames: 37)
+    #expect(added == 6000 - 51 - 2)
+    #expect(cache.fetched == 6000 - 51)
+    let ram = [UInt8](try Data(contentsOf: URL(fileURLWithPath: f.ram)))
+    let copy = [UInt8](try Data(contentsOf: URL(fileURLWithPath: cache.path)))
+    for frame in 0..<6000 {
+      let o = frame * 4096
+      let hole = holes.contains { $0.start <= UInt64(frame) && UInt64(frame) < $0.end }
+      if hole {
+        #expect(copy[o..<o + 4096].allSatisfy { $0 == 0 }, "hole \(frame) was written")
+        #expect(!cache.isPresent(UInt64(frame)))
+      } else {
+        #expect(copy[o..<o + 4096] == ram[o..<o + 4096], "frame \(frame) differs")
+        #expect(cache.isPresent(UInt64(frame)))
+      }
+    }
+    #expect(!cache.isPresent(6000))
+  }
+
+  @Test func aBulkPrefetchFromAHungServerFailsWithinFiveSeconds() throws {
+    let f = try EngineTests.Fixture()
+    let server = try NBDServer(file: f.ram)
+    let source = try NBDSource(uri: server.uri)
+    let cache = try HostCache(path: f.dir + "/cache", layout: f.layout, source: source, frameCount: EngineTests.frames, holes: [])
+    defer { cache.remove() }
+    // Stopped, not closed: nothing answers, and the copy must not wait forever.
+    Glibc.kill(server.process.processIdentifier, SIGSTOP)
+    let t0 = Date()
+    #expect(throws: EngineError.self) { try cache.ensureInParallel([FrameRange(start: 0, count: EngineTests.frames)]) }
+    let waited = Date().timeIntervalSince(t0)
+    #expect(waited < 6, "a hung server held a bulk prefetch for \(waited) s")
+    Glibc.kill(server.process.processIdentifier, SIGCONT)
+    server.kill()
+    #expect(throws: EngineError.self) { try cache.ensureInParallel([FrameRange(start: 0, count: EngineTests.frames)]) }
+  }
+}
+
 @Suite struct SnapshotChangeTests {
   @Test func aSourceWrittenUnderTheEngineIsRefused() throws {
     let f = try EngineTests.Fixture()

@@ -6,11 +6,15 @@
  * kernel then serves from page cache. This is exactly the engine's path for a local snapshot,
  * without the engine. Prints one JSON line with per-fault latency percentiles (ns).
  *
+ * A SOURCE that is an nbd:// (or nbd+unix://) URI is read with libnbd instead (one synchronous
+ * 4 KiB read per fault): the floor of the engine's remote path, against the same server.
+ *
  *   uffd-probe SOURCE CACHE-FILE PAGES PLACEMENT     placement: same | other | any
- * Built by kscope-bench (gcc -O2 -pthread).
+ * Built by kscope-bench (gcc -O2 -pthread ... -lnbd).
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <libnbd.h>
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
 #include <poll.h>
@@ -27,6 +31,7 @@
 #include <unistd.h>
 
 static int uffd, src, cache;
+static struct nbd_handle *nbd;
 static char *base;
 static long page;
 
@@ -58,7 +63,8 @@ static void *handler(void *arg) {
     if (m.event != UFFD_EVENT_PAGEFAULT) continue;
     uint64_t addr = m.arg.pagefault.address & ~(uint64_t)(page - 1);
     off_t off = (off_t)(addr - (uint64_t)base);
-    if (pread(src, buf, (size_t)page, off) != page || pwrite(cache, buf, (size_t)page, off) != page) abort();
+    if (nbd ? nbd_pread(nbd, buf, (size_t)page, (uint64_t)off, 0) != 0 : pread(src, buf, (size_t)page, off) != page) abort();
+    if (pwrite(cache, buf, (size_t)page, off) != page) abort();
     struct uffdio_range r = {.start = addr, .len = (uint64_t)page};
     ioctl(uffd, UFFDIO_WAKE, &r);
   }
@@ -79,7 +85,16 @@ int main(int argc, char **argv) {
   long pages = atol(argv[3]);
   int toucher_cpu = strcmp(argv[4], "any") ? 0 : -1;
   handler_cpu = !strcmp(argv[4], "same") ? 0 : !strcmp(argv[4], "other") ? 1 : -1;
-  src = open(argv[1], O_RDONLY);
+  if (!strncmp(argv[1], "nbd://", 6) || !strncmp(argv[1], "nbd+unix://", 11)) {
+    nbd = nbd_create();
+    if (!nbd || nbd_connect_uri(nbd, argv[1]) < 0) {
+      fprintf(stderr, "uffd-probe: %s\n", nbd_get_error());
+      return 1;
+    }
+    src = 0;
+  } else {
+    src = open(argv[1], O_RDONLY);
+  }
   cache = open(argv[2], O_RDWR | O_CREAT | O_TRUNC, 0600);
   if (src < 0 || cache < 0 || ftruncate(cache, pages * page) < 0) { perror("open"); return 1; }
   base = mmap(NULL, (size_t)(pages * page), PROT_READ | PROT_WRITE, MAP_PRIVATE, cache, 0);
