@@ -13,6 +13,9 @@ public final class Engine: @unchecked Sendable {
   let policy: any ClonePolicy
   let layout: RAMLayout
   let socketPath: String
+  /// The listening socket's inode: deinit removes the path only while it is still this one (an
+  /// engine made later on the same path must keep its socket).
+  private let socketInode: UInt64?
   let listener: UnixSocket
   /// Guards the queue, the back-off, `stopping`, the client records and the errors; signalled
   /// when work is queued or the engine stops.
@@ -76,11 +79,16 @@ public final class Engine: @unchecked Sendable {
     self.layout = layout
     self.socketPath = socketPath
     do { listener = try UnixSocket.listen(socketPath) } catch { throw EngineError(error.description) }
+    socketInode = Self.inode(socketPath)
+  }
+
+  static func inode(_ path: String) -> UInt64? {
+    ((try? FileManager.default.attributesOfItem(atPath: path))?[.systemFileNumber] as? NSNumber)?.uint64Value
   }
 
   deinit {
     listener.close()
-    HostProcess.unlink(socketPath)
+    if let mine = socketInode, Self.inode(socketPath) == mine { HostProcess.unlink(socketPath) }
   }
 
   /// Fetches the policy's resume set (blocking) and queues its background work; returns the

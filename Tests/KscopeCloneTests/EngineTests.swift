@@ -278,3 +278,25 @@ final class NBDServer {
     do { try source.read(into: buffer, at: 0) } catch { #expect(error.description.contains("changed under the engine")) }
   }
 }
+
+@Suite struct EngineSocketTests {
+  @Test func anEngineGoneLateLeavesTheNextEnginesSocketInPlace() throws {
+    let f = try EngineTests.Fixture()
+    let source = try LocalRAMSource(path: f.ram)
+    let cache = try HostCache(path: f.dir + "/cache", layout: f.layout, source: source, frameCount: EngineTests.frames, holes: [])
+    defer { cache.remove() }
+    let path = f.dir + "/sock"
+    var first: Engine? = try Engine(cache: cache, policy: OnDemandPolicy(), layout: f.layout, socketPath: path)
+    _ = first
+    // The next engine on the same path (as a benchmark's next run makes it), then the first one
+    // goes away: the path must still be the second engine's socket.
+    let second = try Engine(cache: cache, policy: OnDemandPolicy(), layout: f.layout, socketPath: path)
+    first = nil
+    #expect(FileManager.default.fileExists(atPath: path), "the first engine removed the second's socket")
+    second.start()
+    let client = try EngineClient(cachePath: cache.path, layout: f.layout, holes: [], socketPath: path)
+    client.hangUp()
+    _ = second.stop()
+    #expect(second.errors.isEmpty, "\(second.errors)")
+  }
+}
