@@ -72,3 +72,19 @@ enum ProcessRunner {
     throw VMError.missingPrerequisite("\(tool) is not installed (run host/setup.sh)")
   }
 }
+
+/// Runs `executable` with `arguments` to its end and parses its standard output as one JSON
+/// object (kscope's own commands with --json, as the evaluations and benchmarks drive them);
+/// nil if it failed. Its standard error is the caller's (their progress lines show).
+public func jsonObjectOfCommand(_ executable: String, _ arguments: [String]) throws -> [String: Any]? {
+  let p = Process()
+  p.executableURL = URL(fileURLWithPath: executable)
+  p.arguments = arguments
+  let pipe = Pipe()
+  p.standardOutput = pipe
+  try p.run()
+  let data = pipe.fileHandleForReading.readDataToEndOfFile()
+  p.waitUntilExit()
+  guard p.terminationStatus == 0 else { return nil }
+  return try JSONSerialization.jsonObject(with: data) as? [String: Any]
+}

@@ -3,6 +3,7 @@ import KscopeOS
 import KscopeClone
 import KscopeCore
 import KscopeMaps
+import KscopeVM
 
 /// `kscope-bench clones-memory --snapshot DIR --map MAP [--clones 8] [--touch 0.30] [--write 0.05]`
 ///
@@ -53,7 +54,7 @@ enum ClonesMemoryBench {
 
     let replay = ["clone", "replay", "--snapshot", snapshot, "--map", mapPath, "--trace", tracePath,
       "--policy", policy, "--clones", String(clones), "--json"]
-    guard let j = try jsonOfChild(kscope, replay),
+    guard let j = try jsonObjectOfCommand(kscope, replay),
       let host = j["host"] as? [String: Any], let resident = host["cache_resident_pages"] as? Int,
       let priv = host["private_pages"] as? Int, let verified = j["verified_pages"] as? Int
     else { throw BenchError("kscope clone replay failed") }

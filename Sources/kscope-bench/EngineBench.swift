@@ -5,6 +5,7 @@ import KscopeClone
 import KscopeCore
 import KscopeSnapshot
 import KscopeEngine
+import KscopeVM
 
 /// `kscope-bench engine [--pages N] [--runs N] [--source FILE]`
 ///
@@ -195,7 +196,7 @@ enum EngineBench {
   }
 
   static func runProbe(_ probe: String, source: String, cache: String, pages: Int, placement: String) throws -> (p50: Double, p99: Double) {
-    guard let j = try jsonOfChild(probe, [source, cache, String(pages), placement]),
+    guard let j = try jsonObjectOfCommand(probe, [source, cache, String(pages), placement]),
       let p50 = j["p50_ns"] as? Double ?? (j["p50_ns"] as? Int).map(Double.init),
       let p99 = j["p99_ns"] as? Double ?? (j["p99_ns"] as? Int).map(Double.init)
     else { throw BenchError("the C probe failed") }
@@ -294,16 +295,3 @@ struct StripeAtATime: PageSource {
   var description: String { base.description }
 }
 
-/// Runs a child to its end and parses its standard output as one JSON object; nil if it failed.
-func jsonOfChild(_ executable: String, _ arguments: [String]) throws -> [String: Any]? {
-  let p = Process()
-  p.executableURL = URL(fileURLWithPath: executable)
-  p.arguments = arguments
-  let pipe = Pipe()
-  p.standardOutput = pipe
-  try p.run()
-  let data = pipe.fileHandleForReading.readDataToEndOfFile()
-  p.waitUntilExit()
-  guard p.terminationStatus == 0 else { return nil }
-  return try JSONSerialization.jsonObject(with: data) as? [String: Any]
-}

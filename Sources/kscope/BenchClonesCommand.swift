@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import KscopeOS
+import KscopeVM
 
 /// `kscope bench`: evaluations that take minutes, run through this `kscope` as a user runs it.
 struct BenchCommand: ParsableCommand {
@@ -253,7 +254,7 @@ enum ClonesEvaluation {
     /// Runs `kscope ARGS --json` (vm and workload commands get this run's state directory).
     func tool(_ args: [String]) throws -> [String: Any] {
       let state = ["vm", "workload"].contains(args.first ?? "") ? ["--state-dir", self.state] : []
-      guard let j = try jsonOfChild(kscope, args + state + ["--json"]) else {
+      guard let j = try jsonObjectOfCommand(kscope, args + state + ["--json"]) else {
         throw CommandFailure("kscope \(args.joined(separator: " ")) failed")
       }
       return j
@@ -416,16 +417,3 @@ enum ClonesEvaluation {
   }
 }
 
-/// Runs a child to its end and parses its standard output as one JSON object; nil if it failed.
-private func jsonOfChild(_ executable: String, _ arguments: [String]) throws -> [String: Any]? {
-  let p = Process()
-  p.executableURL = URL(fileURLWithPath: executable)
-  p.arguments = arguments
-  let pipe = Pipe()
-  p.standardOutput = pipe
-  try p.run()
-  let data = pipe.fileHandleForReading.readDataToEndOfFile()
-  p.waitUntilExit()
-  guard p.terminationStatus == 0 else { return nil }
-  return try JSONSerialization.jsonObject(with: data) as? [String: Any]
-}

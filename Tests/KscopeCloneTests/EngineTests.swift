@@ -198,6 +198,13 @@ final class NBDServer {
     try source.read(into: buffer, at: 0)
     // Stopped, not closed: the connection stays open and nothing answers (a hung server).
     Glibc.kill(server.process.processIdentifier, SIGSTOP)
+    // kill() only queues the stop: wait until every thread of the server is stopped, or a
+    // request sent at once may still be answered (seen on a loaded host).
+    let stopDeadline = Date(timeIntervalSinceNow: 5)
+    while !Self.allThreadsStopped(server.process.processIdentifier) && Date() < stopDeadline {
+      usleep(1000)
+    }
+    #expect(Self.allThreadsStopped(server.process.processIdentifier), "nbdkit did not stop")
     let t0 = Date()
     #expect(throws: EngineError.self) { try source.read(into: buffer, at: 1 << 20) }
     let waited = Date().timeIntervalSince(t0)
@@ -209,6 +216,20 @@ final class NBDServer {
       try source.read(into: buffer, at: 0)
       Issue.record("a read from a dead server succeeded")
     } catch { #expect(error.description.contains(server.uri)) }
+  }
+
+  /// Whether every thread of `pid` is in the stopped state ("T" in /proc/PID/task/TID/stat).
+  static func allThreadsStopped(_ pid: Int32) -> Bool {
+    let tasks = "/proc/\(pid)/task"
+    guard let tids = try? FileManager.default.contentsOfDirectory(atPath: tasks), !tids.isEmpty else {
+      return false
+    }
+    return tids.allSatisfy { tid in
+      guard let stat = try? String(contentsOfFile: "\(tasks)/\(tid)/stat", encoding: .utf8),
+        let close = stat.lastIndex(of: ")")
+      else { return false }
+      return stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).hasPrefix("T")
+    }
   }
 }
 
