@@ -377,7 +377,13 @@ enum ClonesEvaluation {
       let port = 20000 + Int(ProcessUsage.id % 20000)
       let p = Process()
       p.executableURL = URL(fileURLWithPath: kscope)
-      p.arguments = ["serve", snapshot, "--listen", "127.0.0.1", "--port", String(port), "--rate", "1G", "--delay", "0.1"]
+      // 16 threads per connection: the delay filter sleeps in the thread that serves a request,
+      // so with one thread a link's requests would be answered one at a time, and a miss would
+      // wait behind the prefetch requests queued before it; a real link carries them together.
+      p.arguments = [
+        "serve", snapshot, "--listen", "127.0.0.1", "--port", String(port), "--rate", "1G", "--delay", "0.1",
+        "--threads", "16",
+      ]
       p.standardOutput = FileHandle.nullDevice
       try p.run()
       let deadline = Date(timeIntervalSinceNow: 10)

@@ -280,20 +280,31 @@ import Testing
     // All but the header, the directory, the kernel section and less than one record.
     #expect(files * 72 > (32 << 20) - 2048, "\(files) files")
     print("tiny-files region: \(files) files of one extent in \(size) bytes")
-    let text = try Self.peakAbove(["hints", "read", "REGION"], small: small, large: large, what: "hints read (tiny files)")
+    try Self.expectRegionReadersWithin2x(
+      "tiny files", small: small, large: large, size: size, dir: dir, snapshot: usual,
+      jq: ".files | length", count: files)
+  }
+
+  /// `hints read`, `hints read --json` (which jq must read back, `jq` printing `count`) and
+  /// `color --hints` of the `large` region each peak at most 2x its size above the same command
+  /// on the `small` one. `color` reads and checks the region (then sets it aside: it is not the
+  /// snapshot's size) before the analyzer ends on the sample's all-holes RAM.
+  static func expectRegionReadersWithin2x(
+    _ shape: String, small: String, large: String, size: UInt64, dir: String, snapshot: String,
+    jq: String, count: Int
+  ) throws {
+    let text = try peakAbove(["hints", "read", "REGION"], small: small, large: large, what: "hints read (\(shape))")
     #expect(text <= 2 * size, "\(text) bytes above the baseline for a \(size)-byte region")
-    let json = try Self.peakAbove(
+    let json = try peakAbove(
       ["hints", "read", "REGION", "--json"], small: small, large: large, output: dir + "/out.json",
-      what: "hints read --json (tiny files)")
+      what: "hints read --json (\(shape))")
     #expect(json <= 2 * size, "\(json) bytes above the baseline for a \(size)-byte region")
-    let listed = try runProgram("/usr/bin/jq", [".files | length", dir + "/out.json"])
-    #expect(listed.status == 0 && listed.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == String(files))
-    // `color --hints`: the region is read and checked (then set aside: it is not the sample's
-    // size) before the analyzer ends on the all-holes RAM.
-    let layout = Self.recorded.replacingOccurrences(of: "6.12.117+deb12-cloud-amd64", with: "6.1.0-56-cloud-amd64")
-    let color = try Self.peakAbove(
-      ["color", usual, "--layout", layout, "--hints", "REGION", "-o", usual + "/map.kcm"], small: small, large: large,
-      what: "color --hints (tiny files)")
+    let listed = try runProgram("/usr/bin/jq", [jq, dir + "/out.json"])
+    #expect(listed.status == 0 && listed.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == String(count))
+    let layout = recorded.replacingOccurrences(of: "6.12.117+deb12-cloud-amd64", with: "6.1.0-56-cloud-amd64")
+    let color = try peakAbove(
+      ["color", snapshot, "--layout", layout, "--hints", "REGION", "-o", snapshot + "/map.kcm"], small: small,
+      large: large, what: "color --hints (\(shape))")
     #expect(color <= 2 * size, "\(color) bytes above the baseline for a \(size)-byte region")
   }
 
@@ -416,18 +427,8 @@ extension ReaderMemoryTests {
     let runs = try HintFormat.decode(bytes).frames?.runCount ?? 0
     #expect(runs * 4 > (32 << 20) - 8192, "\(runs) runs")
     print("frame-runs region: \(runs) runs in \(size) bytes")
-    let text = try Self.peakAbove(["hints", "read", "REGION"], small: small, large: large, what: "hints read (frame runs)")
-    #expect(text <= 2 * size, "\(text) bytes above the baseline for a \(size)-byte region")
-    let json = try Self.peakAbove(
-      ["hints", "read", "REGION", "--json"], small: small, large: large, output: dir + "/out.json",
-      what: "hints read --json (frame runs)")
-    #expect(json <= 2 * size, "\(json) bytes above the baseline for a \(size)-byte region")
-    let listed = try runProgram("/usr/bin/jq", [".frames.runs", dir + "/out.json"])
-    #expect(listed.status == 0 && listed.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == String(runs))
-    let layout = Self.recorded.replacingOccurrences(of: "6.12.117+deb12-cloud-amd64", with: "6.1.0-56-cloud-amd64")
-    let color = try Self.peakAbove(
-      ["color", usual, "--layout", layout, "--hints", "REGION", "-o", usual + "/map.kcm"], small: small, large: large,
-      what: "color --hints (frame runs)")
-    #expect(color <= 2 * size, "\(color) bytes above the baseline for a \(size)-byte region")
+    try Self.expectRegionReadersWithin2x(
+      "frame runs", small: small, large: large, size: size, dir: dir, snapshot: usual,
+      jq: ".frames.runs", count: Int(runs))
   }
 }
