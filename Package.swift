@@ -198,7 +198,8 @@ let package = Package(
       ],
       swiftSettings: strict),
     .testTarget(
-      name: "KscopeCloneTests", dependencies: ["KscopeCore", "KscopeSnapshot", "KscopeClone", "KscopeEngine"],
+      name: "KscopeCloneTests",
+      dependencies: ["KscopeTestSupport", "KscopeCore", "KscopeSnapshot", "KscopeClone", "KscopeEngine"],
       swiftSettings: strict),
     .testTarget(
       name: "KscopeVMTests", dependencies: ["KscopeTestSupport", "KscopeCore", "KscopeOS", "KscopeVM"],

@@ -179,25 +179,36 @@ import Testing
     #expect(r.cache.presentBitmap.population == 40)
   }
 
-  @Test func aZeroFillRefusedWhileAnEventIsPendingIsAnsweredAfterIt() throws {
-    // The engine is held up 300 ms on a data page (nbdkit's delay filter), while a second
-    // thread faults on a hole and a third gives pages back: the hole's fault is read first,
-    // the kernel refuses its zero page (EAGAIN) until the REMOVE behind it is read.
+  /// The engine held up 300 ms on data page 3000 (nbdkit's delay filter), a second thread
+  /// faulting on hole 2049 meanwhile, and a third started by `meanwhile` (given the clone and
+  /// its RAM): returns once all three are done and page 3000 read the snapshot's bytes, with
+  /// the run, the clone and the NBD server (kept alive for the caller's checks).
+  static func withHeldUpFaults(
+    _ meanwhile: (EngineClient, Shared) -> DispatchSemaphore
+  ) throws -> (Run, EngineClient, NBDServer) {
     let f = try EngineTests.Fixture()
     let server = try NBDServer(file: f.ram, delayMilliseconds: 300)
     let r = try Run(f, source: try NBDSource(uri: server.uri))
     let c = try r.client()
     let base = Shared(p: c.mapping.base.assumingMemoryBound(to: UInt8.self))
-    let slow = Self.thread { _ = kscope_touch_read(base.p + 3000 * Self.page) }
+    let slow = thread { _ = kscope_touch_read(base.p + 3000 * page) }
     usleep(50_000)
-    let hole = Self.thread { _ = kscope_touch_read(base.p + 2049 * Self.page) }
+    let hole = thread { _ = kscope_touch_read(base.p + 2049 * page) }
     usleep(50_000)
-    let mapping = c.mapping
-    let giveBack = Self.thread {
-      try? mapping.discard(offset: 6000 * Self.page, length: 16 * Self.page)
-    }
-    for d in [slow, hole, giveBack] { #expect(d.wait(timeout: .now() + 20) == .success) }
+    let third = meanwhile(c, base)
+    for d in [slow, hole, third] { #expect(d.wait(timeout: .now() + 20) == .success) }
     #expect(r.matches(c.page(frame: 3000)!, 3000))
+    return (r, c, server)
+  }
+
+  @Test func aZeroFillRefusedWhileAnEventIsPendingIsAnsweredAfterIt() throws {
+    // The engine is held up 300 ms on a data page (nbdkit's delay filter), while a second
+    // thread faults on a hole and a third gives pages back: the hole's fault is read first,
+    // the kernel refuses its zero page (EAGAIN) until the REMOVE behind it is read.
+    let (r, c, server) = try Self.withHeldUpFaults { c, _ in
+      let mapping = c.mapping
+      return Self.thread { try? mapping.discard(offset: 6000 * Self.page, length: 16 * Self.page) }
+    }
     #expect(r.matches(c.page(frame: 2049)!, 2049))
     c.hangUp()
     let records = r.engine.stop()
@@ -206,28 +217,20 @@ import Testing
     #expect(rec.deferredFills >= 1, "the zero page was never refused: the test proved nothing")
     #expect(rec.zeroFilled == 1)
     #expect(rec.removedPages == 16)
+    withExtendedLifetime(server) {}
   }
 
   @Test func aFaultOnARangeReplacedMeanwhileWakesAndTheCloneGoesOn() throws {
     // As above, but the third thread maps anonymous memory over the hole's range (MAP_FIXED:
     // an unmap): the held-up fault is no longer guest RAM. It is woken (and reads the new
     // mapping's zeros); the clone is neither stopped nor left waiting.
-    let f = try EngineTests.Fixture()
-    let server = try NBDServer(file: f.ram, delayMilliseconds: 300)
-    let r = try Run(f, source: try NBDSource(uri: server.uri))
-    let c = try r.client()
-    let base = Shared(p: c.mapping.base.assumingMemoryBound(to: UInt8.self))
-    let slow = Self.thread { _ = kscope_touch_read(base.p + 3000 * Self.page) }
-    usleep(50_000)
-    let hole = Self.thread { _ = kscope_touch_read(base.p + 2049 * Self.page) }
-    usleep(50_000)
-    let replaced = Self.thread {
-      _ = mmap(
-        base.p + 2048 * Self.page, 4 * Self.page, PROT_READ | PROT_WRITE,
-        MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)
+    let (r, c, server) = try Self.withHeldUpFaults { _, base in
+      Self.thread {
+        _ = mmap(
+          base.p + 2048 * Self.page, 4 * Self.page, PROT_READ | PROT_WRITE,
+          MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)
+      }
     }
-    for d in [slow, hole, replaced] { #expect(d.wait(timeout: .now() + 20) == .success) }
-    #expect(r.matches(c.page(frame: 3000)!, 3000))
     // The rest of guest RAM is still served.
     #expect(r.matches(c.page(frame: 7000)!, 7000))
     c.hangUp()
@@ -236,6 +239,7 @@ import Testing
     let rec = try #require(records.first)
     #expect(rec.unmappedPages >= 4)
     #expect(rec.zeroFilled == 0)
+    withExtendedLifetime(server) {}
   }
 
   @Test func aCloneThatHangsUpMidFaultEndsOnlyItself() throws {

@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import KscopeCore
 import KscopeSnapshot
+import KscopeTestSupport
 import Testing
 
 @testable import KscopeEngine
@@ -14,19 +15,7 @@ import Testing
   static func snapshot(marker: [UInt8]) throws -> String {
     let dir = "/dev/shm/kscope-serve-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    let manifest = SnapshotManifest(
-      format: SnapshotManifest.currentFormat, vmName: "p", ram: "ram", hints: "hints",
-      deviceState: "device.state", ramSize: 512 << 20, hintSize: 4 << 20, cpus: 1,
-      memoryLayout: GuestRAMRegion.q35Layout(ramSize: 512 << 20),
-      kernel: .init(
-        series: "6.1", release: "6.1.0-56-cloud-amd64", version: "#1 SMP PREEMPT_DYNAMIC Debian",
-        buildID: "3b43fad5", directory: "/var/cache/kscope/kernels/6.1.0-56-cloud-amd64"),
-      image: .init(
-        key: "0123456789abcdef", workload: "web", initramfs: "/s/images/k/initramfs.cpio",
-        dataDisk: "/s/images/k/data.ext4", olapMiB: 200, hasAgent: false),
-      qemuCommandLine: ["qemu-system-x86_64", "-m", "512M"], pausedAt: "2026-11-26T04:00:00.000Z",
-      completedAt: "2026-11-26T04:00:00.200Z", deviceStateSeconds: 0.05, ramCopySeconds: 0.1,
-      ramBytesCopied: 100 << 20)
+    let manifest = SampleSnapshot.manifest()
     try manifest.encoded().write(to: URL(fileURLWithPath: dir + "/manifest.json"))
     for (name, size) in [("ram", 512 << 20), ("hints", 4 << 20)] {
       _ = FileManager.default.createFile(atPath: dir + "/" + name, contents: nil)
