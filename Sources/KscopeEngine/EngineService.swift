@@ -211,8 +211,10 @@ public enum EngineService {
         candidate = "its last clone is gone"
       }
       if !candidate.isEmpty {
-        // A `vm clone` holding the use lock is about to hand a new clone over: stay.
-        if LockFile.tryLock(dir.useLock) != nil {
+        // A `vm clone` holding the use lock is about to hand a new clone over: stay. With its
+        // directory gone (removed under it), no clone can find it, and the lock cannot be
+        // taken to tell: end rather than wait forever.
+        if LockFile.tryLock(dir.useLock) != nil || !Files.exists(dir.path) {
           reason = candidate
           HostProcess.unlink(dir.readyFile)
           HostProcess.unlink(dir.socket)
