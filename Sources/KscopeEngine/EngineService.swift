@@ -183,6 +183,12 @@ public enum EngineService {
         try? Files.writeAtomically([UInt8](data), to: dir.statsFile, mode: 0o600)
       }
     }
+    // The first-touch traces of an earlier engine's clones (`vm stop --working-set` copies its
+    // clone's as it stops) go, so the directory does not grow with every clone it served.
+    for e in Files.listDirectory(dir.path, limit: 1 << 16)
+    where e.name.hasPrefix("first-touch-") && e.name.hasSuffix(".trace") {
+      HostProcess.unlink(dir.path + "/" + e.name)
+    }
     // Clones whose first-touch trace is written (by their index in the engine's records).
     var traced = Set<Int>()
     func writeTraces(ofAll: Bool) {
