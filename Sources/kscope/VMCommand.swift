@@ -235,9 +235,11 @@ struct VMStopCommand: ParsableCommand {
       while !Files.exists(trace) && MonotonicClock.nanoseconds() < deadline {
         HostProcess.sleep(microseconds: 50_000)
       }
-      do { try Files.writeAtomically(try Files.read(trace, limit: 1 << 30), to: workingSet) } catch {
+      let bytes: [UInt8]
+      do { bytes = try Files.read(trace, limit: 1 << 30) } catch {
         throw CommandFailure("the engine wrote no first-touch trace for \(name) within 5 s (\(error.description))")
       }
+      do { try Files.writeAtomically(bytes, to: workingSet) } catch { throw CommandFailure(error.description) }
     }
     if output.json {
       var d: [String: Any] = ["name": name, "stopped": true]
