@@ -28,8 +28,16 @@ public enum HintRegionFile {
   /// is decoded from it (a snapshot's region does not change, and this is its only try). That
   /// takes the whole decode between the two generation reads, which an agent republishing
   /// every millisecond outruns: a retry copies the region in one read instead (a short seqlock
-  /// window) and decodes the copy, as a live VM's region of kscope's own size allows.
+  /// window) into a `ReleasableCopy` and decodes that, giving back each part of the copy as the
+  /// decoder finishes with it, so copy and decoded hints are never both held whole.
   public static func read(_ file: OpenFile) throws(HintError) -> HintSet {
+    var tries = 0
+    return try read(file, attempts: &tries)
+  }
+
+  /// The same, counting the tries in `attempts` (1 when the first read was consistent; more
+  /// when the agent was publishing and the read was retried from a copy).
+  public static func read(_ file: OpenFile, attempts: inout Int) throws(HintError) -> HintSet {
     let size = file.size
     guard size <= UInt64(HintFormat.maxRegionSize) else {
       throw .oversized(
@@ -49,12 +57,27 @@ public enum HintRegionFile {
     }
     var attempt = 0
     while true {
-      do {
+      attempts = attempt + 1
+      do throws(HintError) {
         if attempt == 0 {
           return try HintReader.readConsistent(generation: generation, size: Int(size), read: read)
         }
+        let copy: ReleasableCopy
+        do throws(FileError) { copy = try ReleasableCopy(capacity: Int(size), path: file.path) } catch {
+          throw HintError.unreadable(error.description)
+        }
         return try HintReader.readConsistent(
-          generation: generation, copy: { () throws(HintError) -> [UInt8] in try read(0, Int(size)) })
+          generation: generation,
+          copy: { () throws(HintError) -> Int in
+            do throws(FileError) { return try copy.fill(from: file) } catch { throw .unreadable(error.description) }
+          },
+          read: { (offset, count) throws(HintError) -> [UInt8] in
+            guard let bytes = copy.read(at: offset, count: count) else {
+              throw .truncated(size: copy.count, expected: UInt64(max(offset, 0)) &+ UInt64(max(count, 0)))
+            }
+            return bytes
+          },
+          release: { offset, count in copy.release(at: offset, count: count) })
       } catch {
         switch error {
         case .staleWriting, .staleChanged:

@@ -29,8 +29,13 @@ struct HintsReadCommand: ParsableCommand {
   func run() throws {
     let file = try HintsFiles.open(path)
     let hints: HintSet
-    do { hints = try HintRegionFile.read(file) } catch {
+    var attempts = 0
+    do { hints = try HintRegionFile.read(file, attempts: &attempts) } catch {
       throw CommandFailure("\(file.path): \(error)")
+    }
+    if attempts > 1 {
+      // Said on standard error so that the report itself is the same either way.
+      logStderr("note: the agent was publishing: read \(attempts) times, the last from one copy")
     }
     if output.json {
       var out = JSONStream.standardOutput()

@@ -21,6 +21,37 @@ import Testing
     #expect(h.metadata.count == 2)
   }
 
+  /// Decoding from a copy that shrinks (the retry after a torn read): every section's bytes are
+  /// released once read, none is read after its release, and the hints are the same.
+  @Test func releasedRangesAreNeverReadAgainAndCoverEverySection() throws {
+    var c = sampleContent()
+    // 500,000 runs of 4 bytes: two chunks of the frame table (1 MiB each).
+    c.frames = FrameClassTable(entries: (0..<1_500_000).map { FrameEntry($0 / 3 % 2 == 0 ? .free : .userData).rawValue })
+    let bytes = try region(c, size: 4 << 20, generation: 8)
+    var released = [Bool](repeating: false, count: bytes.count)
+    var touchedAfterRelease: [Int] = []
+    let h = try HintFormat.decode(
+      size: bytes.count,
+      read: { (offset, count) throws(HintError) -> [UInt8] in
+        if released[offset..<(offset + count)].contains(true) { touchedAfterRelease.append(offset) }
+        return Array(bytes[offset..<(offset + count)])
+      },
+      release: { offset, count in
+        for i in offset..<(offset + count) { released[i] = true }
+      })
+    #expect(touchedAfterRelease.isEmpty, "read after release at \(touchedAfterRelease.prefix(5))")
+    let plain = try HintFormat.decode(bytes)
+    #expect(h.frames == plain.frames)
+    #expect(h.files.count == plain.files.count)
+    #expect(h.kernel == plain.kernel)
+    #expect(h.metadata.count == plain.metadata.count)
+    // Everything after the header and directory that a section holds was released: the frame
+    // table alone is over 1 MiB here.
+    let releasedBytes = released.lazy.filter { $0 }.count
+    #expect(releasedBytes > 1 << 20, "only \(releasedBytes) bytes released")
+    #expect(!released[0..<HintFormat.headerSize].contains(true))
+  }
+
   @Test func unknownKernelFieldsStayUnknown() throws {
     var c = sampleContent()
     c.kernel = KernelSymbolHints()

@@ -11,6 +11,36 @@ import Testing
     return dir
   }
 
+  /// The hint reader's shrinking copy: filled from a file, read back, released a range at a
+  /// time; a released page is never served again (an error, not the kernel's zeros).
+  @Test func releasableCopyServesOnlyWhatWasNotReleased() throws {
+    let dir = try temporaryDirectory()
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let page = 4096
+    let bytes = (0..<(4 * page + 100)).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 1) }
+    try Files.writeAtomically(bytes, to: dir + "/f")
+    let file = try OpenFile.open(dir + "/f")
+    let copy = try ReleasableCopy(capacity: bytes.count, path: file.path)
+    #expect(try copy.fill(from: file) == bytes.count)
+    #expect(copy.read(at: 0, count: bytes.count) == bytes)
+    #expect(copy.read(at: bytes.count - 1, count: 2) == nil)
+    #expect(copy.read(at: -1, count: 1) == nil)
+    // Only whole pages inside the range go: [100, 2 pages + 50) holds page 1 alone.
+    copy.release(at: 100, count: 2 * page - 50)
+    #expect(copy.releasedPages == 1)
+    #expect(copy.read(at: 0, count: page) == Array(bytes[0..<page]))
+    #expect(copy.read(at: 2 * page, count: 10) == Array(bytes[(2 * page)..<(2 * page + 10)]))
+    #expect(copy.read(at: page - 1, count: 2) == nil)
+    #expect(copy.read(at: page + 5, count: 1) == nil)
+    copy.release(at: 0, count: bytes.count)
+    #expect(copy.releasedPages == 4)  // the last, partial page is not inside the range's pages
+    #expect(copy.read(at: 4 * page, count: 100) == Array(bytes[(4 * page)...]))
+    #expect(copy.read(at: 0, count: 1) == nil)
+    // Refilled, everything is served again.
+    #expect(try copy.fill(from: file) == bytes.count)
+    #expect(copy.read(at: page, count: page) == Array(bytes[page..<(2 * page)]))
+  }
+
   @Test func linesArriveWholeCutOrLastWithoutNewline() throws {
     let dir = try temporaryDirectory()
     defer { try? FileManager.default.removeItem(atPath: dir) }

@@ -59,8 +59,14 @@ extension HintFormat {
   /// count)` returns those bytes (fewer only if the file shrank, an error). The region is never
   /// held whole beside what is decoded from it: the checksum is computed in chunks, then each
   /// section is read, decoded and dropped.
+  ///
+  /// `release(offset, count)`, when given, is told each range of a section once it has been read
+  /// for the last time (after the checksum pass, every section's bytes are read exactly once, in
+  /// forward order within the section, and sections never overlap), so that a caller decoding
+  /// from its own copy of the region can give those pages back while the decoded form grows.
   public static func decode(
-    size: Int, read: (_ offset: Int, _ count: Int) throws(HintError) -> [UInt8]
+    size: Int, read: (_ offset: Int, _ count: Int) throws(HintError) -> [UInt8],
+    release consumed: ((_ offset: Int, _ count: Int) -> Void)? = nil
   ) throws(HintError) -> HintSet {
     func fetch(_ offset: Int, _ count: Int) throws(HintError) -> [UInt8] {
       let got = try read(offset, count)
@@ -176,21 +182,47 @@ extension HintFormat {
     func load(_ s: Section) throws(HintError) -> HintFields {
       HintFields(try fetch(s.offset, s.length), base: s.offset)
     }
+    func done(_ s: Section) { consumed?(s.offset, s.length) }
     guard let kernelSection = found[.kernel] else { throw .malformed("missing kernel section") }
     let kernel = try decodeKernel(try load(kernelSection), kernelSection)
+    done(kernelSection)
     // The frame table is read a chunk at a time into what it decodes to (a table of runs is
-    // 6 bytes per 4-byte run: the section beside it would make 2.5x).
+    // 6 bytes per 4-byte run: the section beside it would make 2.5x). Each chunk is released
+    // when the next is read: the decoder reads them in order and never goes back.
     let frames = try found[.frames].map { (s) throws(HintError) in
-      try decodeFrames(s) { at, n throws(HintError) in HintFields(try fetch(at, n), base: at) }
+      var previous: (at: Int, n: Int)? = nil
+      let table = try decodeFrames(s) { at, n throws(HintError) in
+        if let p = previous { consumed?(p.at, p.n) }
+        previous = (at, n)
+        return HintFields(try fetch(at, n), base: at)
+      }
+      done(s)
+      return table
     }
     // The files section, the largest, is read whole and kept as read: its records are checked
-    // here and decoded one at a time when asked for (`CachedFiles`).
+    // here and decoded one at a time when asked for (`CachedFiles`). It is read a chunk at a
+    // time, each chunk released once appended, so a caller's copy shrinks as the array grows.
     let files = try found[.files].map { (s) throws(HintError) in
-      try decodeFiles(s, pageSize: pageSize, totalFrames: frames?.totalFrames, bytes: try fetch(s.offset, s.length))
+      var bytes: [UInt8] = []
+      bytes.reserveCapacity(s.length)
+      var at = s.offset
+      while at < s.offset + s.length {
+        let n = min(readChunk, s.offset + s.length - at)
+        bytes.append(contentsOf: try fetch(at, n))
+        consumed?(at, n)
+        at += n
+      }
+      return try decodeFiles(s, pageSize: pageSize, totalFrames: frames?.totalFrames, bytes: bytes)
     } ?? .empty
-    let metadata = try found[.metadata].map { (s) throws(HintError) in try decodeMetadata(try load(s), s) } ?? []
+    let metadata = try found[.metadata].map { (s) throws(HintError) -> [(key: String, value: String)] in
+      defer { done(s) }
+      return try decodeMetadata(try load(s), s)
+    } ?? []
 
-    let btf = try found[.btf].map { (s) throws(HintError) in try decodeBTF(try load(s), s) }
+    let btf = try found[.btf].map { (s) throws(HintError) in
+      defer { done(s) }
+      return try decodeBTF(try load(s), s)
+    }
 
     var set = HintSet(
       generation: generation, regionSize: regionSize, usedSize: used, published: published,
@@ -556,12 +588,36 @@ public enum HintReader {
   public static func readConsistent(
     generation: () throws(HintError) -> UInt64, copy: () throws(HintError) -> [UInt8]
   ) throws(HintError) -> HintSet {
+    var bytes: [UInt8] = []
+    return try readConsistent(
+      generation: generation,
+      copy: { () throws(HintError) -> Int in
+        bytes = try copy()
+        return bytes.count
+      },
+      read: { (offset, count) throws(HintError) -> [UInt8] in
+        guard offset >= 0, count >= 0, offset <= bytes.count, count <= bytes.count - offset else {
+          throw .truncated(size: bytes.count, expected: UInt64(max(offset, 0)) &+ UInt64(max(count, 0)))
+        }
+        return Array(bytes[offset..<(offset + count)])
+      }, release: nil)
+  }
+
+  /// The same protocol over a copy that the caller keeps: `copy()` takes it inside the seqlock
+  /// window and returns its size, `read` serves bytes from it, and `release` is told each range
+  /// the decoder is done with (see `HintFormat.decode(size:read:release:)`), so that the copy
+  /// can shrink while the hints are decoded from it: copy and decoded form are never both whole.
+  public static func readConsistent(
+    generation: () throws(HintError) -> UInt64, copy: () throws(HintError) -> Int,
+    read: (_ offset: Int, _ count: Int) throws(HintError) -> [UInt8],
+    release: ((_ offset: Int, _ count: Int) -> Void)?
+  ) throws(HintError) -> HintSet {
     let before = try generation()
     guard before % 2 == 0 else { throw .staleWriting(generation: before) }
-    let bytes = try copy()
+    let size = try copy()
     let after = try generation()
     guard before == after else { throw .staleChanged(before: before, after: after) }
-    let set = try HintFormat.decode(bytes)
+    let set = try HintFormat.decode(size: size, read: read, release: release)
     guard set.generation == before else { throw .staleChanged(before: before, after: set.generation) }
     return set
   }
