@@ -10,8 +10,9 @@ import KscopeOS
 /// The one reader of hint files: `kscope hints read`, `kscope color` and the tests use it.
 /// It lives in its own target, without Foundation, so that the guest agent can use it too.
 public enum HintRegionFile {
-  /// How often a read that met the agent mid-publication is tried again (a publication is a
-  /// few milliseconds of copying; a snapshot never changes, so its reads never retry).
+  /// How often a read that met the agent mid-publication is tried again, after a pause of 1, 4
+  /// and 16 ms (a publication is a few milliseconds of copying; a snapshot never changes, so its
+  /// reads never retry).
   public static let staleRetries = 3
 
   /// Opens `path` (a regular file; the user's own path, links followed) and reads it.
@@ -83,6 +84,8 @@ public enum HintRegionFile {
         case .staleWriting, .staleChanged:
           attempt += 1
           if attempt > staleRetries { throw error }
+          // The agent is mid-publication: give it 1, 4, then 16 ms to finish before copying.
+          HostProcess.sleep(microseconds: 1000 << (2 * UInt64(attempt - 1)))
         default: throw error
         }
       }
